@@ -1,0 +1,53 @@
+# Sourced by every shell test (nbdkit style).
+#   requires CMD...     skip (exit 77) unless each command exists
+#   cleanup_fn CMD...   run CMD at exit, last registered first
+#   fail MSG            print and exit 1
+set -u
+KL_TOP=${KL_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+KL=${KL:-$KL_TOP/kvm-launch}
+QEMU=${QEMU:-/usr/bin/qemu-system-x86_64}
+export KL_TOP KL QEMU
+
+_kl_cleanups=
+cleanup_fn() {
+	_kl_cleanups="$*
+$_kl_cleanups"
+}
+_kl_run_cleanups() {
+	rc=$?
+	set +e
+	printf '%s\n' "$_kl_cleanups" | while IFS= read -r c; do
+		[ -n "$c" ] && eval "$c"
+	done
+	exit $rc
+}
+trap _kl_run_cleanups EXIT
+trap 'exit 130' INT TERM
+
+requires() {
+	for c in "$@"; do
+		if ! command -v "$c" >/dev/null 2>&1 && [ ! -x "$c" ]; then
+			echo "SKIP: $0: requires $c"
+			exit 77
+		fi
+	done
+}
+
+requires_root() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "SKIP: $0: requires root"
+		exit 77
+	fi
+}
+
+fail() {
+	echo "FAIL: $0: $*" >&2
+	exit 1
+}
+
+# Sets TMP to a fresh temporary directory removed at exit (not in a subshell:
+# the cleanup must be registered in the test's own shell).
+kl_tmpdir() {
+	TMP=$(mktemp -d "${TMPDIR:-/tmp}/kl-test.XXXXXX")
+	cleanup_fn "rm -rf '$TMP'"
+}
