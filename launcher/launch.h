@@ -1,0 +1,53 @@
+/* One launch, as data: what came in, what the probes found, what the policy
+ * decided, and what will be exec'd.  Built by kl_launch_prepare(); read by
+ * the output modes (--dry-run, --explain), the state writer and the agent. */
+#ifndef KL_LAUNCHER_LAUNCH_H
+#define KL_LAUNCHER_LAUNCH_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include "../common/error.h"
+#include "../common/strbuf.h"
+#include "../policy/policy.h"
+#include "../policy/probe.h"
+#include "../policy/types.h"
+#include "model.h"
+
+struct kl_disk_result {
+	const struct kl_disk_given *given;   /* owned by the model */
+	struct kl_disk_facts facts;
+	struct kl_decision decision;
+	bool takes_aio;
+	/* What QEMU will run with after the rewrite (given value when untouched;
+	 * UNSET stays UNSET = QEMU's default, threads/writeback). */
+	enum kl_aio aio;
+	enum kl_cache cache;
+};
+
+struct kl_launch {
+	char *qemu;                       /* the real QEMU path */
+	int argc;                         /* QEMU arguments as given (without the QEMU path) */
+	char *const *argv;
+	struct kl_model *model;           /* NULL when parsing failed (fail-open) */
+	size_t ndisks;
+	struct kl_disk_result *disks;
+	struct kl_host_facts host;
+	struct kl_vm_context vm;
+	bool capability_probe;            /* libvirt's -machine none probe: pass through untouched */
+	bool failed_open;                 /* our parsing/probing failed: QEMU gets the original arguments */
+	struct strvec exec_argv;          /* full argv to exec: QEMU path first */
+
+	/* Where this VM's state lives (NULL when no state is kept). */
+	char *state_dir;
+	char *state_file;                 /* STATE_DIR/NAME.json */
+	char *agent_socket;               /* QMP monitor held by the agent */
+	char *query_socket;               /* QMP monitor for --status / --set */
+	char *agent_log;
+	pid_t pid;                        /* our PID = QEMU's PID after exec */
+	unsigned long long start_ticks;   /* /proc/PID/stat starttime, to detect PID reuse */
+	long long started_unix;           /* wall clock at launch */
+};
+
+void kl_launch_free(struct kl_launch *l);
+
+#endif
