@@ -1,0 +1,18 @@
+/* Small file helpers used by several modules. */
+#ifndef KL_FILEUTIL_H
+#define KL_FILEUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "error.h"
+
+/* Read a whole file of at most max bytes (NUL-terminated; NULL on error or
+ * when larger than max). */
+char *kl_read_small_file(const char *path, size_t max, struct kl_error *err);
+/* Write via a temporary file in the same directory, fsync, rename: readers
+ * see the old or the new file, never a part. */
+int kl_write_file_atomic(const char *path, const char *content, mode_t mode, struct kl_error *err);
+/* mkdir -p; existing directories are fine. */
+int kl_mkdir_p(const char *path, mode_t mode, struct kl_error *err);
+
+#endif

@@ -1,0 +1,265 @@
+/* kvm-launch: stands where QEMU is expected, rewrites each disk's aio= and
+ * cache= from the policy, and execs the real QEMU in place. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "../common/cleanup.h"
+#include "../common/log.h"
+#include "../common/xalloc.h"
+#include "../policy/policy.h"
+#include "../policy/probe.h"
+#include "agent.h"
+#include "exec.h"
+#include "launch.h"
+#include "options.h"
+#include "prepare.h"
+#include "report.h"
+#include "set.h"
+#include "state.h"
+#include "status.h"
+
+#define GUARD_TIMEOUT_S 20
+
+/* The policy to use: --config, else the default file; a missing default file
+ * means the built-in rules.  Returns NULL (err set) when the file exists but
+ * cannot be used. */
+static struct kl_policy *load_policy(const struct kl_options *o, struct kl_error *err)
+{
+	const char *path = o->config ? o->config : KL_DEFAULT_CONFIG;
+	struct kl_policy *p = NULL;
+	_cleanup_strvec_ struct strvec warnings = STRVEC_INIT;
+
+	if (access(path, F_OK) < 0 && errno == ENOENT) {
+		if (o->config_given)
+			kl_warn("policy file %s does not exist: using the built-in rules", path);
+		else
+			kl_debug("no policy file at %s: using the built-in rules", path);
+		return kl_policy_builtin();
+	}
+	if (kl_policy_check_file_safety(path, err) < 0)
+		return NULL;
+	if (kl_policy_load_file(path, &p, &warnings, err) < 0)
+		return NULL;
+	for (size_t i = 0; i < warnings.n; i++)
+		kl_info("%s", warnings.v[i]);
+	return p;
+}
+
+static const char *choose_qemu(const struct kl_options *o, const struct kl_policy *p)
+{
+	if (o->qemu)
+		return o->qemu;
+	if (p && kl_policy_globals(p)->qemu)
+		return kl_policy_globals(p)->qemu;
+	return KL_DEFAULT_QEMU;
+}
+
+static const char *choose_state_dir(const struct kl_options *o, const struct kl_policy *p)
+{
+	if (o->state_dir)
+		return o->state_dir;
+	if (p && kl_policy_globals(p)->state_dir)
+		return kl_policy_globals(p)->state_dir;
+	return NULL; /* kl_state_prepare picks the default */
+}
+
+static const char *choose_cache_dir(const struct kl_policy *p)
+{
+	if (p && kl_policy_globals(p)->cache_dir)
+		return kl_policy_globals(p)->cache_dir;
+	return KL_DEFAULT_CACHE_DIR;
+}
+
+static void log_decisions(const struct kl_launch *l)
+{
+	for (size_t i = 0; i < l->ndisks; i++) {
+		const struct kl_disk_result *d = &l->disks[i];
+		if (!d->decision.changed)
+			continue;
+		kl_info("%s: disk %s: aio=%s cache=%s (rule %s)", l->vm.name ? l->vm.name : "vm",
+			d->given->id ? d->given->id : d->given->node ? d->given->node : "?",
+			kl_report_aio(d), kl_report_cache(d), d->decision.rule);
+	}
+}
+
+/* State, monitors and agent are extras: a VM starts without them. */
+static void set_up_state(struct kl_launch *l, const char *state_dir)
+{
+	struct kl_error err = KL_ERROR_INIT;
+
+	if (kl_state_prepare(l, state_dir, &err) < 0) {
+		kl_warn("no state for this VM (--status will not list it): %s", err.msg);
+		return;
+	}
+	size_t plain_argc = l->exec_argv.n;
+	kl_state_add_monitors(l);
+	if (kl_state_write(l, &err) < 0) {
+		kl_warn("no state for this VM (--status will not list it): %s", err.msg);
+		while (l->exec_argv.n > plain_argc)
+			free(l->exec_argv.v[--l->exec_argv.n]);
+		l->exec_argv.v[l->exec_argv.n] = NULL;
+		return;
+	}
+	if (kl_agent_spawn(l, &err) < 0)
+		kl_warn("no agent for this VM (live settings not applied): %s", err.msg);
+}
+
+static int launch_main(const struct kl_options *o)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	struct kl_launch l = { 0 };
+	struct kl_policy *policy = load_policy(o, &err);
+	bool refuse = policy && kl_policy_globals(policy)->on_error == KL_ON_ERROR_REFUSE;
+	bool exec_mode = o->mode == KL_MODE_LAUNCH;
+	int rc = 0;
+
+	l.qemu = xstrdup(choose_qemu(o, policy));
+	l.argc = o->rest_argc;
+	l.argv = o->rest_argv;
+	if (kl_exec_is_self(l.qemu)) {
+		kl_err("the real QEMU (%s) is kvm-launch itself: set 'qemu =' in the policy file or use --qemu", l.qemu);
+		kl_launch_free(&l);
+		kl_policy_free(policy);
+		return 1;
+	}
+
+	struct strvec original = STRVEC_INIT;
+	strvec_push_dup(&original, l.qemu);
+	for (int i = 0; i < l.argc; i++)
+		strvec_push_dup(&original, l.argv[i]);
+	if (exec_mode)
+		kl_exec_guard_arm(strvec_terminate(&original), refuse, GUARD_TIMEOUT_S);
+
+	if (!policy) {
+		kl_err("%s; starting QEMU with the original arguments", err.msg);
+		l.failed_open = true;
+		strvec_free(&l.exec_argv);
+		for (size_t i = 0; i < original.n; i++)
+			strvec_push_dup(&l.exec_argv, original.v[i]);
+	} else {
+		struct kl_prepare_config cfg = {
+			.probe_env = &kl_probe_env_real,
+			.cache_dir = choose_cache_dir(policy),
+		};
+		if (kl_launch_prepare(&l, policy, &cfg, &err) < 0) {
+			if (refuse) {
+				kl_err("%s; refusing to start (on-error = refuse)", err.msg);
+				rc = 1;
+				goto out;
+			}
+			kl_err("%s; starting QEMU with the original arguments", err.msg);
+		}
+	}
+
+	switch (o->mode) {
+	case KL_MODE_DRY_RUN:
+	case KL_MODE_EXPLAIN:
+		if (o->json) {
+			_cleanup_json_ json_object *j = kl_report_json(&l);
+			puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		} else if (o->mode == KL_MODE_DRY_RUN) {
+			kl_report_argv(&l, stdout);
+		} else {
+			kl_report_explain(&l, stdout);
+		}
+		goto out;
+	default:
+		break;
+	}
+
+	if (!l.capability_probe && !l.failed_open) {
+		log_decisions(&l);
+		set_up_state(&l, choose_state_dir(o, policy));
+	}
+	kl_exec_guard_disarm();
+	fflush(NULL);
+	kl_exec_qemu(strvec_terminate(&l.exec_argv), &err);
+	kl_err("%s", err.msg);
+	rc = 127;
+out:
+	kl_exec_guard_disarm();
+	strvec_free(&original);
+	kl_launch_free(&l);
+	kl_policy_free(policy);
+	return rc;
+}
+
+static int check_policy_main(const struct kl_options *o)
+{
+	const char *path = o->mode_arg ? o->mode_arg : o->config ? o->config : KL_DEFAULT_CONFIG;
+	_cleanup_strvec_ struct strvec diags = STRVEC_INIT;
+	int errors = kl_policy_check(path, &diags);
+
+	for (size_t i = 0; i < diags.n; i++)
+		fprintf(errors ? stderr : stdout, "%s\n", diags.v[i]);
+	if (errors) {
+		fprintf(stderr, "%s: %d error%s\n", path, errors, errors == 1 ? "" : "s");
+		return 1;
+	}
+	printf("%s: valid\n", path);
+	return 0;
+}
+
+/* Modes that read the policy only for its global settings. */
+static struct kl_policy *policy_for_globals(const struct kl_options *o)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	struct kl_policy *p = load_policy(o, &err);
+	if (!p) {
+		kl_warn("%s: using default settings", err.msg);
+		p = kl_policy_builtin();
+	}
+	return p;
+}
+
+int main(int argc, char **argv)
+{
+	struct kl_options o;
+	struct kl_error err = KL_ERROR_INIT;
+
+	if (kl_options_parse(argc, argv, &o, &err) < 0) {
+		kl_err("%s", err.msg);
+		kl_usage(stderr);
+		return 2;
+	}
+	if (o.verbose >= 2)
+		kl_log_set_level(KL_LOG_DEBUG);
+	else if (o.verbose == 1 || o.mode == KL_MODE_LAUNCH)
+		kl_log_set_level(KL_LOG_INFO);
+
+	switch (o.mode) {
+	case KL_MODE_HELP:
+		kl_usage(stdout);
+		return 0;
+	case KL_MODE_VERSION:
+		printf("kvm-launch %s\n", KL_VERSION);
+		return 0;
+	case KL_MODE_CHECK_POLICY:
+		return check_policy_main(&o);
+	case KL_MODE_STATUS: {
+		struct kl_policy *p = policy_for_globals(&o);
+		const char *name = o.rest_argc > 0 ? o.rest_argv[0] : NULL;
+		int rc = kl_status_main(choose_state_dir(&o, p), name, o.json, o.prometheus);
+		kl_policy_free(p);
+		return rc;
+	}
+	case KL_MODE_SET: {
+		struct kl_policy *p = policy_for_globals(&o);
+		int rc = kl_set_main(choose_state_dir(&o, p), o.rest_argc, o.rest_argv, o.force);
+		kl_policy_free(p);
+		return rc;
+	}
+	case KL_MODE_AGENT:
+		return kl_agent_main(o.mode_arg);
+	case KL_MODE_CALIBRATE:
+		kl_err("--calibrate is not available in this build");
+		return 2;
+	default:
+		return launch_main(&o);
+	}
+}

@@ -1,0 +1,161 @@
+#include "qemu_caps.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/cleanup.h"
+#include "../common/log.h"
+#include "../common/xalloc.h"
+#include "../qmp/qmp.h"
+#include "../common/fileutil.h"
+
+#define CAPS_FILE "qemu-caps.json"
+#define PROBE_TIMEOUT_MS 10000
+
+static char *binary_identity(const char *qemu, struct kl_error *err)
+{
+	struct stat st;
+	if (stat(qemu, &st) < 0) {
+		kl_error_errno(err, errno, "stat %s", qemu);
+		return NULL;
+	}
+	return xasprintf("%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev,
+			 (unsigned long long)st.st_ino, (long long)st.st_size,
+			 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+}
+
+/* The schema lists enum BlockdevAioOptions with "io_uring" only when QEMU
+ * was built with CONFIG_LINUX_IO_URING. */
+static bool schema_has_io_uring(json_object *schema)
+{
+	size_t n = json_object_is_type(schema, json_type_array) ? json_object_array_length(schema) : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(schema, i), *mt, *values;
+		if (!json_object_object_get_ex(e, "meta-type", &mt) ||
+		    strcmp(json_object_get_string(mt), "enum") != 0 ||
+		    !json_object_object_get_ex(e, "values", &values) ||
+		    !json_object_is_type(values, json_type_array))
+			continue;
+		bool has_threads = false, has_uring = false;
+		for (size_t j = 0; j < json_object_array_length(values); j++) {
+			const char *v = json_object_get_string(json_object_array_get_idx(values, j));
+			if (!v)
+				continue;
+			has_threads |= strcmp(v, "threads") == 0;
+			has_uring |= strcmp(v, "io_uring") == 0;
+		}
+		if (has_threads && has_uring)
+			return true;
+	}
+	return false;
+}
+
+static void reap(pid_t pid)
+{
+	for (int i = 0; i < 200; i++) {
+		if (waitpid(pid, NULL, WNOHANG) != 0)
+			return;
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+static int ask_qemu(const char *qemu, enum kl_tri *out, struct kl_error *err)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return kl_error_errno(err, errno, "socketpair");
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return kl_error_errno(err, errno, "fork");
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0 || (null >= 0 && dup2(null, 2) < 0))
+			_exit(127);
+		char *const args[] = { (char *)qemu, "-machine", "none", "-nodefaults", "-no-user-config",
+				       "-display", "none", "-S", "-qmp", "stdio", NULL };
+		execv(qemu, args);
+		_exit(127);
+	}
+	close(sv[1]);
+
+	struct qmp_client *c = NULL;
+	_cleanup_json_ json_object *schema = NULL;
+	int r = qmp_connect_fd(sv[0], PROBE_TIMEOUT_MS, &c, err);
+	if (r == 0)
+		r = qmp_execute(c, "query-qmp-schema", NULL, PROBE_TIMEOUT_MS, &schema, err);
+	if (r == 0) {
+		*out = schema_has_io_uring(schema) ? KL_TRI_YES : KL_TRI_NO;
+		qmp_execute(c, "quit", NULL, 1000, NULL, NULL);
+	}
+	if (c)
+		qmp_close(c);
+	else
+		close(sv[0]);
+	reap(pid);
+	if (r < 0)
+		kl_error_prefix(err, "asking %s for its capabilities", qemu);
+	return r;
+}
+
+static json_object *read_cache(const char *path)
+{
+	_cleanup_free_ char *text = kl_read_small_file(path, 1 << 20, NULL);
+	if (!text)
+		return NULL;
+	json_object *o = json_tokener_parse(text);
+	if (o && !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+int kl_qemu_io_uring(const char *qemu, const char *cache_dir, enum kl_tri *out, struct kl_error *err)
+{
+	_cleanup_free_ char *id = binary_identity(qemu, err);
+	_cleanup_free_ char *path = cache_dir ? xasprintf("%s/%s", cache_dir, CAPS_FILE) : NULL;
+	_cleanup_json_ json_object *cache = path ? read_cache(path) : NULL;
+	json_object *entry, *v;
+
+	*out = KL_TRI_UNKNOWN;
+	if (!id)
+		return -1;
+	if (cache && json_object_object_get_ex(cache, qemu, &entry) &&
+	    json_object_object_get_ex(entry, "id", &v) && strcmp(json_object_get_string(v), id) == 0 &&
+	    json_object_object_get_ex(entry, "io_uring", &v) && json_object_is_type(v, json_type_boolean)) {
+		*out = json_object_get_boolean(v) ? KL_TRI_YES : KL_TRI_NO;
+		return 0;
+	}
+	if (ask_qemu(qemu, out, err) < 0)
+		return -1;
+	if (!path)
+		return 0;
+
+	/* Best effort: a cache we cannot write costs one QEMU start per launch. */
+	if (!cache)
+		cache = json_object_new_object();
+	entry = json_object_new_object();
+	json_object_object_add(entry, "id", json_object_new_string(id));
+	json_object_object_add(entry, "io_uring", json_object_new_boolean(*out == KL_TRI_YES));
+	json_object_object_add(cache, qemu, entry);
+	struct kl_error werr = KL_ERROR_INIT;
+	if (kl_mkdir_p(cache_dir, 0755, &werr) < 0 ||
+	    kl_write_file_atomic(path, json_object_to_json_string_ext(cache, JSON_C_TO_STRING_PRETTY |
+							   JSON_C_TO_STRING_NOSLASHESCAPE), 0644, &werr) < 0)
+		kl_debug("cannot cache QEMU capabilities: %s", werr.msg);
+	return 0;
+}
