@@ -41,4 +41,66 @@ int kl_probe_host(const struct kl_probe_env *env, struct kl_host_facts *out, str
  * for cluster/network filesystems. */
 const char *kl_fs_name(unsigned long magic, bool *shared);
 
+/* ---- Additions (probe module): building blocks of the two probes above,
+ * usable and testable on their own. ---- */
+
+/* fs.aio-nr headroom kept free when env->aio_reserve is 0: 4 contexts of
+ * QEMU's 1024 events (see probe-host.c for the derivation). */
+#define KL_AIO_RESERVE_DEFAULT 4096UL
+
+/* kl_probe_disk zeroes *out first (do not pass facts holding notes). */
+
+/* The real checks the NULL hooks stand for: io_uring sets up a ring, submits
+ * a NOP and reaps it (with a 1 s deadline) and checks READV/WRITEV/FSYNC;
+ * libaio does io_setup(1)/io_destroy.  0 usable, -1 not (err says why). */
+int kl_probe_io_uring_real(struct kl_error *err);
+int kl_probe_libaio_real(struct kl_error *err);
+
+/* Is a filesystem shared storage, by statfs magic: YES network/cluster, NO
+ * local, UNKNOWN for unknown magics and for those that can be either (FUSE,
+ * 9p, virtiofs, vxfs). */
+enum kl_tri kl_fs_shared(unsigned long magic);
+/* Same for a FUSE mount type from the mount table ("fuse.glusterfs",
+ * "fuse.lxcfs", "fuseblk"): YES known network, NO known local, else UNKNOWN. */
+enum kl_tri kl_fuse_shared(const char *type);
+
+/* What an image header says. */
+struct kl_image_info {
+	char format[16];        /* QEMU driver name: "raw", "qcow2", "qcow", "qed", "vmdk", "vdi",
+				 * "vhdx", "vpc", "luks", "dmg", "parallels", "bochs", "cloop" */
+	unsigned version;       /* qcow/qcow2/luks version, 0 if none */
+	uint64_t virtual_size;  /* qcow/qcow2/qed/vdi guest size from the header, 0 unknown */
+	bool has_backing;       /* qcow/qcow2/qed with a backing file */
+};
+/* Detect the format from the first bytes of an image (up to 512) and, when
+ * the caller has them, its last 512 bytes (VHD fixed-disk footer, DMG
+ * trailer; tail may be NULL).  Anything unrecognised is "raw". */
+void kl_image_detect(const unsigned char *head, size_t head_len, const unsigned char *tail, size_t tail_len,
+		     struct kl_image_info *out);
+
+/* Filesystem type of the mount holding path (resolved with realpath when it
+ * exists): from <proc_root>/proc/self/mountinfo, preferring entries whose
+ * device is dev and then the longest mount-point prefix; else from
+ * <proc_root>/proc/self/mounts by longest prefix.  Returns 0 and fills type
+ * (and mnt if not NULL), -1 if no mount table could be read or nothing
+ * matched. */
+int kl_probe_mount_type(const struct kl_probe_env *env, const char *path, dev_t dev, char *type, size_t type_len,
+			char *mnt, size_t mnt_len);
+
+/* A block device MAJ:MIN from <sys_root>/sys/dev/block: kind (partitions
+ * count as their disk), rotational, shared (multipath, iSCSI/FC LUNs, NVMe
+ * over fabrics, rbd; followed through dm/md slaves), preallocated (NO for
+ * thin LVM) and notes.  Never fails: what sysfs lacks stays UNKNOWN. */
+void kl_probe_block_sysfs(const struct kl_probe_env *env, unsigned maj, unsigned min, struct kl_disk_facts *out);
+
+/* Does the command line name a network backend?  True for a network driver
+ * (rbd, nbd, iscsi, gluster, ssh, http(s), ftp(s), nfs, curl...) or, when no
+ * local driver is given, a protocol prefix in path ("nbd:", "rbd:",
+ * "gluster+tcp://"...); drv gets the driver name ("gluster"). */
+bool kl_probe_is_network(const char *driver, const char *path, char *drv, size_t drv_len);
+
+/* Read a small text file <root><path> (sysfs, procfs) into buf, without the
+ * trailing newline.  Returns its length, -1 with errno on failure. */
+ssize_t kl_probe_read_file(const char *root, const char *path, char *buf, size_t len);
+
 #endif
