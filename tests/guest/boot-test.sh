@@ -41,8 +41,13 @@ eval "$paths"
 tmp=$(mktemp -d /tmp/kl-boot-test.XXXXXX)
 qpid=
 cleanup() {
-    [[ -n $qpid ]] && kill -KILL "$qpid" 2>/dev/null && wait "$qpid" 2>/dev/null
+    local rc=$? # keep the script's exit code: the trap's own commands must not replace it
+    if [[ -n $qpid ]]; then
+        kill -KILL "$qpid" 2>/dev/null || true
+        wait "$qpid" 2>/dev/null || true
+    fi
     if [[ ${KL_KEEP:-0} = 1 ]]; then echo "boot-test: kept $tmp" >&2; else rm -rf "$tmp"; fi
+    exit "$rc"
 }
 trap cleanup EXIT
 log=$tmp/serial.log

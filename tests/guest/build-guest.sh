@@ -91,7 +91,7 @@ if [[ ${KL_GUEST_REFRESH_KERNEL:-0} = 1 || ! -s $out/kernel/vmlinuz || ! -s $out
     msg "downloading $pkg"
     deb=$(fetch_deb "$pkg") || skip "apt-get download $pkg failed"
     dpkg-deb -x "$deb" "$tmp/k"
-    vmlinuz=$(ls "$tmp"/k/boot/vmlinuz-* | head -n1)
+    vmlinuz=$(find "$tmp/k/boot" -name 'vmlinuz-*' | head -n1)
     [[ -s $vmlinuz ]] || fail "$pkg has no boot/vmlinuz-*"
     kver=${vmlinuz##*/vmlinuz-}
     rm -rf "$out/kernel.new"
