@@ -54,7 +54,10 @@ void kl_error_prefix(struct kl_error *err, const char *fmt, ...)
 	vsnprintf(prefix, sizeof prefix, fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof old);
-	snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+	/* Truncation is acceptable: the start of a message says the most. */
+	int n = snprintf(err->msg, sizeof err->msg, "%s: ", prefix);
+	if (n >= 0 && (size_t)n < sizeof err->msg)
+		strncat(err->msg, old, sizeof err->msg - (size_t)n - 1);
 	err->set = true;
 }
 

@@ -48,11 +48,14 @@ const char *kl_fs_name(unsigned long magic, bool *shared);
  * QEMU's 1024 events (see probe-host.c for the derivation). */
 #define KL_AIO_RESERVE_DEFAULT 4096UL
 
-/* kl_probe_disk zeroes *out first (do not pass facts holding notes). */
+/* Note on kl_probe_disk/kl_probe_host: they zero *out first, so pass facts
+ * that hold no notes yet (the launcher fills aio_ranking/calibration and
+ * io_uring_qemu afterwards). */
 
 /* The real checks the NULL hooks stand for: io_uring sets up a ring, submits
  * a NOP and reaps it (with a 1 s deadline) and checks READV/WRITEV/FSYNC;
- * libaio does io_setup(1)/io_destroy.  0 usable, -1 not (err says why). */
+ * libaio calls io_setup(0) (EINVAL = the syscall works; no io_destroy, which
+ * costs an RCU grace period).  0 usable, -1 not (err says why). */
 int kl_probe_io_uring_real(struct kl_error *err);
 int kl_probe_libaio_real(struct kl_error *err);
 
@@ -69,8 +72,9 @@ struct kl_image_info {
 	char format[16];        /* QEMU driver name: "raw", "qcow2", "qcow", "qed", "vmdk", "vdi",
 				 * "vhdx", "vpc", "luks", "dmg", "parallels", "bochs", "cloop" */
 	unsigned version;       /* qcow/qcow2/luks version, 0 if none */
-	uint64_t virtual_size;  /* qcow/qcow2/qed/vdi guest size from the header, 0 unknown */
-	bool has_backing;       /* qcow/qcow2/qed with a backing file */
+	uint64_t virtual_size;  /* guest size from the header (qcow, qcow2, qed, vmdk sparse, vdi,
+				 * vpc, parallels), 0 unknown */
+	bool has_backing;       /* qcow/qcow2/qed with a backing file, differencing VHD */
 };
 /* Detect the format from the first bytes of an image (up to 512) and, when
  * the caller has them, its last 512 bytes (VHD fixed-disk footer, DMG
@@ -93,10 +97,20 @@ int kl_probe_mount_type(const struct kl_probe_env *env, const char *path, dev_t 
  * thin LVM) and notes.  Never fails: what sysfs lacks stays UNKNOWN. */
 void kl_probe_block_sysfs(const struct kl_probe_env *env, unsigned maj, unsigned min, struct kl_disk_facts *out);
 
+/* Regular files: statfs (fs, fs_magic, shared; a FUSE mount's type from the
+ * mount table), rotational of the filesystem's device and storage_id. */
+void kl_probe_file_fs(const struct kl_probe_env *env, const char *path, const struct stat *st,
+		      struct kl_disk_facts *out);
+/* Regular files: preallocated when the allocated blocks (st_blocks * 512)
+ * cover, within 64 KiB + 0.1%, the guest size the header gives (qcow2, qed,
+ * vmdk, vdi, vpc, parallels) or else st_size.  img may be NULL (raw). */
+void kl_probe_file_alloc(const struct stat *st, const struct kl_image_info *img, struct kl_disk_facts *out);
+
 /* Does the command line name a network backend?  True for a network driver
- * (rbd, nbd, iscsi, gluster, ssh, http(s), ftp(s), nfs, curl...) or, when no
- * local driver is given, a protocol prefix in path ("nbd:", "rbd:",
- * "gluster+tcp://"...); drv gets the driver name ("gluster"). */
+ * (rbd, nbd, iscsi, gluster, ssh, http(s), ftp(s), nfs, curl...) or, when the
+ * driver is absent or only a format name, a protocol prefix in path ("nbd:",
+ * "rbd:", "gluster+tcp://"...); drv gets the driver name ("gluster").  With
+ * file/host_device/host_cdrom the path is a plain name, as in QEMU. */
 bool kl_probe_is_network(const char *driver, const char *path, char *drv, size_t drv_len);
 
 /* Read a small text file <root><path> (sysfs, procfs) into buf, without the
