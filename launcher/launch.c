@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/cleanup.h"
 #include "../common/log.h"
 #include "../common/xalloc.h"
 #include "prepare.h"

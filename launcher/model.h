@@ -22,7 +22,11 @@ enum kl_disk_source {
 /* Parse QEMU's arguments (argv[0] is the first QEMU argument, not the QEMU
  * path).  The strings are borrowed and must outlive the model.  Fails on
  * shapes it cannot understand safely (malformed -drive/-blockdev/-device,
- * unknown or cyclic node references, duplicate node names). */
+ * unknown or cyclic node references, duplicate node names, an option QEMU
+ * 7.2 does not have, an option missing its argument, a -set that would
+ * change a disk's cache/aio behind the rewrite).  Messages name the
+ * argument: "-blockdev argument 7: unknown node 'x' referenced as file"
+ * (7 = position on the full command line, the QEMU path being 0). */
 int kl_model_parse(int argc, char *const argv[], struct kl_model **out, struct kl_error *err);
 void kl_model_free(struct kl_model *m);
 
@@ -33,8 +37,17 @@ bool kl_model_machine_none(const struct kl_model *m);     /* -machine none / -M 
 bool kl_model_daemonize(const struct kl_model *m);
 const char *kl_model_pidfile(const struct kl_model *m);   /* NULL if none */
 bool kl_model_readconfig(const struct kl_model *m);       /* -readconfig present: its disks are not inspected */
+const char *kl_model_machine_type(const struct kl_model *m); /* the last -machine type=; NULL if none */
+/* Disks the model does not manage: -hda..-hdd, -fda/-fdb, -cdrom, -sd,
+ * -mtdblock, -pflash and bare image names.  They run with QEMU's defaults. */
+size_t kl_model_legacy_disk_count(const struct kl_model *m);
+/* For a path "/dev/fdset/N": the first fd an -add-fd put in set N (an fd
+ * kvm-launch inherited and can fstat/probe), -1 if none. */
+int kl_model_fdset_fd(const struct kl_model *m, const char *path);
 
-/* The disks, in command-line order. */
+/* The disks, in command-line order: every -drive but if=pflash, and every
+ * top -blockdev node (not referenced as file/backing/... by another node,
+ * and not a -machine pflash0=/pflash1= firmware node). */
 size_t kl_model_disk_count(const struct kl_model *m);
 /* What the command line gives for disk i (strings owned by the model). */
 const struct kl_disk_given *kl_model_disk(const struct kl_model *m, size_t i);
@@ -43,15 +56,21 @@ enum kl_disk_source kl_model_disk_source(const struct kl_model *m, size_t i);
 bool kl_model_disk_takes_aio(const struct kl_model *m, size_t i);
 
 /* Ask for disk i to run with aio/cache (UNSET leaves that setting exactly as
- * given).  The cache mode is written the way libvirt writes it: on -drive
+ * given; AUTO/KEEP are taken as UNSET).  Asking for what is given changes
+ * nothing; asking for WRITEBACK on a disk given without cache options
+ * (UNSET) writes them explicitly.  The cache mode is written the way libvirt writes it: on -drive
  * cache=MODE (and any cache.* keys made consistent); on -blockdev
  * "cache":{"direct","no-flush"} on the storage and format nodes and
  * "write-cache" on the -device.  aio goes only on a protocol node that takes
  * it; an aio on other nodes is never added. */
 void kl_model_set_disk(struct kl_model *m, size_t i, enum kl_aio aio, enum kl_cache cache);
 
-/* The command line with the requested changes (without the QEMU path).  The
- * strings are new copies; untouched arguments are copied byte for byte. */
+/* The command line with the requested changes (without the QEMU path),
+ * appended to out.  The strings are new copies; untouched arguments are
+ * copied byte for byte, and touched ones keep every byte they do not change.
+ * Fails (out untouched) when a node shared by two disks would need two
+ * settings, or when a protocol node would get aio=native without O_DIRECT.
+ * Can be called again after more kl_model_set_disk calls. */
 int kl_model_rewrite(const struct kl_model *m, struct strvec *out, struct kl_error *err);
 
 #endif
