@@ -36,6 +36,8 @@ void kl_drive_free(struct kl_drive *d)
 	kl_kv_free(&d->kv);
 	free(d->path);
 	d->path = NULL;
+	free(d->auto_id);
+	d->auto_id = NULL;
 }
 
 int kl_drive_parse(const char *arg, size_t argi, struct kl_drive *d, struct kl_error *err)

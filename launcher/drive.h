@@ -21,6 +21,7 @@ struct kl_drive {
 	size_t argi;                /* position of the value in the QEMU arguments */
 	struct kl_kv kv;
 	const char *id;             /* NULL if none */
+	char *auto_id;              /* owned: the id QEMU gives it when id is NULL (drive-id.h) */
 	const char *node_name;
 	const char *ifname;         /* if=; NULL = the machine's default */
 	const char *file;

@@ -12,6 +12,7 @@
 #include "blockdev.h"
 #include "device.h"
 #include "drive.h"
+#include "drive-id.h"
 #include "keyval.h"
 
 /* Every option of QEMU 7.2's qemu-system-x86_64 and whether it takes an
@@ -417,7 +418,7 @@ static void fill_drive_disk(struct kl_model *m, struct mdisk *k)
 	struct kl_cache_flags fl = d->flags;
 	bool explicit = d->cache_explicit;
 	g->node = d->id ? d->id : d->node_name;
-	g->id = d->id;
+	g->id = d->id ? d->id : d->auto_id;
 	g->path = d->path;
 	g->driver = d->driver;
 	g->format = d->format;
@@ -485,6 +486,10 @@ static int finish(struct kl_model *m, struct kl_error *err)
 	}
 	if (check_sets(m, err) < 0)
 		return -1;
+	/* pc and q35 (and the default machine) put -drive without if= on IDE. */
+	const char *mt = m->machine_type;
+	bool ide_default = !mt || strncmp(mt, "pc", 2) == 0 || strncmp(mt, "q35", 3) == 0;
+	kl_drive_assign_auto_ids(m->drives, m->ndrives, ide_default ? "ide" : NULL);
 
 	/* The disks, in command-line order: -drive (but firmware flash) and
 	 * top -blockdev nodes (but those -machine pflash0/1 names). */

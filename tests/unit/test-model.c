@@ -615,7 +615,7 @@ static void test_drive_legacy(void)
 	CHECK_INTEQ(kl_model_fdset_fd(m, g->path), 25);
 	CHECK_INTEQ(kl_model_fdset_fd(m, "/dev/fdset/4"), -1);
 	g = kl_model_disk(m, 5);
-	CHECK(g->id == NULL);
+	GIVEN_STR(g, id, "virtio0");  /* QEMU's own name for it */
 	GIVEN_STR(g, path, "/var/lib/libvirt/images/plain.img");
 
 	/* Indices in argv: 0 -name 1 v 2 -machine 3 v 4 -drive 5 d0 6 -device
@@ -713,6 +713,31 @@ static void test_blockdev_handmade(void)
 }
 
 /* The -drive shapes, one by one. */
+/* A -drive without id is named as QEMU names it (checked against query-block
+ * on QEMU 7.2): per interface, IDE two units a bus, media in the name. */
+static void test_drive_auto_ids(void)
+{
+	char *argv[] = {
+		"-drive", "file=/a.raw,if=virtio,format=raw",
+		"-drive", "file=/b.raw,if=virtio,format=raw",
+		"-drive", "file=/c.qcow2",
+		"-drive", "file=/d.iso,if=ide,media=cdrom,readonly=on",
+		"-drive", "file=/e.raw,format=raw,if=none,id=x",
+		"-drive", "file=/f.raw,format=raw,if=none",
+		"-drive", "file=/g.raw,format=raw,if=ide",
+		"-drive", "file=/h.raw,format=raw,if=virtio,index=7",
+		NULL,
+	};
+	static const char *const want[] = { "virtio0", "virtio1", "ide0-hd0", "ide0-cd1", "x", "none1", "ide1-hd0", "virtio7" };
+	struct kl_model *m = parse(argv);
+	if (!m)
+		return;
+	CHECK_INTEQ(kl_model_disk_count(m), 8);
+	for (size_t i = 0; i < 8 && i < kl_model_disk_count(m); i++)
+		CHECK_STREQ(kl_model_disk(m, i)->id, want[i]);
+	kl_model_free(m);
+}
+
 static void test_drive_shapes(void)
 {
 	char *argv[] = {
@@ -1290,6 +1315,7 @@ int main(void)
 	RUN(test_drive_legacy);
 	RUN(test_blockdev_handmade);
 	RUN(test_drive_shapes);
+	RUN(test_drive_auto_ids);
 	RUN(test_vm_and_skipping);
 	RUN(test_errors);
 	RUN(test_shared_backing_conflict);
