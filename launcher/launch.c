@@ -79,9 +79,10 @@ static int prepare_rewrite(struct kl_launch *l, const struct kl_policy *policy,
 		return -1;
 	l->vm.name = kl_model_name(l->model);
 	l->vm.incoming = kl_model_incoming(l->model);
-	if (kl_model_machine_none(l->model)) {
-		/* libvirt's capability probe: it must see QEMU exactly. */
-		l->capability_probe = true;
+	if (kl_model_machine_none(l->model) || kl_model_informational(l->model)) {
+		/* libvirt's capability probe, or QEMU asked only to print
+		 * something: it must see QEMU exactly. */
+		l->not_a_vm = true;
 		use_original_argv(l);
 		return 0;
 	}

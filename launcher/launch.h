@@ -33,7 +33,7 @@ struct kl_launch {
 	struct kl_disk_result *disks;
 	struct kl_host_facts host;
 	struct kl_vm_context vm;
-	bool capability_probe;            /* libvirt's -machine none probe: pass through untouched */
+	bool not_a_vm;                    /* libvirt's -machine none probe, -help, -version: passed through untouched */
 	bool failed_open;                 /* our parsing/probing failed: QEMU gets the original arguments */
 	struct strvec exec_argv;          /* full argv to exec: QEMU path first */
 

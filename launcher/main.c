@@ -172,7 +172,7 @@ static int launch_main(const struct kl_options *o)
 		break;
 	}
 
-	if (!l.capability_probe && !l.failed_open) {
+	if (!l.not_a_vm && !l.failed_open) {
 		log_decisions(&l);
 		set_up_state(&l, choose_state_dir(o, policy));
 	}

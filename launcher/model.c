@@ -197,6 +197,7 @@ struct kl_model {
 	char *const *argv;
 	const char *name, *pidfile, *machine_type;
 	bool incoming, daemonize, readconfig, snapshot;
+	bool informational;             /* -help, -version, -device help...: QEMU runs no VM */
 	size_t legacy_disks;
 
 	struct kl_kv **kvs;             /* -name, -machine, -add-fd: borrowed strings point here */
@@ -299,9 +300,25 @@ static bool is_legacy_disk_option(const char *name)
 	return false;
 }
 
+/* "help" or "?" as a value, alone or as the last parameter (-device
+ * virtio-blk-pci,help): QEMU prints something and exits. */
+static bool asks_for_help(const char *val)
+{
+	size_t n = strlen(val);
+	if (strcmp(val, "help") == 0 || strcmp(val, "?") == 0)
+		return true;
+	return (n > 5 && strcmp(val + n - 5, ",help") == 0 && val[n - 6] != ',') ||
+	       (n > 2 && strcmp(val + n - 2, ",?") == 0 && val[n - 3] != ',');
+}
+
 static int handle_option(struct kl_model *m, const char *opt, const char *val, size_t vi, struct kl_error *err)
 {
 	struct kl_kv *kv;
+	if (strcmp(opt, "h") == 0 || strcmp(opt, "help") == 0 || strcmp(opt, "version") == 0 ||
+	    (val && asks_for_help(val))) {
+		m->informational = true;
+		return 0;
+	}
 	if (strcmp(opt, "drive") == 0) {
 		struct kl_drive *d = xmalloc(sizeof *d);
 		if (kl_drive_parse(val, vi, d, err) < 0) {
@@ -660,6 +677,7 @@ bool kl_model_daemonize(const struct kl_model *m) { return m->daemonize; }
 const char *kl_model_pidfile(const struct kl_model *m) { return m->pidfile; }
 bool kl_model_readconfig(const struct kl_model *m) { return m->readconfig; }
 const char *kl_model_machine_type(const struct kl_model *m) { return m->machine_type; }
+bool kl_model_informational(const struct kl_model *m) { return m->informational; }
 size_t kl_model_legacy_disk_count(const struct kl_model *m) { return m->legacy_disks; }
 
 bool kl_model_machine_none(const struct kl_model *m)

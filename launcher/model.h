@@ -35,6 +35,9 @@ const char *kl_model_name(const struct kl_model *m);      /* -name guest=X / -na
 bool kl_model_incoming(const struct kl_model *m);         /* -incoming present */
 bool kl_model_machine_none(const struct kl_model *m);     /* -machine none / -M none (libvirt's capability probe) */
 bool kl_model_daemonize(const struct kl_model *m);
+/* -help, -version, or an option asking for help (-device help, -machine ?):
+ * QEMU only prints something, so it passes through like the capability probe. */
+bool kl_model_informational(const struct kl_model *m);
 const char *kl_model_pidfile(const struct kl_model *m);   /* NULL if none */
 bool kl_model_readconfig(const struct kl_model *m);       /* -readconfig present: its disks are not inspected */
 const char *kl_model_machine_type(const struct kl_model *m); /* the last -machine type=; NULL if none */

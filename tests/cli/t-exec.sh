@@ -1,0 +1,54 @@
+#!/bin/bash
+# Exec contract: the real QEMU replaces kvm-launch (same PID), environment
+# and inherited fds are kept; libvirt's capability probe passes through; a
+# QEMU that is kvm-launch itself is refused; QEMU's own -help/-version pass.
+. "${KL_TOP:-.}/tests/functions.sh"
+requires "$KL"
+kl_tmpdir
+export KL_RECORD=$TMP/argv
+printf 'cache-dir = %s/cache\nstate-dir = %s/state\n' "$TMP" "$TMP" > "$TMP/k.conf"
+chmod 0644 "$TMP/k.conf"
+
+# Same PID, environment and an inherited fd: the stand-in reports them.
+cat > "$TMP/qemu" <<'EOT'
+#!/bin/sh
+for a in "$@"; do [ "$a" = stdio ] && exit 1; done
+echo "pid=$$ env=$KL_TEST_ENV fd9=$(cat <&9)" > "$KL_RECORD"
+EOT
+chmod +x "$TMP/qemu"
+echo inherited > "$TMP/fd9"
+KL_TEST_ENV=kept bash -c 'echo "launcher=$$"; exec "$0" --config "$1" --qemu "$2" -- -name t -m 64 9<"$3"' \
+	"$KL" "$TMP/k.conf" "$TMP/qemu" "$TMP/fd9" > "$TMP/out" 2> "$TMP/err" || fail "launch failed: $(cat "$TMP/err")"
+launcher=$(sed -n 's/^launcher=//p' "$TMP/out")
+grep -q "^pid=$launcher env=kept fd9=inherited\$" "$KL_RECORD" || fail "exec contract broken: $(cat "$KL_RECORD") (launcher $launcher)"
+
+# libvirt's capability probe: untouched, and no state written.
+fake=$KL_TOP/tests/helpers/fake-qemu.sh
+printf 'cache-dir = %s/cache\nstate-dir = %s/probe-state\n' "$TMP" "$TMP" > "$TMP/probe.conf"
+chmod 0644 "$TMP/probe.conf"
+probe=(-S -no-user-config -nodefaults -nographic -machine none,accel=kvm:tcg -qmp unix:/tmp/x.monitor,server=on,wait=off -pidfile /tmp/x.pid -daemonize)
+"$KL" --config "$TMP/probe.conf" --qemu "$fake" "${probe[@]}" 2> "$TMP/err" || fail "probe: exit $?"
+printf '%s\0' "$fake" "${probe[@]}" | cmp -s - "$KL_RECORD" || fail "probe arguments changed"
+[ ! -e "$TMP/probe-state" ] || [ -z "$(ls -A "$TMP/probe-state")" ] || fail "probe left state"
+[ ! -s "$TMP/err" ] || fail "probe: kvm-launch wrote to stderr: $(cat "$TMP/err")"
+
+# QEMU's single-dash -help/-version are QEMU's.
+for a in -help -version; do
+	"$KL" --config "$TMP/k.conf" --qemu "$fake" "$a" || fail "$a: exit $?"
+	printf '%s\0' "$fake" "$a" | cmp -s - "$KL_RECORD" || fail "$a did not reach QEMU"
+done
+
+# Refuse to exec itself.
+if "$KL" --config "$TMP/k.conf" --qemu "$KL" -- -name t 2> "$TMP/err"; then
+	fail "exec'd itself"
+fi
+grep -q 'kvm-launch itself' "$TMP/err" || fail "no self-exec message"
+ln -s "$KL" "$TMP/qemu-system-x86_64"
+if "$KL" --config "$TMP/k.conf" --qemu "$TMP/qemu-system-x86_64" -- -name t 2>/dev/null; then
+	fail "exec'd itself through a symlink"
+fi
+
+# Our own options.
+"$KL" --version | grep -q '^kvm-launch [0-9]' || fail "--version"
+"$KL" --help | grep -q -- '--dry-run' || fail "--help"
+echo "exec contract: ok"
