@@ -4,7 +4,7 @@
  *   cc -O2 -o aio-engines tests/bench/aio-engines.c -laio -luring
  *   ./aio-engines PATH libaio|io_uring QD SECONDS
  *
- * Prints "ENGINE qd=QD iops=N".  PATH may be a regular file or a block
+ * Prints "ENGINE qd=QD iops=N cpu_us_per_io=C".  PATH may be a regular file or a block
  * device; it is opened read-only with O_DIRECT.  Used to choose the built-in
  * order of aio=auto (policy/defaults.c). */
 #define _GNU_SOURCE
@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -150,6 +151,10 @@ int main(int argc, char **argv)
 	double t0 = now();
 	uint64_t n = strcmp(argv[2], "libaio") == 0 ? run_libaio(fd, qd, secs, bufs) : run_uring(fd, qd, secs, bufs);
 	double t = now() - t0;
-	printf("%s qd=%d iops=%.0f\n", argv[2], qd, n / t);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	/* CPU time of this process per I/O: the submitting thread's cost. */
+	printf("%s qd=%d iops=%.0f cpu_us_per_io=%.2f\n", argv[2], qd, n / t, n ? cpu * 1e6 / (double)n : 0.0);
 	return 0;
 }
