@@ -40,12 +40,17 @@ void strbuf_appendc(struct strbuf *b, char c)
 
 void strbuf_appendf(struct strbuf *b, const char *fmt, ...)
 {
+	char small[256];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(small, sizeof small, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
+	if ((size_t)n < sizeof small) {
+		strbuf_append_len(b, small, (size_t)n);
+		return;
+	}
 	reserve(b, (size_t)n);
 	va_start(ap, fmt);
 	vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);

@@ -114,7 +114,9 @@ static int launch_main(const struct kl_options *o)
 	struct kl_error err = KL_ERROR_INIT;
 	struct kl_launch l = { 0 };
 	struct kl_policy *policy = load_policy(o, &err);
-	bool refuse = policy && kl_policy_globals(policy)->on_error == KL_ON_ERROR_REFUSE;
+	/* A policy that fails to load still says what to do on errors. */
+	bool refuse = policy ? kl_policy_globals(policy)->on_error == KL_ON_ERROR_REFUSE
+			     : kl_policy_file_on_error(o->config ? o->config : KL_DEFAULT_CONFIG) == KL_ON_ERROR_REFUSE;
 	bool exec_mode = o->mode == KL_MODE_LAUNCH;
 	int rc = 0;
 
@@ -135,7 +137,11 @@ static int launch_main(const struct kl_options *o)
 	if (exec_mode)
 		kl_exec_guard_arm(strvec_terminate(&original), refuse, GUARD_TIMEOUT_S);
 
-	if (!policy) {
+	if (!policy && refuse) {
+		kl_err("%s; refusing to start (on-error = refuse)", err.msg);
+		rc = 1;
+		goto out;
+	} else if (!policy) {
 		kl_err("%s; starting QEMU with the original arguments", err.msg);
 		l.failed_open = true;
 		strvec_free(&l.exec_argv);

@@ -48,3 +48,14 @@ rm -f "$KL_RECORD"
 printf '%s\0' "$fake" -name x -m 64 | cmp -s - "$KL_RECORD" || fail "broken policy: arguments changed"
 grep -q '^kvm-launch: ' "$TMP/err" || fail "broken policy: no message"
 echo "fail-open: ok"
+
+# A policy with an error that says on-error = refuse: refused, QEMU not started.
+printf 'on-error = refuse\n[rule x]\nbogus-key = 1\n' > "$TMP/broken-refuse.conf"
+chmod 0644 "$TMP/broken-refuse.conf"
+rm -f "$KL_RECORD"
+if "$KL" --config "$TMP/broken-refuse.conf" --qemu "$fake" -- -name x 2> "$TMP/err"; then
+	fail "broken policy with on-error = refuse started QEMU"
+fi
+[ ! -f "$KL_RECORD" ] || fail "broken refusing policy: QEMU started"
+grep -q '^kvm-launch: .*refus' "$TMP/err" || fail "broken refusing policy: no refusal message"
+echo "broken policy with on-error = refuse: ok"
