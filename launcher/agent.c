@@ -1,0 +1,554 @@
+#include "agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/cleanup.h"
+#include "../common/log.h"
+#include "../common/xalloc.h"
+#include "../qmp/qmp.h"
+#include "procinfo.h"
+#include "set.h"
+#include "state.h"
+
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+#define QMP_CALL_TIMEOUT_MS 5000
+
+/* ---- spawning ---- */
+
+/* Close every fd >= from, except keep (-1: none). */
+static void close_all_from(int from)
+{
+	if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0)
+		return;
+	/* Before Linux 5.9: walk /proc/self/fd (opendir's own fd is skipped). */
+	DIR *d = opendir("/proc/self/fd");
+	if (d) {
+		int dfd = dirfd(d);
+		struct dirent *e;
+		int fds[1024];
+		size_t n = 0;
+		while ((e = readdir(d)) && n < sizeof fds / sizeof *fds) {
+			int fd = atoi(e->d_name);
+			if (e->d_name[0] != '.' && fd >= from && fd != dfd)
+				fds[n++] = fd;
+		}
+		closedir(d);
+		for (size_t i = 0; i < n; i++)
+			close(fds[i]);
+		return;
+	}
+	long max = sysconf(_SC_OPEN_MAX);
+	for (long fd = from; fd < (max > 0 ? max : 65536); fd++)
+		close((int)fd);
+}
+
+static void reset_signals(void)
+{
+	sigset_t none;
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* In the grandchild: becomes the agent.  Never returns. */
+static _Noreturn void agent_child(const char *state_file, int pidfd)
+{
+	/* The pidfd goes to fd 3; everything else inherited (libvirt's monitor
+	 * and log fds, the launcher's own) is closed. */
+	if (pidfd >= 0 && pidfd != KL_AGENT_PIDFD) {
+		if (dup2(pidfd, KL_AGENT_PIDFD) < 0)
+			_exit(1);
+		pidfd = KL_AGENT_PIDFD;
+	} else if (pidfd == KL_AGENT_PIDFD) {
+		int fl = fcntl(pidfd, F_GETFD);
+		if (fl >= 0)
+			fcntl(pidfd, F_SETFD, fl & ~FD_CLOEXEC);
+	}
+	close_all_from(pidfd >= 0 ? KL_AGENT_PIDFD + 1 : KL_AGENT_PIDFD);
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO && null != pidfd)
+			close(null);
+	}
+	if (chdir("/") < 0) {
+		/* harmless: we only use absolute paths */
+	}
+	char *argv[] = { (char *)"kvm-launch", (char *)"--agent", (char *)state_file, NULL };
+	extern char **environ;
+	execve("/proc/self/exe", argv, environ);
+	/* No /proc or exec refused: run here, in the launcher's copy. */
+	_exit(kl_agent_run(state_file, pidfd));
+}
+
+int kl_agent_spawn(const struct kl_launch *l, struct kl_error *err)
+{
+	/* Without monitors (no socket path fitted) the agent still removes the
+	 * entry when QEMU exits. */
+	if (!l->state_file)
+		return 0;
+
+	int pidfd = kl_pidfd_open(getpid());
+	if (pidfd < 0)
+		kl_debug("pidfd_open: %s: the agent will poll for QEMU's exit", strerror(errno));
+
+	pid_t child = fork();
+	if (child < 0) {
+		int e = errno;
+		if (pidfd >= 0)
+			close(pidfd);
+		return kl_error_errno(err, e, "cannot fork the agent");
+	}
+	if (child == 0) {
+		/* The launcher's crash guard must not run QEMU in here. */
+		reset_signals();
+		setsid();
+		pid_t grandchild = fork();
+		if (grandchild < 0)
+			_exit(1);
+		if (grandchild == 0)
+			agent_child(l->state_file, pidfd);
+		_exit(0);
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	int status;
+	while (waitpid(child, &status, 0) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == ECHILD) /* SIGCHLD ignored by our parent: reaped already */
+			return 0;
+		return kl_error_errno(err, errno, "waiting for the agent's first fork");
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return kl_error_fail(err, "the agent could not be started (second fork failed)");
+	return 0;
+}
+
+/* ---- the agent ---- */
+
+struct agent {
+	const char *state_file;
+	pid_t qemu_pid;
+	unsigned long long qemu_ticks;
+	bool unnamed;
+	int pidfd;
+	struct qmp_client *qmp;
+	json_object *state;      /* as read at start (disks, sockets) */
+	bool entry_gone;         /* our entry was replaced by a newer launch */
+};
+
+static double now_unix(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Has QEMU exited?  Waits up to timeout_ms (0: just look). */
+static bool qemu_gone(struct agent *a, int timeout_ms)
+{
+	if (a->pidfd >= 0) {
+		struct pollfd p = { .fd = a->pidfd, .events = POLLIN };
+		int r;
+		do
+			r = poll(&p, 1, timeout_ms);
+		while (r < 0 && errno == EINTR);
+		return r > 0;
+	}
+	if (kl_proc_check(a->qemu_pid, a->qemu_ticks) != KL_PROC_ALIVE)
+		return true;
+	if (timeout_ms > 0) {
+		struct timespec ts = { timeout_ms / 1000, (timeout_ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return kl_proc_check(a->qemu_pid, a->qemu_ticks) != KL_PROC_ALIVE;
+}
+
+/* ---- state updates ---- */
+
+struct agent_update {
+	const char *state;        /* new agent.state, or NULL */
+	const char *error;        /* agent.error, or NULL */
+	json_object *applied;     /* entries to append to agent.applied (borrowed) */
+	json_object *events;      /* entries to append to agent.events (borrowed) */
+	unsigned long dropped;    /* events QMP dropped */
+};
+
+static json_object *ensure_array(json_object *parent, const char *key)
+{
+	json_object *a = kl_js_get(parent, key, json_type_array);
+	if (!a) {
+		a = json_object_new_array();
+		json_object_object_add(parent, key, a);
+	}
+	return a;
+}
+
+static void append_capped(json_object *arr, json_object *items, size_t cap)
+{
+	for (size_t i = 0; items && i < json_object_array_length(items); i++)
+		json_object_array_add(arr, json_object_get(json_object_array_get_idx(items, i)));
+	size_t n = json_object_array_length(arr);
+	if (n > cap)
+		json_object_array_del_idx(arr, 0, n - cap);
+}
+
+static int apply_update(json_object *st, void *vctx, struct kl_error *err)
+{
+	struct agent_update *u = vctx;
+	(void)err;
+	json_object *agent = kl_js_get(st, "agent", json_type_object);
+	if (!agent) {
+		agent = json_object_new_object();
+		json_object_object_add(st, "agent", agent);
+	}
+	unsigned long long ticks = 0;
+	kl_proc_start_ticks(getpid(), &ticks);
+	json_object_object_add(agent, "pid", json_object_new_int64(getpid()));
+	json_object_object_add(agent, "start_ticks", json_object_new_int64((int64_t)ticks));
+	if (u->state)
+		json_object_object_add(agent, "state", json_object_new_string(u->state));
+	if (u->error)
+		json_object_object_add(agent, "error", json_object_new_string(u->error));
+	if (u->applied)
+		append_capped(ensure_array(agent, "applied"), u->applied, 64);
+	if (u->events)
+		append_capped(ensure_array(agent, "events"), u->events, KL_STATE_MAX_EVENTS);
+	if (u->dropped)
+		json_object_object_add(agent, "events_dropped", json_object_new_int64((int64_t)u->dropped));
+	return 1;
+}
+
+static void record(struct agent *a, struct agent_update *u)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	bool gone = false;
+	if (a->entry_gone)
+		return;
+	if (kl_state_update(a->state_file, a->qemu_pid, a->qemu_ticks, apply_update, u, &gone, &err) < 0)
+		kl_warn("agent: cannot update %s: %s", a->state_file, err.msg);
+	if (gone) {
+		kl_info("agent: %s no longer describes QEMU pid %d: not updating it", a->state_file, (int)a->qemu_pid);
+		a->entry_gone = true;
+	}
+}
+
+static void record_state(struct agent *a, const char *state, const char *error)
+{
+	struct agent_update u = { .state = state, .error = error };
+	record(a, &u);
+}
+
+/* ---- live settings ---- */
+
+static void apply_throttles(struct agent *a)
+{
+	json_object *disks = kl_js_get(a->state, "disks", json_type_array);
+	size_t n = disks ? json_object_array_length(disks) : 0;
+	bool any = false;
+
+	for (size_t i = 0; i < n; i++)
+		if (kl_js_get(json_object_array_get_idx(disks, i), "throttle", json_type_object))
+			any = true;
+	if (!any)
+		return;
+
+	_cleanup_json_ json_object *blocks = NULL;
+	_cleanup_json_ json_object *applied = json_object_new_array();
+	struct kl_error err = KL_ERROR_INIT;
+	if (qmp_execute(a->qmp, "query-block", NULL, QMP_CALL_TIMEOUT_MS, &blocks, &err) < 0) {
+		kl_warn("agent: query-block: %s: throttling not applied", err.msg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_object *disk = json_object_array_get_idx(disks, i);
+		json_object *want = kl_js_get(disk, "throttle", json_type_object);
+		if (!want)
+			continue;
+		const char *label = kl_js_str(disk, "id") ? kl_js_str(disk, "id") : kl_js_str(disk, "node");
+		json_object *entry = json_object_new_object();
+		json_object_object_add(entry, "time", json_object_new_double(now_unix()));
+		json_object_object_add(entry, "disk", json_object_new_string(label ? label : "?"));
+		json_object_object_add(entry, "setting", json_object_new_string("throttle"));
+		json_object_object_add(entry, "values", json_object_get(want));
+		json_object *block = kl_block_find(blocks, disk);
+		if (!block) {
+			kl_warn("agent: disk %s: not found in query-block: throttling not applied", label ? label : "?");
+			json_object_object_add(entry, "ok", json_object_new_boolean(false));
+			json_object_object_add(entry, "error", json_object_new_string("disk not found in query-block"));
+			json_object_array_add(applied, entry);
+			continue;
+		}
+		_cleanup_json_ json_object *args = kl_throttle_args(block, want);
+		kl_error_clear(&err);
+		if (qmp_execute(a->qmp, "block_set_io_throttle", args, QMP_CALL_TIMEOUT_MS, NULL, &err) < 0) {
+			kl_warn("agent: disk %s: block_set_io_throttle: %s", label ? label : "?", err.msg);
+			json_object_object_add(entry, "ok", json_object_new_boolean(false));
+			json_object_object_add(entry, "error", json_object_new_string(err.msg));
+		} else {
+			_cleanup_free_ char *text = kl_throttle_text(want);
+			kl_info("agent: disk %s: throttle %s", label ? label : "?", text);
+			json_object_object_add(entry, "ok", json_object_new_boolean(true));
+		}
+		json_object_array_add(applied, entry);
+	}
+	struct agent_update u = { .applied = applied };
+	record(a, &u);
+}
+
+/* ---- events ---- */
+
+static bool notable(const char *ev)
+{
+	static const char *const prefixes[] = {
+		"BLOCK_", "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "SUSPEND", "WAKEUP",
+		"GUEST_PANICKED", "GUEST_CRASHLOADED", "DEVICE_DELETED", "DEVICE_TRAY_MOVED", "WATCHDOG",
+		"MIGRATION", "MEMORY_FAILURE", "QUORUM_",
+	};
+	if (strcmp(ev, "MIGRATION_PASS") == 0)
+		return false;
+	for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+		if (strncmp(ev, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
+static json_object *event_entry(json_object *ev)
+{
+	const char *name = kl_js_str(ev, "event");
+	json_object *e = json_object_new_object();
+	json_object *ts = kl_js_get(ev, "timestamp", json_type_object);
+	double t = ts ? (double)kl_js_int(ts, "seconds", 0) + (double)kl_js_int(ts, "microseconds", 0) / 1e6
+		      : now_unix();
+	json_object_object_add(e, "time", json_object_new_double(t));
+	json_object_object_add(e, "event", json_object_new_string(name ? name : "?"));
+	json_object *data = kl_js_get(ev, "data", json_type_object);
+	if (data)
+		json_object_object_add(e, "data", json_object_get(data));
+	return e;
+}
+
+/* Take every event already here; record the notable ones.  Returns -1 when
+ * the connection is gone. */
+static int drain_events(struct agent *a)
+{
+	_cleanup_json_ json_object *batch = json_object_new_array();
+	struct kl_error err = KL_ERROR_INIT;
+	int r;
+	json_object *ev;
+
+	while ((r = qmp_next_event(a->qmp, 0, &ev, &err)) == 1) {
+		const char *name = kl_js_str(ev, "event");
+		if (name && notable(name)) {
+			json_object *data = kl_js_get(ev, "data", json_type_object);
+			kl_info("agent: event %s%s%s", name, data ? " " : "",
+				data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN) : "");
+			json_object_array_add(batch, event_entry(ev));
+		}
+		json_object_put(ev);
+	}
+	if (json_object_array_length(batch) > 0) {
+		struct agent_update u = { .events = batch, .dropped = qmp_dropped_events(a->qmp) };
+		record(a, &u);
+	}
+	if (r < 0) {
+		kl_info("agent: monitor connection ended: %s", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- exit ---- */
+
+struct finish_ctx {
+	const char *state_file;
+	bool keep_log;
+};
+
+static int finish_entry(json_object *st, void *vctx, struct kl_error *err)
+{
+	struct finish_ctx *f = vctx;
+	(void)err;
+	kl_state_remove(f->state_file, st, f->keep_log);
+	return 0;
+}
+
+static void finish(struct agent *a)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	struct finish_ctx f = { a->state_file, !a->unnamed };
+	kl_info("agent: QEMU (pid %d) exited: removing its state", (int)a->qemu_pid);
+	if (kl_state_update(a->state_file, a->qemu_pid, a->qemu_ticks, finish_entry, &f, NULL, &err) < 0)
+		kl_warn("agent: %s", err.msg);
+}
+
+/* ---- main loop ---- */
+
+static int connect_monitor(struct agent *a, const char *sock)
+{
+	long long deadline = monotonic_ms() + KL_AGENT_CONNECT_TIMEOUT_MS;
+	struct kl_error err = KL_ERROR_INIT;
+
+	for (;;) {
+		if (qemu_gone(a, 0))
+			return -1;
+		long long left = deadline - monotonic_ms();
+		if (left <= 0) {
+			kl_warn("agent: no answer on %s after %d s: %s", sock, KL_AGENT_CONNECT_TIMEOUT_MS / 1000, err.msg);
+			return -1;
+		}
+		kl_error_clear(&err);
+		if (qmp_connect_wait(sock, left < 1000 ? (int)left : 1000, &a->qmp, &err) == 0)
+			return 0;
+		/* Refused or timed out: QEMU still starting, stopped, or gone. */
+		qemu_gone(a, 50);
+	}
+}
+
+int kl_agent_run(const char *state_file, int pidfd)
+{
+	struct agent a = { .state_file = state_file, .pidfd = pidfd };
+	struct kl_error err = KL_ERROR_INIT;
+	int rc = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (kl_state_read(state_file, &a.state, &err) < 0) {
+		kl_err("agent: %s", err.msg);
+		return 1;
+	}
+	const char *log = kl_js_str(a.state, "agent_log");
+	int logfd = log ? open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640) : -1;
+	kl_log_set_fd(logfd);
+	if (kl_log_get_level() < KL_LOG_INFO)
+		kl_log_set_level(KL_LOG_INFO);
+
+	a.qemu_pid = (pid_t)kl_js_int(a.state, "pid", 0);
+	a.qemu_ticks = (unsigned long long)kl_js_int(a.state, "start_ticks", 0);
+	a.unnamed = kl_js_str(a.state, "name") == NULL;
+	kl_info("agent: pid %d for QEMU pid %d (%s)", (int)getpid(), (int)a.qemu_pid, state_file);
+
+	/* Make sure the pidfd is QEMU's; else open one (and check it is still
+	 * the process that started at start_ticks, not a reused PID). */
+	if (a.pidfd >= 0 && kl_proc_pidfd_pid(a.pidfd) != a.qemu_pid) {
+		close(a.pidfd);
+		a.pidfd = -1;
+	}
+	if (a.pidfd < 0) {
+		a.pidfd = kl_pidfd_open(a.qemu_pid);
+		if (a.pidfd >= 0) {
+			int fl = fcntl(a.pidfd, F_GETFD);
+			if (fl >= 0)
+				fcntl(a.pidfd, F_SETFD, fl | FD_CLOEXEC);
+		} else {
+			kl_info("agent: pidfd_open: %s: polling /proc every 500 ms instead", strerror(errno));
+		}
+	}
+	if (kl_proc_check(a.qemu_pid, a.qemu_ticks) != KL_PROC_ALIVE) {
+		kl_info("agent: QEMU pid %d is not running", (int)a.qemu_pid);
+		finish(&a);
+		goto out;
+	}
+
+	record_state(&a, "connecting", NULL);
+	const char *sock = kl_js_str(a.state, "agent_socket");
+	if (!sock) {
+		record_state(&a, "no-monitor", "no agent socket");
+	} else if (connect_monitor(&a, sock) < 0) {
+		if (!qemu_gone(&a, 0))
+			record_state(&a, "no-monitor", "QEMU's monitor did not answer");
+	} else {
+		record_state(&a, "connected", NULL);
+		apply_throttles(&a);
+		record_state(&a, "watching", NULL);
+	}
+
+	/* Sleep until QEMU exits; wake for events. */
+	for (;;) {
+		if (a.qmp && drain_events(&a) < 0) {
+			qmp_close(a.qmp);
+			a.qmp = NULL;
+		}
+		struct pollfd p[2];
+		nfds_t np = 0;
+		if (a.pidfd >= 0)
+			p[np++] = (struct pollfd){ .fd = a.pidfd, .events = POLLIN };
+		if (a.qmp)
+			p[np++] = (struct pollfd){ .fd = qmp_fd(a.qmp), .events = POLLIN };
+		int timeout = a.pidfd >= 0 ? -1 : 500;
+		int r = poll(p, np, timeout);
+		if (r < 0 && errno != EINTR) {
+			kl_err("agent: poll: %s", strerror(errno));
+			rc = 1;
+			break;
+		}
+		if (qemu_gone(&a, 0))
+			break;
+		if (a.entry_gone && !a.qmp)
+			break; /* a newer launch took the name over and we have nothing left to watch */
+	}
+	if (a.qmp) {
+		/* Last words (SHUTDOWN and the like) before the socket closed. */
+		drain_events(&a);
+		qmp_close(a.qmp);
+		a.qmp = NULL;
+	}
+	finish(&a);
+out:
+	if (a.qmp)
+		qmp_close(a.qmp);
+	if (a.pidfd >= 0)
+		close(a.pidfd);
+	json_object_put(a.state);
+	if (logfd >= 0)
+		close(logfd);
+	kl_log_set_fd(-1);
+	return rc;
+}
+
+int kl_agent_main(const char *state_file)
+{
+	if (!state_file || !*state_file) {
+		kl_err("--agent needs the state file");
+		return 2;
+	}
+	/* Started by kl_agent_spawn: fd 3 is QEMU's pidfd.  Started by hand:
+	 * fd 3 may be anything, and kl_agent_run checks it. */
+	int pidfd = fcntl(KL_AGENT_PIDFD, F_GETFD) >= 0 ? KL_AGENT_PIDFD : -1;
+	if (pidfd >= 0)
+		fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+	if (pidfd >= 0 && kl_proc_pidfd_pid(pidfd) < 0)
+		pidfd = -1; /* not a pidfd: leave it alone */
+	return kl_agent_run(state_file, pidfd);
+}

@@ -1,0 +1,636 @@
+#include "status.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/cleanup.h"
+#include "../common/error.h"
+#include "../common/log.h"
+#include "../common/strbuf.h"
+#include "../common/xalloc.h"
+#include "../policy/probe.h"
+#include "../policy/types.h"
+#include "../qmp/qmp.h"
+#include "procinfo.h"
+#include "set.h"
+#include "state.h"
+
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static json_object *tri_json(enum kl_tri t)
+{
+	return t == KL_TRI_UNKNOWN ? NULL : json_object_new_boolean(t == KL_TRI_YES);
+}
+
+static json_object *copy_or_null(json_object *o)
+{
+	return o ? json_object_get(o) : NULL;
+}
+
+static json_object *str_json(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+/* ---- asking QEMU ---- */
+
+struct answers {
+	bool responsive;
+	char *why;                 /* why not responsive */
+	json_object *status;       /* query-status */
+	json_object *blocks;       /* query-block */
+	json_object *stats;        /* query-blockstats */
+};
+
+static void answers_free(struct answers *a)
+{
+	free(a->why);
+	if (a->status)
+		json_object_put(a->status);
+	if (a->blocks)
+		json_object_put(a->blocks);
+	if (a->stats)
+		json_object_put(a->stats);
+}
+
+static void ask_qemu(const char *sock, int timeout_ms, struct answers *a)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	struct qmp_client *c = NULL;
+	long long deadline = monotonic_ms() + timeout_ms;
+	static const char *const cmds[] = { "query-status", "query-block", "query-blockstats" };
+	json_object **outs[] = { &a->status, &a->blocks, &a->stats };
+
+	if (!sock) {
+		a->why = xstrdup("started without a query monitor");
+		return;
+	}
+	if (qmp_connect(sock, timeout_ms, &c, &err) < 0) {
+		a->why = xasprintf("monitor: %s", err.msg);
+		return;
+	}
+	for (size_t i = 0; i < 3; i++) {
+		long long left = deadline - monotonic_ms();
+		if (left < 1)
+			left = 1;
+		kl_error_clear(&err);
+		if (qmp_execute(c, cmds[i], NULL, (int)left, outs[i], &err) < 0) {
+			a->why = xasprintf("%s: %s", cmds[i], err.msg);
+			qmp_close(c);
+			return;
+		}
+	}
+	qmp_close(c);
+	a->responsive = true;
+}
+
+/* ---- one disk ---- */
+
+static json_object *disk_stats(json_object *st)
+{
+	json_object *s = kl_js_get(st, "stats", json_type_object);
+	if (!s)
+		return NULL;
+	json_object *o = json_object_new_object();
+	static const char *const keys[] = {
+		"rd_operations", "wr_operations", "flush_operations", "rd_bytes", "wr_bytes",
+		"rd_total_time_ns", "wr_total_time_ns", "flush_total_time_ns",
+		"failed_rd_operations", "failed_wr_operations", "failed_flush_operations",
+	};
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+		json_object_object_add(o, keys[i], json_object_new_int64(kl_js_int(s, keys[i], 0)));
+	long long rops = kl_js_int(s, "rd_operations", 0), wops = kl_js_int(s, "wr_operations", 0);
+	long long rns = kl_js_int(s, "rd_total_time_ns", 0), wns = kl_js_int(s, "wr_total_time_ns", 0);
+	json_object_object_add(o, "rd_latency_ms", rops ? json_object_new_double((double)rns / rops / 1e6) : NULL);
+	json_object_object_add(o, "wr_latency_ms", wops ? json_object_new_double((double)wns / wops / 1e6) : NULL);
+	json_object_object_add(o, "avg_latency_ms",
+			       rops + wops ? json_object_new_double((double)(rns + wns) / (rops + wops) / 1e6) : NULL);
+	return o;
+}
+
+static json_object *disk_view(json_object *sd, const struct answers *a)
+{
+	json_object *o = json_object_new_object();
+	static const char *const copy[] = { "id", "node", "path", "backend", "fs", "format", "aio" };
+	for (size_t i = 0; i < sizeof copy / sizeof *copy; i++)
+		json_object_object_add(o, copy[i], str_json(kl_js_str(sd, copy[i])));
+
+	json_object *block = a->responsive ? kl_block_find(a->blocks, sd) : NULL;
+	json_object *ins = kl_js_get(block, "inserted", json_type_object);
+	json_object *cache = kl_js_get(ins, "cache", json_type_object);
+	if (cache) {
+		struct kl_cache_flags f = { kl_js_bool(cache, "writeback", true), kl_js_bool(cache, "direct", false),
+					    kl_js_bool(cache, "no-flush", false) };
+		enum kl_cache c = kl_cache_from_flags(f);
+		json_object_object_add(o, "cache", json_object_new_string(c == KL_CACHE_UNSET ? "no-flush" : kl_cache_name(c)));
+		json_object_object_add(o, "cache_source", json_object_new_string("qemu"));
+		json_object_object_add(o, "cache_flags", json_object_get(cache));
+	} else {
+		json_object_object_add(o, "cache", str_json(kl_js_str(sd, "cache")));
+		json_object_object_add(o, "cache_source", json_object_new_string("state"));
+	}
+	json_object_object_add(o, "cache_planned", str_json(kl_js_str(sd, "cache")));
+	json_object_object_add(o, "cache_given", str_json(kl_js_str(sd, "given_cache")));
+	json_object_object_add(o, "aio_given", str_json(kl_js_str(sd, "given_aio")));
+	json_object_object_add(o, "rule", str_json(kl_js_str(sd, "rule")));
+	json_object_object_add(o, "reasons", copy_or_null(kl_js_get(sd, "reasons", json_type_array)));
+	if (ins) {
+		json_object_object_add(o, "throttle", kl_throttle_current(block));
+		json_object_object_add(o, "qemu_node", str_json(kl_js_str(ins, "node-name")));
+	} else {
+		json_object *t = kl_js_get(sd, "throttle", json_type_object);
+		json_object_object_add(o, "throttle", t ? json_object_get(t) : json_object_new_object());
+	}
+	json_object *st = a->responsive ? kl_block_find(a->stats, sd) : NULL;
+	json_object_object_add(o, "stats", st ? disk_stats(st) : NULL);
+	if (a->responsive && !block)
+		json_object_object_add(o, "note", json_object_new_string("not listed by QEMU (removed?)"));
+	return o;
+}
+
+/* ---- one VM ---- */
+
+static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
+{
+	json_object *j = e->json;
+	json_object *o = json_object_new_object();
+	struct answers a = { 0 };
+	bool alive = !kl_state_entry_stale(e);
+	const char *state;
+
+	if (alive)
+		ask_qemu(kl_js_str(j, "query_socket"), timeout_ms, &a);
+	state = !alive ? "stopped" : a.responsive ? "running" : "unresponsive";
+
+	json_object_object_add(o, "name", json_object_new_string(e->name));
+	json_object_object_add(o, "stem", str_json(kl_js_str(j, "stem")));
+	json_object_object_add(o, "pid", json_object_new_int64(e->pid));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "running", json_object_new_boolean(alive));
+	json_object_object_add(o, "responsive", json_object_new_boolean(a.responsive));
+	if (alive && !a.responsive) {
+		char pst = kl_proc_state_char(e->pid);
+		json_object_object_add(o, "why", str_json(a.why));
+		if (pst == 'T' || pst == 't')
+			json_object_object_add(o, "process_stopped", json_object_new_boolean(true));
+	}
+	if (!alive)
+		json_object_object_add(o, "why", json_object_new_string(
+			e->proc == KL_PROC_REUSED ? "its PID now belongs to another process" : "its process is gone"));
+	json_object_object_add(o, "guest_status", str_json(kl_js_str(a.status, "status")));
+	json_object_object_add(o, "started", json_object_new_int64(kl_js_int(j, "started", 0)));
+	json_object_object_add(o, "state_file", json_object_new_string(e->file));
+	json_object_object_add(o, "incoming", json_object_new_boolean(kl_js_bool(j, "incoming", false)));
+
+	json_object *sa = kl_js_get(j, "agent", json_type_object);
+	json_object *agent = json_object_new_object();
+	json_object_object_add(agent, "pid", e->agent_pid > 0 ? json_object_new_int64(e->agent_pid) : NULL);
+	json_object_object_add(agent, "alive", json_object_new_boolean(e->agent == KL_PROC_ALIVE));
+	json_object_object_add(agent, "state", str_json(kl_js_str(sa, "state")));
+	json_object_object_add(agent, "error", str_json(kl_js_str(sa, "error")));
+	json_object_object_add(agent, "applied", copy_or_null(kl_js_get(sa, "applied", json_type_array)));
+	json_object_object_add(agent, "events", copy_or_null(kl_js_get(sa, "events", json_type_array)));
+	json_object_object_add(o, "agent", agent);
+
+	json_object *seen = json_object_new_object();
+	json_object_object_add(seen, "io_uring", alive ? tri_json(kl_proc_has_io_uring(e->pid)) : NULL);
+	json_object_object_add(seen, "libaio", alive ? tri_json(kl_proc_has_libaio(e->pid)) : NULL);
+	json_object_object_add(o, "aio_seen", seen);
+
+	json_object *disks = json_object_new_array();
+	json_object *sdisks = kl_js_get(j, "disks", json_type_array);
+	for (size_t i = 0; sdisks && i < json_object_array_length(sdisks); i++)
+		json_object_array_add(disks, disk_view(json_object_array_get_idx(sdisks, i), &a));
+	json_object_object_add(o, "disks", disks);
+	json_object_object_add(o, "changes", copy_or_null(kl_js_get(j, "changes", json_type_array)));
+	answers_free(&a);
+	return o;
+}
+
+static json_object *host_view(void)
+{
+	struct kl_host_facts h;
+	struct kl_error err = KL_ERROR_INIT;
+	json_object *o = json_object_new_object();
+
+	memset(&h, 0, sizeof h);
+	h.aio_nr = h.aio_max_nr = -1;
+	if (kl_probe_host(&kl_probe_env_real, &h, &err) < 0) {
+		json_object_object_add(o, "error", json_object_new_string(err.msg));
+	}
+	json_object_object_add(o, "io_uring", tri_json(h.io_uring_kernel));
+	json_object_object_add(o, "libaio", tri_json(h.libaio));
+	json_object_object_add(o, "aio_nr", h.aio_nr >= 0 ? json_object_new_int64(h.aio_nr) : NULL);
+	json_object_object_add(o, "aio_max_nr", h.aio_max_nr >= 0 ? json_object_new_int64(h.aio_max_nr) : NULL);
+	json_object_object_add(o, "libaio_headroom", tri_json(h.libaio_headroom));
+	kl_host_facts_free(&h);
+	return o;
+}
+
+static bool matches(const struct kl_state_entry *e, const char *filter)
+{
+	const char *stem = kl_js_str(e->json, "stem");
+	return !filter || fnmatch(filter, e->name, 0) == 0 || (stem && fnmatch(filter, stem, 0) == 0);
+}
+
+json_object *kl_status_collect(const char *state_dir, const char *name_filter, int timeout_ms)
+{
+	_cleanup_strvec_ struct strvec dirs = STRVEC_INIT;
+	json_object *doc = json_object_new_object();
+	json_object *vms = json_object_new_array();
+	json_object *errors = json_object_new_array();
+
+	kl_state_dirs(state_dir, &dirs);
+	for (size_t d = 0; d < dirs.n; d++) {
+		struct kl_state_entry *es;
+		size_t n;
+		struct kl_error err = KL_ERROR_INIT;
+		if (kl_state_list(dirs.v[d], &es, &n, &err) < 0) {
+			json_object_array_add(errors, json_object_new_string(err.msg));
+			continue;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (matches(&es[i], name_filter))
+				json_object_array_add(vms, vm_view(&es[i], timeout_ms));
+		kl_state_entries_free(es, n);
+		free(es);
+	}
+	json_object_object_add(doc, "vms", vms);
+	json_object_object_add(doc, "host", host_view());
+	if (json_object_array_length(errors))
+		json_object_object_add(doc, "errors", errors);
+	else
+		json_object_put(errors);
+	return doc;
+}
+
+/* ---- the table ---- */
+
+static const char *s_or(json_object *o, const char *key, const char *dflt)
+{
+	const char *s = kl_js_str(o, key);
+	return s && *s ? s : dflt;
+}
+
+static char *human_bytes(long long b)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)b;
+	size_t u = 0;
+	while (v >= 1024 && u + 1 < sizeof units / sizeof *units) {
+		v /= 1024;
+		u++;
+	}
+	return u == 0 ? xasprintf("%lld B", b) : xasprintf("%.1f %s", v, units[u]);
+}
+
+static char *fmt_time(long long t)
+{
+	char buf[64];
+	time_t tt = (time_t)t;
+	struct tm tm;
+	if (t <= 0 || !localtime_r(&tt, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm))
+		return xstrdup("?");
+	return xstrdup(buf);
+}
+
+static const char *tri_word(json_object *o, const char *key)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) || !v)
+		return "unknown";
+	return json_object_get_boolean(v) ? "yes" : "no";
+}
+
+#define NCOLS 16
+static const char *const col_names[NCOLS] = {
+	"DISK", "NODE", "BACKEND", "FS", "FORMAT", "AIO", "CACHE", "RULE", "THROTTLE",
+	"RD OPS", "WR OPS", "RD BYTES", "WR BYTES", "FLUSHES", "AVG LAT", "PATH",
+};
+
+static void print_vm(json_object *vm, FILE *out)
+{
+	const char *state = s_or(vm, "state", "?");
+	_cleanup_free_ char *started = fmt_time(kl_js_int(vm, "started", 0));
+	json_object *agent = kl_js_get(vm, "agent", json_type_object);
+	json_object *seen = kl_js_get(vm, "aio_seen", json_type_object);
+	struct strbuf h = STRBUF_INIT;
+
+	strbuf_appendf(&h, "VM %s: pid %lld, %s", s_or(vm, "name", "?"), kl_js_int(vm, "pid", 0), state);
+	if (kl_js_str(vm, "guest_status"))
+		strbuf_appendf(&h, " (guest %s)", kl_js_str(vm, "guest_status"));
+	if (kl_js_bool(vm, "process_stopped", false))
+		strbuf_append(&h, " (process stopped by a signal)");
+	strbuf_appendf(&h, ", started %s", started);
+	if (kl_js_bool(agent, "alive", false))
+		strbuf_appendf(&h, ", agent alive (pid %lld, %s)", kl_js_int(agent, "pid", 0), s_or(agent, "state", "?"));
+	else
+		strbuf_appendf(&h, ", agent gone");
+	if (kl_js_bool(vm, "running", false)) {
+		struct strbuf eng = STRBUF_INIT;
+		if (kl_js_bool(seen, "io_uring", false))
+			strbuf_append(&eng, "io_uring");
+		if (kl_js_bool(seen, "libaio", false))
+			strbuf_appendf(&eng, "%slibaio", eng.len ? ", " : "");
+		strbuf_appendf(&h, ", kernel aio in use: %s", eng.len ? strbuf_str(&eng) : "none");
+		strbuf_free(&eng);
+	}
+	fprintf(out, "%s\n", strbuf_str(&h));
+	strbuf_free(&h);
+	if (strcmp(state, "running") != 0 && kl_js_str(vm, "why"))
+		fprintf(out, "  %s: %s\n", state, kl_js_str(vm, "why"));
+	if (kl_js_str(agent, "error"))
+		fprintf(out, "  agent: %s\n", kl_js_str(agent, "error"));
+
+	json_object *disks = kl_js_get(vm, "disks", json_type_array);
+	size_t n = disks ? json_object_array_length(disks) : 0;
+	if (n == 0) {
+		fprintf(out, "  (no disks)\n");
+		return;
+	}
+	char ***cells = xcalloc(n, sizeof *cells);
+	size_t width[NCOLS];
+	for (size_t c = 0; c < NCOLS; c++)
+		width[c] = strlen(col_names[c]);
+	for (size_t i = 0; i < n; i++) {
+		json_object *d = json_object_array_get_idx(disks, i);
+		json_object *st = kl_js_get(d, "stats", json_type_object);
+		char **row = cells[i] = xcalloc(NCOLS, sizeof *row);
+		bool from_qemu = strcmp(s_or(d, "cache_source", ""), "qemu") == 0;
+		row[0] = xstrdup(s_or(d, "id", "-"));
+		row[1] = xstrdup(s_or(d, "node", "-"));
+		row[2] = xstrdup(s_or(d, "backend", "-"));
+		row[3] = xstrdup(s_or(d, "fs", "-"));
+		row[4] = xstrdup(s_or(d, "format", "-"));
+		row[5] = xstrdup(s_or(d, "aio", "-"));
+		row[6] = xasprintf("%s%s", s_or(d, "cache", "-"), from_qemu ? "" : "?");
+		row[7] = xstrdup(s_or(d, "rule", "-"));
+		row[8] = kl_throttle_text(kl_js_get(d, "throttle", json_type_object));
+		if (st) {
+			row[9] = xasprintf("%lld", kl_js_int(st, "rd_operations", 0));
+			row[10] = xasprintf("%lld", kl_js_int(st, "wr_operations", 0));
+			row[11] = human_bytes(kl_js_int(st, "rd_bytes", 0));
+			row[12] = human_bytes(kl_js_int(st, "wr_bytes", 0));
+			row[13] = xasprintf("%lld", kl_js_int(st, "flush_operations", 0));
+			json_object *lat = kl_js_get(st, "avg_latency_ms", json_type_double);
+			row[14] = lat ? xasprintf("%.2f ms", json_object_get_double(lat)) : xstrdup("-");
+		} else {
+			for (size_t c = 9; c <= 14; c++)
+				row[c] = xstrdup("-");
+		}
+		row[15] = xstrdup(s_or(d, "path", "-"));
+		for (size_t c = 0; c < NCOLS; c++)
+			if (strlen(row[c]) > width[c])
+				width[c] = strlen(row[c]);
+	}
+	fprintf(out, " ");
+	for (size_t c = 0; c < NCOLS; c++)
+		fprintf(out, " %-*s", c + 1 < NCOLS ? (int)width[c] : 0, col_names[c]);
+	fprintf(out, "\n");
+	for (size_t i = 0; i < n; i++) {
+		json_object *d = json_object_array_get_idx(disks, i);
+		fprintf(out, " ");
+		for (size_t c = 0; c < NCOLS; c++) {
+			bool num = c >= 9 && c <= 14;
+			if (c + 1 == NCOLS)
+				fprintf(out, " %s", cells[i][c]);
+			else
+				fprintf(out, num ? " %*s" : " %-*s", (int)width[c], cells[i][c]);
+			free(cells[i][c]);
+		}
+		fprintf(out, "\n");
+		free(cells[i]);
+		const char *planned = kl_js_str(d, "cache_planned"), *cache = kl_js_str(d, "cache");
+		if (planned && cache && strcmp(planned, cache) != 0)
+			fprintf(out, "      note: QEMU runs cache=%s, kvm-launch recorded %s\n", cache, planned);
+		if (kl_js_str(d, "note"))
+			fprintf(out, "      note: %s\n", kl_js_str(d, "note"));
+		json_object *reasons = kl_js_get(d, "reasons", json_type_array);
+		for (size_t r = 0; reasons && r < json_object_array_length(reasons); r++)
+			fprintf(out, "      %s\n", json_object_get_string(json_object_array_get_idx(reasons, r)));
+	}
+	free(cells);
+}
+
+void kl_status_print_table(json_object *doc, FILE *out)
+{
+	json_object *vms = kl_js_get(doc, "vms", json_type_array);
+	size_t n = vms ? json_object_array_length(vms) : 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			fprintf(out, "\n");
+		print_vm(json_object_array_get_idx(vms, i), out);
+	}
+	json_object *host = kl_js_get(doc, "host", json_type_object);
+	fprintf(out, "%shost: io_uring %s, libaio %s", n ? "\n" : "", tri_word(host, "io_uring"), tri_word(host, "libaio"));
+	if (kl_js_get(host, "aio_nr", json_type_int))
+		fprintf(out, ", aio-nr %lld of %lld", kl_js_int(host, "aio_nr", 0), kl_js_int(host, "aio_max_nr", 0));
+	fprintf(out, "\n");
+}
+
+/* ---- Prometheus ---- */
+
+static void prom_escape(struct strbuf *b, const char *s)
+{
+	for (; s && *s; s++) {
+		if (*s == '\\')
+			strbuf_append(b, "\\\\");
+		else if (*s == '"')
+			strbuf_append(b, "\\\"");
+		else if (*s == '\n')
+			strbuf_append(b, "\\n");
+		else
+			strbuf_appendc(b, *s);
+	}
+}
+
+static void prom_labels(struct strbuf *b, const char *const *kv)
+{
+	strbuf_appendc(b, '{');
+	for (size_t i = 0; kv[i]; i += 2) {
+		strbuf_appendf(b, "%s%s=\"", i ? "," : "", kv[i]);
+		prom_escape(b, kv[i + 1] ? kv[i + 1] : "");
+		strbuf_appendc(b, '"');
+	}
+	strbuf_appendc(b, '}');
+}
+
+static void prom_head(FILE *out, const char *name, const char *type, const char *help)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+struct disk_metric {
+	const char *name, *help, *stat;
+	double scale;
+};
+
+void kl_status_print_prometheus(json_object *doc, FILE *out)
+{
+	json_object *vms = kl_js_get(doc, "vms", json_type_array);
+	size_t n = vms ? json_object_array_length(vms) : 0;
+	struct strbuf b = STRBUF_INIT;
+
+	static const struct {
+		const char *name, *help;
+		int what;
+	} vm_metrics[] = {
+		{ "kvm_launch_vm_up", "1 if the VM's QEMU process is running.", 0 },
+		{ "kvm_launch_vm_responsive", "1 if the VM's QEMU answered on its query monitor in time.", 1 },
+		{ "kvm_launch_agent_up", "1 if the VM's kvm-launch agent process is running.", 2 },
+		{ "kvm_launch_vm_start_time_seconds", "When the VM was launched, in seconds since the epoch.", 3 },
+	};
+	for (size_t m = 0; m < sizeof vm_metrics / sizeof *vm_metrics; m++) {
+		prom_head(out, vm_metrics[m].name, "gauge", vm_metrics[m].help);
+		for (size_t i = 0; i < n; i++) {
+			json_object *vm = json_object_array_get_idx(vms, i);
+			const char *l[] = { "vm", kl_js_str(vm, "name"), NULL };
+			long long v = 0;
+			switch (vm_metrics[m].what) {
+			case 0: v = kl_js_bool(vm, "running", false); break;
+			case 1: v = kl_js_bool(vm, "responsive", false); break;
+			case 2: v = kl_js_bool(kl_js_get(vm, "agent", json_type_object), "alive", false); break;
+			default: v = kl_js_int(vm, "started", 0);
+			}
+			strbuf_reset(&b);
+			prom_labels(&b, l);
+			fprintf(out, "%s%s %lld\n", vm_metrics[m].name, strbuf_str(&b), v);
+		}
+	}
+
+	prom_head(out, "kvm_launch_disk_info", "gauge",
+		  "The settings of each disk (value 1): aio and cache QEMU runs with, and the rule that chose them.");
+	for (size_t i = 0; i < n; i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		json_object *disks = kl_js_get(vm, "disks", json_type_array);
+		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
+			json_object *d = json_object_array_get_idx(disks, k);
+			const char *l[] = { "vm", kl_js_str(vm, "name"), "disk", s_or(d, "id", s_or(d, "node", "")),
+					    "node", kl_js_str(d, "node"), "path", kl_js_str(d, "path"),
+					    "backend", kl_js_str(d, "backend"), "fs", kl_js_str(d, "fs"),
+					    "format", kl_js_str(d, "format"), "aio", kl_js_str(d, "aio"),
+					    "cache", kl_js_str(d, "cache"), "rule", kl_js_str(d, "rule"), NULL };
+			strbuf_reset(&b);
+			prom_labels(&b, l);
+			fprintf(out, "kvm_launch_disk_info%s 1\n", strbuf_str(&b));
+		}
+	}
+
+	static const struct disk_metric dm[] = {
+		{ "kvm_launch_disk_read_ops_total", "Read requests completed.", "rd_operations", 1 },
+		{ "kvm_launch_disk_write_ops_total", "Write requests completed.", "wr_operations", 1 },
+		{ "kvm_launch_disk_flush_ops_total", "Flush requests completed.", "flush_operations", 1 },
+		{ "kvm_launch_disk_read_bytes_total", "Bytes read.", "rd_bytes", 1 },
+		{ "kvm_launch_disk_write_bytes_total", "Bytes written.", "wr_bytes", 1 },
+		{ "kvm_launch_disk_read_time_seconds_total", "Time spent in read requests.", "rd_total_time_ns", 1e-9 },
+		{ "kvm_launch_disk_write_time_seconds_total", "Time spent in write requests.", "wr_total_time_ns", 1e-9 },
+		{ "kvm_launch_disk_flush_time_seconds_total", "Time spent in flush requests.", "flush_total_time_ns", 1e-9 },
+		{ "kvm_launch_disk_failed_ops_total", "Failed read, write and flush requests.", NULL, 1 },
+	};
+	for (size_t m = 0; m < sizeof dm / sizeof *dm; m++) {
+		prom_head(out, dm[m].name, "counter", dm[m].help);
+		for (size_t i = 0; i < n; i++) {
+			json_object *vm = json_object_array_get_idx(vms, i);
+			json_object *disks = kl_js_get(vm, "disks", json_type_array);
+			for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
+				json_object *d = json_object_array_get_idx(disks, k);
+				json_object *st = kl_js_get(d, "stats", json_type_object);
+				if (!st)
+					continue;
+				const char *l[] = { "vm", kl_js_str(vm, "name"), "disk", s_or(d, "id", s_or(d, "node", "")),
+						    "backend", kl_js_str(d, "backend"), "aio", kl_js_str(d, "aio"),
+						    "cache", kl_js_str(d, "cache"), NULL };
+				strbuf_reset(&b);
+				prom_labels(&b, l);
+				if (!dm[m].stat) {
+					long long v = kl_js_int(st, "failed_rd_operations", 0) +
+						      kl_js_int(st, "failed_wr_operations", 0) +
+						      kl_js_int(st, "failed_flush_operations", 0);
+					fprintf(out, "%s%s %lld\n", dm[m].name, strbuf_str(&b), v);
+				} else if (dm[m].scale == 1) {
+					fprintf(out, "%s%s %lld\n", dm[m].name, strbuf_str(&b), kl_js_int(st, dm[m].stat, 0));
+				} else {
+					fprintf(out, "%s%s %.9f\n", dm[m].name, strbuf_str(&b),
+						(double)kl_js_int(st, dm[m].stat, 0) * dm[m].scale);
+				}
+			}
+		}
+	}
+
+	prom_head(out, "kvm_launch_disk_throttle", "gauge",
+		  "I/O limits in force on a disk (block_set_io_throttle), by limit name.");
+	for (size_t i = 0; i < n; i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		json_object *disks = kl_js_get(vm, "disks", json_type_array);
+		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
+			json_object *d = json_object_array_get_idx(disks, k);
+			json_object *t = kl_js_get(d, "throttle", json_type_object);
+			if (!t)
+				continue;
+			json_object_object_foreach(t, key, val) {
+				if (!json_object_is_type(val, json_type_int))
+					continue;
+				const char *l[] = { "vm", kl_js_str(vm, "name"), "disk", s_or(d, "id", s_or(d, "node", "")),
+						    "limit", key, NULL };
+				strbuf_reset(&b);
+				prom_labels(&b, l);
+				fprintf(out, "kvm_launch_disk_throttle%s %" PRId64 "\n", strbuf_str(&b),
+					json_object_get_int64(val));
+			}
+		}
+	}
+
+	json_object *host = kl_js_get(doc, "host", json_type_object);
+	json_object *v;
+	prom_head(out, "kvm_launch_host_io_uring", "gauge", "1 if the kernel lets processes use io_uring.");
+	fprintf(out, "kvm_launch_host_io_uring %d\n",
+		json_object_object_get_ex(host, "io_uring", &v) && v && json_object_get_boolean(v) ? 1 : 0);
+	if (kl_js_get(host, "aio_nr", json_type_int)) {
+		prom_head(out, "kvm_launch_host_aio_nr", "gauge", "Kernel AIO events allocated (fs.aio-nr).");
+		fprintf(out, "kvm_launch_host_aio_nr %lld\n", kl_js_int(host, "aio_nr", 0));
+		prom_head(out, "kvm_launch_host_aio_max_nr", "gauge", "Kernel AIO events allowed (fs.aio-max-nr).");
+		fprintf(out, "kvm_launch_host_aio_max_nr %lld\n", kl_js_int(host, "aio_max_nr", 0));
+	}
+	strbuf_free(&b);
+}
+
+/* ---- main ---- */
+
+int kl_status_main(const char *state_dir, const char *name_filter, bool json, bool prometheus)
+{
+	_cleanup_json_ json_object *doc = kl_status_collect(state_dir, name_filter, KL_STATUS_TIMEOUT_MS);
+	json_object *vms = kl_js_get(doc, "vms", json_type_array);
+	json_object *errors = kl_js_get(doc, "errors", json_type_array);
+	size_t n = vms ? json_object_array_length(vms) : 0;
+	int rc = 0;
+
+	for (size_t i = 0; errors && i < json_object_array_length(errors); i++) {
+		kl_err("%s", json_object_get_string(json_object_array_get_idx(errors, i)));
+		rc = 1;
+	}
+	if (name_filter && n == 0) {
+		kl_err("no VM matching '%s' was launched through kvm-launch", name_filter);
+		rc = 1;
+	}
+	if (json) {
+		puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else if (prometheus) {
+		kl_status_print_prometheus(doc, stdout);
+	} else if (n == 0 && !name_filter) {
+		printf("No VMs launched through kvm-launch are running.\n");
+	} else {
+		kl_status_print_table(doc, stdout);
+	}
+	fflush(stdout);
+	return rc;
+}
