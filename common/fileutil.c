@@ -50,38 +50,32 @@ char *kl_read_small_file(const char *path, size_t max, struct kl_error *err)
 
 int kl_write_file_atomic(const char *path, const char *content, mode_t mode, struct kl_error *err)
 {
-	_cleanup_free_ char *tmp = xasprintf("%s.XXXXXX", path);
+	const char *slash = strrchr(path, '/');
+	_cleanup_free_ char *tmp = slash ? xasprintf("%.*s/.%s.XXXXXX", (int)(slash - path), path, slash + 1)
+					 : xasprintf(".%s.XXXXXX", path);
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
-		return kl_error_errno(err, errno, "create %s", tmp);
+		return kl_error_errno(err, errno, "cannot create a temporary file for %s", path);
 	size_t len = strlen(content), off = 0;
-	while (off < len) {
+	int e = 0;
+	if (fchmod(fd, mode) < 0)
+		e = errno;
+	while (!e && off < len) {
 		ssize_t n = write(fd, content + off, len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			int e = n < 0 ? errno : ENOSPC;
-			close(fd);
-			unlink(tmp);
-			return kl_error_errno(err, e, "write %s", tmp);
-		}
-		off += (size_t)n;
+		if (n <= 0)
+			e = n < 0 ? errno : ENOSPC;
+		else
+			off += (size_t)n;
 	}
-	if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
-		int e = errno;
-		close(fd);
+	if (close(fd) < 0 && !e)
+		e = errno;
+	if (!e && rename(tmp, path) < 0)
+		e = errno;
+	if (e) {
 		unlink(tmp);
-		return kl_error_errno(err, e, "sync %s", tmp);
-	}
-	if (close(fd) < 0) {
-		int e = errno;
-		unlink(tmp);
-		return kl_error_errno(err, e, "close %s", tmp);
-	}
-	if (rename(tmp, path) < 0) {
-		int e = errno;
-		unlink(tmp);
-		return kl_error_errno(err, e, "rename %s", path);
+		return kl_error_errno(err, e, "cannot write %s", path);
 	}
 	return 0;
 }

@@ -9,8 +9,10 @@
 /* Read a whole file of at most max bytes (NUL-terminated; NULL on error or
  * when larger than max). */
 char *kl_read_small_file(const char *path, size_t max, struct kl_error *err);
-/* Write via a temporary file in the same directory, fsync, rename: readers
- * see the old or the new file, never a part. */
+/* Write via a temporary file ".NAME.XXXXXX" in the same directory, then
+ * rename: readers see the old or the new file, never a part.  No fsync:
+ * everything we write is runtime state or a cache that a host crash makes
+ * moot, and an fsync costs milliseconds in every VM start. */
 int kl_write_file_atomic(const char *path, const char *content, mode_t mode, struct kl_error *err);
 /* mkdir -p; existing directories are fine. */
 int kl_mkdir_p(const char *path, mode_t mode, struct kl_error *err);

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "../common/cleanup.h"
+#include "../common/fileutil.h"
 #include "../common/log.h"
 #include "../common/xalloc.h"
 
@@ -295,47 +296,9 @@ static int lock_dir(const char *dir, int timeout_ms)
 
 int kl_state_write_json(const char *path, json_object *obj, struct kl_error *err)
 {
-	_cleanup_free_ char *dir = dir_of(path);
-	_cleanup_free_ char *tmp = xasprintf("%s/.%s.XXXXXX", dir, base_of(path));
-	const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
-							   JSON_C_TO_STRING_NOSLASHESCAPE);
-	size_t len = strlen(text);
-
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return kl_error_errno(err, errno, "cannot create a temporary file in %s", dir);
-	if (fchmod(fd, 0640) < 0)
-		goto fail;
-	for (size_t off = 0; off < len;) {
-		ssize_t n = write(fd, text + off, len - off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
-		}
-		off += (size_t)n;
-	}
-	if (write(fd, "\n", 1) != 1 || fsync(fd) < 0)
-		goto fail;
-	if (close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0)
-		goto fail;
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
-fail:;
-	int e = errno;
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return kl_error_errno(err, e, "cannot write %s", path);
+	_cleanup_free_ char *text = xasprintf("%s\n", json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
+										   JSON_C_TO_STRING_NOSLASHESCAPE));
+	return kl_write_file_atomic(path, text, 0640, err);
 }
 
 int kl_state_read(const char *path, json_object **out, struct kl_error *err)
