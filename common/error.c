@@ -56,8 +56,11 @@ void kl_error_prefix(struct kl_error *err, const char *fmt, ...)
 	memcpy(old, err->msg, sizeof old);
 	/* Truncation is acceptable: the start of a message says the most. */
 	int n = snprintf(err->msg, sizeof err->msg, "%s: ", prefix);
-	if (n >= 0 && (size_t)n < sizeof err->msg)
-		strncat(err->msg, old, sizeof err->msg - (size_t)n - 1);
+	if (n >= 0 && (size_t)n < sizeof err->msg) {
+		size_t len = strnlen(old, sizeof err->msg - (size_t)n - 1);
+		memcpy(err->msg + n, old, len);
+		err->msg[(size_t)n + len] = '\0';
+	}
 	err->set = true;
 }
 

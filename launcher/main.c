@@ -11,9 +11,11 @@
 #include "../common/cleanup.h"
 #include "../common/log.h"
 #include "../common/xalloc.h"
+#include "../policy/calibrate.h"
 #include "../policy/policy.h"
 #include "../policy/probe.h"
 #include "agent.h"
+#include "calibrate-mode.h"
 #include "exec.h"
 #include "launch.h"
 #include "options.h"
@@ -151,6 +153,7 @@ static int launch_main(const struct kl_options *o)
 		struct kl_prepare_config cfg = {
 			.probe_env = &kl_probe_env_real,
 			.cache_dir = choose_cache_dir(policy),
+			.lookup_calibration = kl_calibration_lookup,
 		};
 		if (kl_launch_prepare(&l, policy, &cfg, &err) < 0) {
 			if (refuse) {
@@ -262,9 +265,12 @@ int main(int argc, char **argv)
 	}
 	case KL_MODE_AGENT:
 		return kl_agent_main(o.mode_arg);
-	case KL_MODE_CALIBRATE:
-		kl_err("--calibrate is not available in this build");
-		return 2;
+	case KL_MODE_CALIBRATE: {
+		struct kl_policy *p = policy_for_globals(&o);
+		int rc = kl_calibrate_main(&o, choose_cache_dir(p));
+		kl_policy_free(p);
+		return rc;
+	}
 	default:
 		return launch_main(&o);
 	}

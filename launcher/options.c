@@ -31,6 +31,9 @@ static const struct option_def defs[] = {
 	{ "--status", false, OPT_STATUS },
 	{ "--set", false, OPT_SET },
 	{ "--check-policy", false, OPT_CHECK_POLICY },
+	{ "--calibrate", true, OPT_CALIBRATE },
+	{ "--seconds", true, OPT_SECONDS },
+	{ "--write", false, OPT_WRITE },
 	{ "--agent", true, OPT_AGENT },
 	{ "--help", false, OPT_HELP },
 	{ "--version", false, OPT_VERSION },
@@ -178,6 +181,7 @@ void kl_usage(FILE *f)
 	      "       kvm-launch --status [NAME] [--json | --prometheus]\n"
 	      "       kvm-launch --set NAME DISK SETTING... [--force]\n"
 	      "       kvm-launch --check-policy [FILE]\n"
+	      "       kvm-launch --calibrate PATH [--seconds N] [--write] [--json]\n"
 	      "\n"
 	      "Rewrites each disk's aio= and cache= on a QEMU command line from a policy,\n"
 	      "then execs the real QEMU in place.  kvm-launch's options come before the\n"
@@ -189,12 +193,16 @@ void kl_usage(FILE *f)
 	      "  --state-dir DIR     where VM state files and QMP sockets live\n"
 	      "  --dry-run           print what would be exec'd, one argument per line; exec nothing\n"
 	      "  --explain           print each disk's decision as a table; exec nothing\n"
-	      "  --json              JSON output for --dry-run, --explain and --status\n"
+	      "  --json              JSON output for --dry-run, --explain, --status and --calibrate\n"
 	      "  --prometheus        Prometheus text format for --status\n"
 	      "  --status [NAME]     every VM launched through kvm-launch: disks, modes, live I/O\n"
 	      "  --set NAME DISK S.. change a running VM: cache=none|writeback|unsafe, iops=N, bps=N, ...\n"
 	      "  --force             allow --set changes that are refused by default\n"
 	      "  --check-policy [F]  validate a policy file; exit 1 on errors\n"
+	      "  --calibrate PATH    measure the storage behind PATH with each aio engine (threads,\n"
+	      "                      native, io_uring) and store the ranking that aio=auto follows\n"
+	      "  --seconds N         how long --calibrate measures (default 15)\n"
+	      "  --write             let --calibrate write to a block device (destroys its data)\n"
 	      "  --verbose           log each decision; --debug for more; --trace-qmp for QMP traffic\n"
 	      "  --help, --version\n", f);
 }

@@ -1,0 +1,57 @@
+/* Inside the calibration: one run of one engine (calibrate-engines.c). */
+#ifndef KL_POLICY_CALIBRATE_INT_H
+#define KL_POLICY_CALIBRATE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "calibrate.h"
+
+/* No completion for this long: the run fails rather than hanging. */
+#define KLC_STALL_SECONDS 30.0
+
+struct klc_job {
+	/* in */
+	int fd;                     /* O_DIRECT already set or cleared on it */
+	bool direct;
+	enum kl_cal_pattern pattern;
+	size_t bs;                  /* request size; a multiple of 4096 */
+	int qd;                     /* 1..64 */
+	uint64_t region;            /* bytes addressed from offset 0; a multiple of bs, >= bs */
+	double warmup;              /* seconds run before measuring */
+	double measure;             /* seconds measured */
+	unsigned char *const *bufs; /* qd buffers of bs bytes, 4096-aligned (writes: the data) */
+	uint64_t seed;
+	/* state */
+	uint64_t rng;
+	uint64_t seq_next;
+	double t_last;              /* when the last counted request completed */
+	/* out */
+	uint64_t ios;               /* completed in the window */
+	double lat_sum_us;
+	double window;              /* seconds of the window */
+	char error[256];            /* why it failed, or why the engine is unavailable */
+	bool stuck;                 /* requests never completed: the buffers must not be freed */
+};
+
+enum klc_status {
+	KLC_OK = 0,
+	KLC_FAILED = -1,            /* the run failed: error says why */
+	KLC_UNAVAILABLE = -2,       /* the engine cannot be set up: error says why */
+};
+
+double klc_now(void);
+/* Next request offset for the job's pattern. */
+uint64_t klc_next_offset(struct klc_job *j);
+
+enum klc_status klc_run_threads(struct klc_job *j);
+enum klc_status klc_run_libaio(struct klc_job *j);
+enum klc_status klc_run_io_uring(struct klc_job *j);
+
+/* Can the engine be set up at all (a context of depth 1)?  0, or
+ * KLC_UNAVAILABLE with why. */
+enum klc_status klc_check_libaio(char *why, size_t len);
+enum klc_status klc_check_io_uring(char *why, size_t len);
+
+#endif
