@@ -7,7 +7,9 @@
  *   3. io_uring only where the kernel and QEMU have it; native only where
  *      libaio works and fs.aio-nr has headroom.
  *   4. Shared storage or an incoming migration: no host-cache mode that was
- *      not given, unless the rule says allow-host-cache = yes.
+ *      not given, unless the rule says allow-host-cache = yes.  On an
+ *      incoming migration the guest-visible write cache is never turned on
+ *      when the command line had it off.
  *   5. unsafe only when the rule names it; shareable disks keep O_DIRECT.
  *   6. Read-only and CD-ROM media never get native.
  *   7. Network backends get no aio.
@@ -114,17 +116,35 @@ static void migration_safe(struct klp_ctx *c)
 		return;
 	}
 	if (klp_cache_direct(c->given_cache)) {
+		/* O_DIRECT stays; the guest-visible write cache is the rule's. */
+		enum kl_cache to = klp_cache_direct_twin(c->cache);
 		bool refused = c->facts->odirect == KL_TRI_NO;
-		klp_reason(c, "%s: libvirt judged migration safety on cache=%s, so it stays rather than becoming %s "
+		klp_reason(c, "%s: libvirt judged migration safety on cache=%s, so O_DIRECT stays: %s rather than %s "
 			   "(a rule with allow-host-cache = yes permits that)%s", why, kl_cache_name(c->given_cache),
-			   kl_cache_name(c->cache),
+			   kl_cache_name(to), kl_cache_name(c->cache),
 			   refused ? "; the storage refuses O_DIRECT, so QEMU will likely fail to open the disk" : "");
+		c->cache = to;
 	} else {
 		klp_reason(c, "%s: the given %s stays rather than becoming another host-cache mode, %s "
 			   "(a rule with allow-host-cache = yes permits that)", why, klp_cache_words(c->given_cache),
 			   kl_cache_name(c->cache));
+		c->cache = c->given_cache;
 	}
-	c->cache = c->given_cache;
+}
+
+/* Rule 4, second half.  The guest of an incoming migration learnt its write
+ * cache flag on the source.  A guest that believes in write-through sends no
+ * flushes, so turning the cache on under it loses data on a host crash
+ * (seen through virsh save/restore); turning it off only costs speed. */
+static void incoming_keeps_write_through(struct klp_ctx *c)
+{
+	if (!c->vm->incoming || kl_cache_flags(c->given_cache).writeback || !kl_cache_flags(c->cache).writeback)
+		return;
+	enum kl_cache to = klp_cache_direct(c->cache) ? KL_CACHE_DIRECTSYNC : KL_CACHE_WRITETHROUGH;
+	klp_reason(c, "the VM is receiving a migration and its guest was given a write-through cache (cache=%s): "
+		   "%s keeps it, rather than %s", kl_cache_name(c->given_cache), kl_cache_name(to),
+		   kl_cache_name(c->cache));
+	c->cache = to;
 }
 
 /* Rule 5. */
@@ -183,6 +203,7 @@ void klp_apply_hard_rules(struct klp_ctx *c, bool only_fixes)
 	odirect_refused(c);
 	engines_available(c);
 	migration_safe(c);
+	incoming_keeps_write_through(c);
 	if (!only_fixes) {
 		no_unsafe_no_shared_cache(c);
 		readonly_no_native(c);

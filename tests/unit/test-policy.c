@@ -986,8 +986,16 @@ static void test_hard_rule_4_shared_and_incoming(void)
 	/* -incoming: none stays. */
 	decide(p, &VM_IN, &g, &f, &h);
 	CHECK_DEC(KL_AIO_UNSET, KL_CACHE_UNSET, false);
-	CHECK_REASON("the VM is receiving a migration: libvirt judged migration safety on cache=none, so it stays "
-		     "rather than becoming writeback (a rule with allow-host-cache = yes permits that)");
+	CHECK_REASON("the VM is receiving a migration: libvirt judged migration safety on cache=none, so O_DIRECT "
+		     "stays: none rather than writeback (a rule with allow-host-cache = yes permits that)");
+	/* -incoming, given none, the rule says writethrough: O_DIRECT stays and
+	 * the write cache stays off as the rule made it on the source:
+	 * directsync (virsh save/restore lost flushes when none came back). */
+	g.path = "/srv/wt/a";
+	decide(p, &VM_IN, &g, &f, &h);
+	CHECK_DEC(KL_AIO_UNSET, KL_CACHE_DIRECTSYNC, true);
+	CHECK_REASON("so O_DIRECT stays: directsync rather than writethrough");
+	g.path = "/srv/wb/a";
 	/* -incoming with allow-host-cache = yes: writeback. */
 	g.path = "/srv/ok/a";
 	decide(p, &VM_IN, &g, &f, &h);
@@ -1014,6 +1022,21 @@ static void test_hard_rule_4_shared_and_incoming(void)
 	decide(p, &VM, &g, &f, &h);
 	CHECK_DEC(KL_AIO_UNSET, KL_CACHE_UNSET, false);
 	CHECK_REASON("the given writeback (QEMU's default) stays rather than becoming another host-cache mode");
+	/* -incoming, given writethrough, a rule turning the write cache on
+	 * (none): the guest learnt write-through on the source and sends no
+	 * flushes, so the cache stays off: directsync. */
+	{
+		struct kl_policy *pn = load("[rule n]\ncache = none\n");
+		struct kl_disk_facts fl = f_file("ext4", "qcow2", NO);
+		struct kl_disk_given gt = g_disk("/srv/x.qcow2", "file", "qcow2");
+		gt.cache = KL_CACHE_WRITETHROUGH;
+		decide(pn, &VM, &gt, &fl, &h);
+		CHECK_DEC(KL_AIO_UNSET, KL_CACHE_NONE, true);
+		decide(pn, &VM_IN, &gt, &fl, &h);
+		CHECK_DEC(KL_AIO_UNSET, KL_CACHE_DIRECTSYNC, true);
+		CHECK_REASON("its guest was given a write-through cache (cache=writethrough): directsync keeps it, rather than none");
+		kl_policy_free(pn);
+	}
 	/* Moving to O_DIRECT is always fine. */
 	g.cache = KL_CACHE_WRITEBACK;
 	kl_policy_free(p);
