@@ -440,17 +440,47 @@ void kl_status_print_table(json_object *doc, FILE *out)
 
 /* ---- Prometheus ---- */
 
+/* Length of the valid UTF-8 sequence at s, or 0 (overlong forms,
+ * surrogates and code points past U+10FFFF are invalid). */
+static size_t utf8_len(const unsigned char *s)
+{
+	if (s[0] < 0x80)
+		return 1;
+	size_t n = s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+		 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
+	    (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* A label value: the text format wants UTF-8 with \\, \" and \n escaped.
+ * VM names and paths come from QEMU command lines and may hold any byte: an
+ * invalid sequence becomes U+FFFD rather than spoiling the whole output. */
 static void prom_escape(struct strbuf *b, const char *s)
 {
-	for (; s && *s; s++) {
-		if (*s == '\\')
+	const unsigned char *p = (const unsigned char *)s;
+	while (p && *p) {
+		size_t n = utf8_len(p);
+		if (n == 0) {
+			strbuf_append(b, "\xef\xbf\xbd");
+			p++;
+		} else if (*p == '\\') {
 			strbuf_append(b, "\\\\");
-		else if (*s == '"')
+			p++;
+		} else if (*p == '"') {
 			strbuf_append(b, "\\\"");
-		else if (*s == '\n')
+			p++;
+		} else if (*p == '\n') {
 			strbuf_append(b, "\\n");
-		else
-			strbuf_appendc(b, *s);
+			p++;
+		} else {
+			for (size_t i = 0; i < n; i++)
+				strbuf_appendc(b, (char)*p++);
+		}
 	}
 }
 
@@ -480,6 +510,19 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 	json_object *vms = kl_js_get(doc, "vms", json_type_array);
 	size_t n = vms ? json_object_array_length(vms) : 0;
 	struct strbuf b = STRBUF_INIT;
+	/* The vm label of each VM: its name, or NAME@PID for a later VM of the
+	 * same name (two QEMUs given one -name, or a user's and the system's
+	 * state directory), since a repeated label set makes the whole text
+	 * invalid for node_exporter. */
+	char **vm_label = xcalloc(n + 1, sizeof *vm_label);
+	for (size_t i = 0; i < n; i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		const char *name = s_or(vm, "name", "");
+		bool dup = false;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = strcmp(name, s_or(json_object_array_get_idx(vms, j), "name", "")) == 0;
+		vm_label[i] = dup ? xasprintf("%s@%lld", name, kl_js_int(vm, "pid", 0)) : xstrdup(name);
+	}
 
 	static const struct {
 		const char *name, *help;
@@ -494,7 +537,7 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		prom_head(out, vm_metrics[m].name, "gauge", vm_metrics[m].help);
 		for (size_t i = 0; i < n; i++) {
 			json_object *vm = json_object_array_get_idx(vms, i);
-			const char *l[] = { "vm", kl_js_str(vm, "name"), NULL };
+			const char *l[] = { "vm", vm_label[i], NULL };
 			long long v = 0;
 			switch (vm_metrics[m].what) {
 			case 0: v = kl_js_bool(vm, "running", false); break;
@@ -515,7 +558,7 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		json_object *disks = kl_js_get(vm, "disks", json_type_array);
 		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
 			json_object *d = json_object_array_get_idx(disks, k);
-			const char *l[] = { "vm", kl_js_str(vm, "name"), "disk", s_or(d, "id", s_or(d, "node", "")),
+			const char *l[] = { "vm", vm_label[i], "disk", s_or(d, "id", s_or(d, "node", "")),
 					    "node", kl_js_str(d, "node"), "path", kl_js_str(d, "path"),
 					    "backend", kl_js_str(d, "backend"), "fs", kl_js_str(d, "fs"),
 					    "format", kl_js_str(d, "format"), "aio", kl_js_str(d, "aio"),
@@ -547,9 +590,11 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 				json_object *st = kl_js_get(d, "stats", json_type_object);
 				if (!st)
 					continue;
-				const char *l[] = { "vm", kl_js_str(vm, "name"), "disk", s_or(d, "id", s_or(d, "node", "")),
-						    "backend", kl_js_str(d, "backend"), "aio", kl_js_str(d, "aio"),
-						    "cache", kl_js_str(d, "cache"), NULL };
+				/* Only labels that never change while the VM runs: a
+				 * --set cache= must not split a counter into a new
+				 * series.  aio and cache are on kvm_launch_disk_info. */
+				const char *l[] = { "vm", vm_label[i], "disk", s_or(d, "id", s_or(d, "node", "")),
+						    "backend", kl_js_str(d, "backend"), NULL };
 				strbuf_reset(&b);
 				prom_labels(&b, l);
 				if (!dm[m].stat) {
@@ -580,7 +625,7 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 			json_object_object_foreach(t, key, val) {
 				if (!json_object_is_type(val, json_type_int))
 					continue;
-				const char *l[] = { "vm", kl_js_str(vm, "name"), "disk", s_or(d, "id", s_or(d, "node", "")),
+				const char *l[] = { "vm", vm_label[i], "disk", s_or(d, "id", s_or(d, "node", "")),
 						    "limit", key, NULL };
 				strbuf_reset(&b);
 				prom_labels(&b, l);
@@ -602,6 +647,9 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		fprintf(out, "kvm_launch_host_aio_max_nr %lld\n", kl_js_int(host, "aio_max_nr", 0));
 	}
 	strbuf_free(&b);
+	for (size_t i = 0; i < n; i++)
+		free(vm_label[i]);
+	free(vm_label);
 }
 
 /* ---- main ---- */
