@@ -434,24 +434,6 @@ static void test_update(void)
 	free(dir);
 }
 
-/* kl_launch_free without launch.o (which drags the whole launcher in). */
-static void launch_free(struct kl_launch *l)
-{
-	for (size_t i = 0; i < l->ndisks; i++) {
-		kl_disk_facts_free(&l->disks[i].facts);
-		kl_decision_free(&l->disks[i].decision);
-	}
-	free(l->disks);
-	strvec_free(&l->exec_argv);
-	free(l->qemu);
-	free(l->state_dir);
-	free(l->state_file);
-	free(l->agent_socket);
-	free(l->query_socket);
-	free(l->agent_log);
-	memset(l, 0, sizeof *l);
-}
-
 static void test_prepare_and_write(void)
 {
 	char *dir = xasprintf("%s/pre,pare", tmpdir);
@@ -534,8 +516,8 @@ static void test_prepare_and_write(void)
 	d.argc = 1;
 	d.argv = dargs;
 	CHECK(kl_state_prepare(&d, dir, &err) < 0);
-	launch_free(&d);
-	launch_free(&l);
+	kl_launch_free(&d);
+	kl_launch_free(&l);
 	free(dir);
 }
 
