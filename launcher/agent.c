@@ -500,6 +500,8 @@ int kl_agent_run(const char *state_file, int pidfd)
 			qmp_close(a.qmp);
 			a.qmp = NULL;
 		}
+		/* Wake-ups are rare (QEMU events), so this costs nothing. */
+		kl_release_text_pages();
 		struct pollfd p[2];
 		nfds_t np = 0;
 		if (a.pidfd >= 0)

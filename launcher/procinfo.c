@@ -1,5 +1,7 @@
 #include "procinfo.h"
 
+#include <sys/mman.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -259,4 +261,24 @@ pid_t kl_proc_pidfd_pid(int fd)
 int kl_pidfd_open(pid_t pid)
 {
 	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+void kl_release_text_pages(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	if (!f)
+		return;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long start, end;
+		char perms[5];
+		int path_at = 0;
+		if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &start, &end, perms, &path_at) < 3)
+			continue;
+		/* Executable, private, file-backed, and not the vDSO/vsyscall. */
+		if (strcmp(perms, "r-xp") != 0 || !path_at || line[path_at] != '/')
+			continue;
+		madvise((void *)start, end - start, MADV_DONTNEED);
+	}
+	fclose(f);
 }

@@ -48,4 +48,12 @@ pid_t kl_proc_pidfd_pid(int fd);
 /* pidfd_open(2); -1 with errno (ENOSYS before Linux 5.3). */
 int kl_pidfd_open(pid_t pid);
 
+/* Drop this process's page-table entries for executable file mappings
+ * (our text and the libraries'): start-up faulted in far more code (and
+ * fault-around maps neighbours) than a process sleeping in poll() needs.
+ * The pages stay in the page cache and fault back in when used; only
+ * text (r-xp) is touched, never relocated or written mappings.  Lowers
+ * VmRSS of the long-lived agent; best effort. */
+void kl_release_text_pages(void);
+
 #endif
