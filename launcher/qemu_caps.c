@@ -40,7 +40,7 @@ static bool schema_has_io_uring(json_object *schema)
 	size_t n = json_object_is_type(schema, json_type_array) ? json_object_array_length(schema) : 0;
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(schema, i), *mt, *values;
-		if (!json_object_object_get_ex(e, "meta-type", &mt) ||
+		if (!json_object_object_get_ex(e, "meta-type", &mt) || !json_object_is_type(mt, json_type_string) ||
 		    strcmp(json_object_get_string(mt), "enum") != 0 ||
 		    !json_object_object_get_ex(e, "values", &values) ||
 		    !json_object_is_type(values, json_type_array))
@@ -135,7 +135,8 @@ int kl_qemu_io_uring(const char *qemu, const char *cache_dir, enum kl_tri *out, 
 	if (!id)
 		return -1;
 	if (cache && json_object_object_get_ex(cache, qemu, &entry) &&
-	    json_object_object_get_ex(entry, "id", &v) && strcmp(json_object_get_string(v), id) == 0 &&
+	    json_object_object_get_ex(entry, "id", &v) && json_object_is_type(v, json_type_string) &&
+	    strcmp(json_object_get_string(v), id) == 0 &&
 	    json_object_object_get_ex(entry, "io_uring", &v) && json_object_is_type(v, json_type_boolean)) {
 		*out = json_object_get_boolean(v) ? KL_TRI_YES : KL_TRI_NO;
 		return 0;

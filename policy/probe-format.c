@@ -79,7 +79,7 @@ static bool detect_head(const unsigned char *h, size_t n, struct kl_image_info *
 	}
 	if (HAS(h, n, 0, "conectix")) {                  /* dynamic VHD: footer copy first */
 		set_format(out, "vpc");
-		if (n >= 62) {
+		if (n >= 64) {                           /* reads up to h[63] */
 			out->virtual_size = be64(h + 48);
 			out->has_backing = be32(h + 60) == 4;    /* differencing disk */
 		}
