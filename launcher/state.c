@@ -739,7 +739,15 @@ int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error
 		return -1;
 	kl_state_clean_stale(dir);
 
+	if (kl_proc_start_ticks(pid, &l->start_ticks) < 0)
+		return kl_error_errno(err, errno, "cannot read /proc/%d/stat", (int)pid);
 	stem = kl_state_name(l->vm.name, pid);
+	/* The name is chosen and claimed under the directory lock: two launches
+	 * of one -name at the same moment must not both take it (one entry
+	 * would be lost, and both QEMUs given the same monitor sockets). */
+	_cleanup_close_ int lock = lock_dir(dir, 2000);
+	if (lock < 0)
+		kl_debug("%s: cannot lock (%s): choosing the name anyway", dir, strerror(errno));
 	/* A live VM of the same name (two QEMUs given one -name): keep both. */
 	_cleanup_free_ char *probe = xasprintf("%s/%s.json", dir, stem);
 	_cleanup_json_ json_object *old = NULL;
@@ -764,11 +772,19 @@ int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error
 		kl_warn("%s: no socket path fits in %zu bytes: the VM starts without kvm-launch's monitors",
 			dir, SUN_PATH_MAX);
 	l->pid = pid;
-	if (kl_proc_start_ticks(pid, &l->start_ticks) < 0)
-		return kl_error_errno(err, errno, "cannot read /proc/%d/stat", (int)pid);
 	if (!l->started_unix)
 		l->started_unix = (long long)time(NULL);
-	return 0;
+	/* The claim: a first entry naming our PID, which kl_state_write
+	 * replaces; another launch now sees the name taken by a live VM. */
+	_cleanup_json_ json_object *claim = json_object_new_object();
+	json_object_object_add(claim, "version", json_object_new_int(KL_STATE_VERSION));
+	json_object_object_add(claim, "name", l->vm.name ? json_object_new_string(l->vm.name) : NULL);
+	json_object_object_add(claim, "stem", json_object_new_string(stem));
+	json_object_object_add(claim, "pid", json_object_new_int64(pid));
+	json_object_object_add(claim, "start_ticks", json_object_new_int64((int64_t)l->start_ticks));
+	json_object_object_add(claim, "started", json_object_new_int64(l->started_unix));
+	json_object_object_add(claim, "running", json_object_new_boolean(true));
+	return kl_state_write_json(l->state_file, claim, err);
 }
 
 static void unlink_stale_socket(const char *path)
@@ -794,6 +810,6 @@ void kl_state_add_monitors(struct kl_launch *l)
 		return;
 	if (l->exec_argv.n == 0)
 		strvec_push_dup(&l->exec_argv, l->qemu ? l->qemu : KL_DEFAULT_QEMU);
-	add_monitor(&l->exec_argv, "kvmlaunch-agent", l->agent_socket);
-	add_monitor(&l->exec_argv, "kvmlaunch-query", l->query_socket);
+	add_monitor(&l->exec_argv, KL_MONITOR_ID_PREFIX "agent", l->agent_socket);
+	add_monitor(&l->exec_argv, KL_MONITOR_ID_PREFIX "query", l->query_socket);
 }

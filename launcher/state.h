@@ -36,7 +36,10 @@
  * for a non-root user $XDG_RUNTIME_DIR/kvm-launch), and fill l->state_dir,
  * state_file, agent_socket, query_socket (NULL when no path fits sun_path:
  * the VM then starts without monitors), agent_log, pid, start_ticks and
- * started_unix.  Also removes stale entries it finds in the directory. */
+ * started_unix.  Also removes stale entries it finds in the directory, and
+ * claims the name under the directory lock by writing a first state file
+ * that names our PID (kl_state_write replaces it), so that launches of one
+ * -name at the same moment get distinct entries and sockets. */
 int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error *err);
 /* Append -chardev socket,...,server=on,wait=off -mon chardev=...,mode=control
  * for kvmlaunch-agent and kvmlaunch-query to l->exec_argv, after removing
