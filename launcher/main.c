@@ -116,9 +116,13 @@ static int launch_main(const struct kl_options *o)
 	struct kl_error err = KL_ERROR_INIT;
 	struct kl_launch l = { 0 };
 	struct kl_policy *policy = load_policy(o, &err);
-	/* A policy that fails to load still says what to do on errors. */
+	/* A policy that fails to load still says what to do on errors, unless
+	 * the file is refused as unsafe: then nothing in it is believed (others
+	 * could write "on-error = refuse" and stop every VM from starting). */
+	const char *path = o->config ? o->config : KL_DEFAULT_CONFIG;
 	bool refuse = policy ? kl_policy_globals(policy)->on_error == KL_ON_ERROR_REFUSE
-			     : kl_policy_file_on_error(o->config ? o->config : KL_DEFAULT_CONFIG) == KL_ON_ERROR_REFUSE;
+			     : kl_policy_check_file_safety(path, NULL) == 0 &&
+				       kl_policy_file_on_error(path) == KL_ON_ERROR_REFUSE;
 	bool exec_mode = o->mode == KL_MODE_LAUNCH;
 	int rc = 0;
 
@@ -181,7 +185,7 @@ static int launch_main(const struct kl_options *o)
 		break;
 	}
 
-	if (!l.not_a_vm && !l.failed_open) {
+	if (!l.untouched_why && !l.failed_open) {
 		log_decisions(&l);
 		set_up_state(&l, choose_state_dir(o, policy));
 	}

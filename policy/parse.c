@@ -405,7 +405,9 @@ int kl_policy_load_string(const char *text, const char *name, struct kl_policy *
 
 int klp_read_file(const char *path, char **text, struct kl_error *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO (or a file swapped for one after the safety
+	 * check) must not hang the launch; fstat then refuses it. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	struct stat st;
 
 	if (fd < 0)
