@@ -567,7 +567,32 @@ static int build_kv(struct kl_bdgraph *g, size_t a, const struct kv_sorted *v, s
 	return 0;
 }
 
+/* QEMU refuses a cache flag or read-only that is not a boolean; a rewrite
+ * must not replace it with a valid one (as -drive, the argument is refused). */
+static int check_bools(const struct kl_bdgraph *g, size_t first, size_t argi, struct kl_error *err)
+{
+	static const char *const keys[] = { "cache.direct", "cache.no-flush", "read-only" };
+	for (size_t i = first; i < g->nnodes; i++)
+		for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+			bool v;
+			if (kl_optsrc_bool(&g->nodes[i]->src, keys[k], &v) < 0)
+				return kl_error_fail(err, "-blockdev argument %zu: %s%s is not a boolean", argi + 1,
+						     g->nodes[i]->src.prefix ? g->nodes[i]->src.prefix : "", keys[k]);
+		}
+	return 0;
+}
+
+static int bd_add(struct kl_bdgraph *g, const char *text, size_t argi, struct kl_error *err);
+
 int kl_bd_add(struct kl_bdgraph *g, const char *text, size_t argi, struct kl_error *err)
+{
+	size_t first = g->nnodes;
+	if (bd_add(g, text, argi, err) < 0)
+		return -1;
+	return check_bools(g, first, argi, err);
+}
+
+static int bd_add(struct kl_bdgraph *g, const char *text, size_t argi, struct kl_error *err)
 {
 	struct kl_bdarg *arg = xcalloc(1, sizeof *arg);
 	arg->argi = argi;
@@ -734,10 +759,12 @@ int kl_bd_facts(const struct kl_bdgraph *g, const struct kl_bdnode *top, struct 
 	f->driver = n->driver;
 	f->path = kl_bd_target(n->driver, &n->src);
 	const char *aio = kl_optsrc_str(&n->src, "aio");
-	if (aio && kl_qemu_aio_parse(aio, &f->aio) < 0) {
+	if ((aio && kl_qemu_aio_parse(aio, &f->aio) < 0) || (!aio && kl_optsrc_has(&n->src, "aio"))) {
 		free(f->path);
 		f->path = NULL;
-		return kl_error_fail(err, "-blockdev argument %zu: unknown aio '%s'", kl_bd_argno(g, n), aio);
+		/* Not a string (null, an object): QEMU refuses it; a rewrite must not replace it. */
+		return kl_error_fail(err, "-blockdev argument %zu: unknown aio '%s'", kl_bd_argno(g, n),
+				     aio ? aio : "(not a string)");
 	}
 	f->direct = effective_bool(n, "cache.direct", false);
 	f->no_flush = effective_bool(n, "cache.no-flush", false);

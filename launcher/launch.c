@@ -82,7 +82,16 @@ static int prepare_rewrite(struct kl_launch *l, const struct kl_policy *policy,
 	if (kl_model_machine_none(l->model) || kl_model_informational(l->model)) {
 		/* libvirt's capability probe, or QEMU asked only to print
 		 * something: it must see QEMU exactly. */
-		l->not_a_vm = true;
+		l->untouched_why = kl_model_machine_none(l->model) ? "no VM here (-machine none: libvirt's capability probe)"
+								   : "no VM here (QEMU asked for help or its version)";
+		use_original_argv(l);
+		return 0;
+	}
+	if (kl_model_prepared(l->model)) {
+		/* A kvm-launch in front of us decided already; a second set of
+		 * monitors would make QEMU refuse the duplicate chardev ids. */
+		l->untouched_why = "another kvm-launch prepared this command line already";
+		kl_info("%s: passed to QEMU unchanged", l->untouched_why);
 		use_original_argv(l);
 		return 0;
 	}

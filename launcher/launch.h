@@ -33,7 +33,10 @@ struct kl_launch {
 	struct kl_disk_result *disks;
 	struct kl_host_facts host;
 	struct kl_vm_context vm;
-	bool not_a_vm;                    /* libvirt's -machine none probe, -help, -version: passed through untouched */
+	/* Why QEMU gets the command line untouched, with no state and no agent
+	 * (libvirt's capability probe, -help, another kvm-launch's work); NULL
+	 * for a VM we handle. */
+	const char *untouched_why;
 	bool failed_open;                 /* our parsing/probing failed: QEMU gets the original arguments */
 	struct strvec exec_argv;          /* full argv to exec: QEMU path first */
 

@@ -198,6 +198,7 @@ struct kl_model {
 	const char *name, *pidfile, *machine_type;
 	bool incoming, daemonize, readconfig, snapshot;
 	bool informational;             /* -help, -version, -device help...: QEMU runs no VM */
+	bool prepared;                  /* another kvm-launch already added its monitors */
 	size_t legacy_disks;
 
 	struct kl_kv **kvs;             /* -name, -machine, -add-fd: borrowed strings point here */
@@ -317,6 +318,19 @@ static int handle_option(struct kl_model *m, const char *opt, const char *val, s
 	if (strcmp(opt, "h") == 0 || strcmp(opt, "help") == 0 || strcmp(opt, "version") == 0 ||
 	    (val && asks_for_help(val))) {
 		m->informational = true;
+		return 0;
+	}
+	if (strcmp(opt, "chardev") == 0) {
+		/* Our own monitors: a kvm-launch in front of this one (a libvirt
+		 * <emulator> pointing at kvm-launch while the system QEMU is
+		 * diverted to another copy) already did the work. */
+		struct kl_kv ckv;
+		if (kl_kv_parse(val, KL_KV_QEMUOPTS, "backend", &ckv, NULL) == 0) {
+			const char *id = kl_kv_get(&ckv, "id");
+			if (id && strncmp(id, KL_MONITOR_ID_PREFIX, strlen(KL_MONITOR_ID_PREFIX)) == 0)
+				m->prepared = true;
+			kl_kv_free(&ckv);
+		}
 		return 0;
 	}
 	if (strcmp(opt, "drive") == 0) {
@@ -496,11 +510,27 @@ static int finish(struct kl_model *m, struct kl_error *err)
 {
 	if (kl_bd_resolve(&m->bd, err) < 0)
 		return -1;
+	struct kl_names node_names = { 0 };
 	for (size_t i = 0; i < m->ndrives; i++) {
 		const struct kl_drive *d = m->drives[i];
-		if (d->id && kl_names_put(&m->drive_ids, d->id, (void *)(uintptr_t)(i + 1)))
+		if (d->id && kl_names_put(&m->drive_ids, d->id, (void *)(uintptr_t)(i + 1))) {
+			kl_names_free(&node_names);
 			return kl_error_fail(err, "-drive argument %zu: duplicate id '%s'", d->argi + 1, d->id);
+		}
+		/* QEMU has one namespace for node names, and a drive id may not be
+		 * a node name either. */
+		const char *names[] = { d->id, d->node_name, kl_kv_get(&d->kv, "file.node-name") };
+		for (size_t k = 0; k < 3; k++) {
+			if (!names[k])
+				continue;
+			if (kl_bd_lookup(&m->bd, names[k]) || (k > 0 && kl_names_put(&node_names, names[k], (void *)names[k]))) {
+				kl_names_free(&node_names);
+				return kl_error_fail(err, "-drive argument %zu: duplicate node name '%s'", d->argi + 1,
+						     names[k]);
+			}
+		}
 	}
+	kl_names_free(&node_names);
 	if (check_sets(m, err) < 0)
 		return -1;
 	/* pc and q35 (and the default machine) put -drive without if= on IDE. */
@@ -678,6 +708,7 @@ const char *kl_model_pidfile(const struct kl_model *m) { return m->pidfile; }
 bool kl_model_readconfig(const struct kl_model *m) { return m->readconfig; }
 const char *kl_model_machine_type(const struct kl_model *m) { return m->machine_type; }
 bool kl_model_informational(const struct kl_model *m) { return m->informational; }
+bool kl_model_prepared(const struct kl_model *m) { return m->prepared; }
 size_t kl_model_legacy_disk_count(const struct kl_model *m) { return m->legacy_disks; }
 
 bool kl_model_machine_none(const struct kl_model *m)

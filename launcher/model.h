@@ -38,6 +38,10 @@ bool kl_model_daemonize(const struct kl_model *m);
 /* -help, -version, or an option asking for help (-device help, -machine ?):
  * QEMU only prints something, so it passes through like the capability probe. */
 bool kl_model_informational(const struct kl_model *m);
+/* The command line already carries kvm-launch's monitors (chardev ids
+ * starting KL_MONITOR_ID_PREFIX): another kvm-launch prepared it. */
+#define KL_MONITOR_ID_PREFIX "kvmlaunch-"
+bool kl_model_prepared(const struct kl_model *m);
 const char *kl_model_pidfile(const struct kl_model *m);   /* NULL if none */
 bool kl_model_readconfig(const struct kl_model *m);       /* -readconfig present: its disks are not inspected */
 const char *kl_model_machine_type(const struct kl_model *m); /* the last -machine type=; NULL if none */

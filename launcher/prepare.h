@@ -14,7 +14,7 @@ struct kl_prepare_config {
 /* l->qemu, l->argc and l->argv must be set.  On success l->exec_argv holds
  * the rewritten command line.  On failure (-1, err set) l->failed_open is
  * set and l->exec_argv holds the original command line, so the caller can
- * fail open.  A capability probe sets l->capability_probe and keeps the
+ * fail open.  A capability probe sets l->not_a_vm and keeps the
  * original command line. */
 int kl_launch_prepare(struct kl_launch *l, const struct kl_policy *policy, const struct kl_prepare_config *cfg,
 		      struct kl_error *err);

@@ -113,13 +113,13 @@ json_object *kl_report_json(const struct kl_launch *l)
 	json_object_object_add(o, "argv", argv);
 	json_object_object_add(o, "name", string_or_null(l->vm.name));
 	json_object_object_add(o, "incoming", json_object_new_boolean(l->vm.incoming));
-	json_object_object_add(o, "not_a_vm", json_object_new_boolean(l->not_a_vm));
-	json_object_object_add(o, "passthrough", json_object_new_boolean(l->failed_open));
+	json_object_object_add(o, "untouched", string_or_null(l->untouched_why));
+	json_object_object_add(o, "failed_open", json_object_new_boolean(l->failed_open));
 	json_object *disks = json_object_new_array();
 	for (size_t i = 0; i < l->ndisks; i++)
 		json_object_array_add(disks, disk_json(&l->disks[i]));
 	json_object_object_add(o, "disks", disks);
-	if (!l->not_a_vm && !l->failed_open)
+	if (!l->untouched_why && !l->failed_open)
 		json_object_object_add(o, "host", host_json(&l->host));
 	return o;
 }
@@ -153,8 +153,8 @@ void kl_report_explain(const struct kl_launch *l, FILE *f)
 {
 	fprintf(f, "VM %s%s\n", l->vm.name ? l->vm.name : "(no -name)", l->vm.incoming ? " (incoming migration)" : "");
 	fprintf(f, "QEMU %s\n", l->qemu);
-	if (l->not_a_vm) {
-		fprintf(f, "QEMU runs no VM here (libvirt's capability probe, or -help/-version): passed unchanged.\n");
+	if (l->untouched_why) {
+		fprintf(f, "Passed to QEMU unchanged: %s.\n", l->untouched_why);
 		return;
 	}
 	if (l->failed_open) {

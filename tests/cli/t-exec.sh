@@ -52,3 +52,17 @@ fi
 "$KL" --version | grep -q '^kvm-launch [0-9]' || fail "--version"
 "$KL" --help | grep -q -- '--dry-run' || fail "--help"
 echo "exec contract: ok"
+
+# Two kvm-launches in a row (an <emulator> kvm-launch whose real QEMU is the
+# diverted system QEMU, i.e. another kvm-launch): the second sees the first
+# one's monitors and passes the command line through untouched, so QEMU never
+# gets them twice (it refuses duplicate chardev ids).
+truncate -s 1M "$TMP/d.raw"
+first=(-name twice -drive "file=$TMP/d.raw,format=raw,if=virtio,cache=none,aio=io_uring"
+	-chardev "socket,id=kvmlaunch-agent,path=$TMP/s/twice.agent.sock,server=on,wait=off"
+	-mon chardev=kvmlaunch-agent,mode=control)
+"$KL" --config "$TMP/k.conf" --qemu "$fake" -- "${first[@]}" 2> "$TMP/err" || fail "double wrap: exit $?"
+printf '%s\0' "$fake" "${first[@]}" | cmp -s - "$KL_RECORD" || fail "double wrap: arguments changed: $(tr '\0' ' ' < "$KL_RECORD")"
+grep -q 'prepared this command line already' "$TMP/err" || fail "double wrap: no message"
+[ ! -e "$TMP/state/twice.json" ] || fail "double wrap: a second state entry"
+echo "double wrap: ok"
