@@ -422,8 +422,42 @@ static void print_vm(json_object *vm, FILE *out)
 	free(cells);
 }
 
+/* Strings in the table come from VM names, command lines and QMP replies:
+ * their control characters (a newline, a terminal escape) become '?', so
+ * they cannot forge lines or drive the operator's terminal. */
+static void scrub(json_object *o)
+{
+	if (json_object_is_type(o, json_type_object)) {
+		json_object_object_foreach(o, k, v) {
+			(void)k;
+			scrub(v);
+		}
+	} else if (json_object_is_type(o, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			scrub(json_object_array_get_idx(o, i));
+	} else if (json_object_is_type(o, json_type_string)) {
+		const char *s = json_object_get_string(o);
+		size_t n = (size_t)json_object_get_string_len(o);
+		bool bad = false;
+		for (size_t i = 0; i < n && !bad; i++)
+			bad = (unsigned char)s[i] < 0x20 || s[i] == 0x7f;
+		if (!bad)
+			return;
+		_cleanup_free_ char *t = xstrndup(s, n);
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)t[i] < 0x20 || t[i] == 0x7f)
+				t[i] = '?';
+		json_object_set_string(o, t);
+	}
+}
+
 void kl_status_print_table(json_object *doc, FILE *out)
 {
+	_cleanup_json_ json_object *copy = NULL;
+	if (json_object_deep_copy(doc, &copy, NULL) == 0) {
+		scrub(copy);
+		doc = copy;
+	}
 	json_object *vms = kl_js_get(doc, "vms", json_type_array);
 	size_t n = vms ? json_object_array_length(vms) : 0;
 	for (size_t i = 0; i < n; i++) {
