@@ -1,0 +1,158 @@
+/* qmp-ready: how long a QEMU (or kvm-launch in front of it) takes from process start until its QMP monitor
+ * answers query-status.  A helper of tests/bench/bench.sh, built ad hoc by it:
+ *
+ *   cc -O2 -o qmp-ready tests/bench/qmp-ready.c
+ *   qmp-ready [-t SECONDS] -- PROGRAM ARGS...
+ *
+ * PROGRAM must be started with `-qmp stdio` among its arguments.  qmp-ready forks it with its stdin and stdout on
+ * pipes, writes qmp_capabilities and query-status at once (QEMU reads them after its greeting), and stops the clock
+ * when a line holding the query-status reply ("status" inside a "return") arrives.  Then it sends quit and waits for
+ * the process to exit.  The clock starts just before fork(), so it covers exec, kvm-launch's probes and policy (when
+ * PROGRAM is kvm-launch), QEMU's own start-up and the first QMP round trip.  PROGRAM's stderr is inherited.
+ *
+ * Prints the milliseconds, e.g. `123.456`, on stdout; exit 0.  Exit 1 when PROGRAM exits or says nothing useful
+ * within the timeout (default 60 s), 2 on usage errors. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int write_all(int fd, const char *s)
+{
+	size_t len = strlen(s);
+	while (len > 0) {
+		ssize_t n = write(fd, s, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		s += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	double timeout_s = 60;
+	int i = 1;
+	if (i + 1 < argc && !strcmp(argv[i], "-t")) {
+		timeout_s = atof(argv[i + 1]);
+		i += 2;
+	}
+	if (i >= argc || strcmp(argv[i], "--") || i + 1 >= argc) {
+		fprintf(stderr, "usage: qmp-ready [-t SECONDS] -- PROGRAM ARGS...\n");
+		return 2;
+	}
+	char **cmd = argv + i + 1;
+
+	int in[2], out[2];
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+		perror("qmp-ready: pipe");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	double t0 = now_ms();
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("qmp-ready: fork");
+		return 1;
+	}
+	if (pid == 0) {
+		dup2(in[0], STDIN_FILENO);
+		dup2(out[1], STDOUT_FILENO);
+		signal(SIGPIPE, SIG_DFL);
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "qmp-ready: exec %s: %s\n", cmd[0], strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	write_all(in[1], "{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-status\"}\n");
+
+	char buf[65536];
+	size_t have = 0;
+	double t1 = -1, deadline = t0 + timeout_s * 1e3;
+	int eof = 0;
+	while (t1 < 0 && !eof) {
+		double left = deadline - now_ms();
+		if (left <= 0)
+			break;
+		struct pollfd p = { .fd = out[0], .events = POLLIN };
+		int r = poll(&p, 1, (int)left + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		ssize_t n = read(out[0], buf + have, sizeof buf - 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			eof = 1;
+			break;
+		}
+		double tr = now_ms();
+		have += (size_t)n;
+		buf[have] = '\0';
+		/* Look at complete lines only; keep a partial last line for the next read. */
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n')) != NULL) {
+			*nl = '\0';
+			if (strstr(line, "\"return\"") && strstr(line, "\"status\"")) {
+				t1 = tr;
+				break;
+			}
+			line = nl + 1;
+		}
+		if (t1 >= 0)
+			break;
+		have = strlen(line);
+		memmove(buf, line, have);
+		if (have >= sizeof buf - 1)
+			have = 0; /* an absurd line: drop it */
+	}
+
+	write_all(in[1], "{\"execute\":\"quit\"}\n");
+	close(in[1]);
+	/* Drain stdout so QEMU never blocks on a full pipe while quitting. */
+	for (;;) {
+		struct pollfd p = { .fd = out[0], .events = POLLIN };
+		if (poll(&p, 1, 10000) <= 0)
+			break;
+		if (read(out[0], buf, sizeof buf) <= 0)
+			break;
+	}
+	close(out[0]);
+	int status = 0;
+	if (waitpid(pid, &status, WNOHANG) == 0) {
+		/* quit was sent; give it a moment, then insist */
+		for (int k = 0; k < 100 && waitpid(pid, &status, WNOHANG) == 0; k++)
+			usleep(50000);
+		if (kill(pid, 0) == 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+		}
+	}
+	if (t1 < 0) {
+		fprintf(stderr, "qmp-ready: no query-status reply from %s\n", cmd[0]);
+		return 1;
+	}
+	printf("%.3f\n", t1 - t0);
+	return 0;
+}
