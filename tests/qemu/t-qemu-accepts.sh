@@ -1,0 +1,87 @@
+#!/bin/bash
+# The real QEMU accepts every cache x aio combination kvm-launch can write, on
+# each disk shape (-drive, JSON -blockdev, dotted -blockdev, a qcow2 over a
+# backing file), and really runs with it: query-block's cache flags, the
+# O_DIRECT bit of the image's fd in /proc/PID/fdinfo, and the kernel AIO
+# QEMU set up (an anon_inode:[io_uring] fd, or a /[aio] mapping for libaio).
+. "${KL_TOP:-.}/tests/functions.sh"
+requires "$KL" "$QEMU" qemu-img
+QMPCLI=$KL_TOP/tests/helpers/qmp-cli
+JSONGET=$KL_TOP/tests/helpers/json-get
+requires "$QMPCLI" "$JSONGET"
+kl_tmpdir
+
+truncate -s 64M "$TMP/a.raw" "$TMP/b.raw" "$TMP/base.raw"
+qemu-img create -q -f qcow2 -b "$TMP/base.raw" -F raw "$TMP/top.qcow2"
+disks=(
+	-drive "file=$TMP/a.raw,format=raw,if=none,id=d0,cache=writethrough,aio=threads"
+	-device virtio-blk-pci,drive=d0,id=vd0
+	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/b.raw\",\"node-name\":\"s1\"}"
+	-blockdev '{"driver":"raw","node-name":"f1","file":"s1"}'
+	-device '{"driver":"virtio-blk-pci","drive":"f1","id":"vd1"}'
+	-blockdev "driver=qcow2,node-name=f2,file.driver=file,file.filename=$TMP/top.qcow2"
+	-device virtio-blk-pci,drive=f2,id=vd2
+)
+images=("$TMP/a.raw" "$TMP/b.raw" "$TMP/top.qcow2")
+
+pid_of() { pgrep -f -- "-name $1( |\$)" | head -n 1; }
+
+# direct_bit PID IMAGE: 1 if QEMU's fd on IMAGE has O_DIRECT (octal 040000).
+direct_bit() {
+	local fd flags
+	for fd in /proc/$1/fd/*; do
+		[ "$(readlink "$fd")" = "$2" ] || continue
+		flags=$(awk '/^flags:/ {print $2}' "/proc/$1/fdinfo/${fd##*/}")
+		echo $(( (8#$flags & 8#40000) != 0 ))
+		return
+	done
+	echo missing
+}
+
+n=0
+for cache in none writeback writethrough directsync unsafe; do
+	for aio in threads io_uring native; do
+		case $cache/$aio in none/native|directsync/native|*/threads|*/io_uring) ;; *) continue ;; esac
+		n=$((n + 1))
+		name=acc$n
+		printf 'state-dir = %s/state\ncache-dir = %s/cache\n[rule all]\nbackend = file\ncache = %s\naio = %s\n' \
+			"$TMP" "$TMP" "$cache" "$aio" > "$TMP/p.conf"
+		chmod 0644 "$TMP/p.conf"
+		"$KL" --config "$TMP/p.conf" --qemu "$QEMU" -- -name "$name" -machine pc -accel tcg -nodefaults \
+			-display none -S "${disks[@]}" > "$TMP/$name.out" 2>&1 &
+		sock=$TMP/state/$name.qmp.sock
+		for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+		pid=$(pid_of "$name")
+		[ -n "$pid" ] && [ -S "$sock" ] || fail "$cache/$aio: QEMU did not start: $(cat "$TMP/$name.out")"
+		"$QMPCLI" "$sock" query-block > "$TMP/$name.qb" || fail "$cache/$aio: query-block failed"
+		want_wb=1 want_direct=0 want_noflush=0
+		case $cache in
+		none) want_direct=1 ;;
+		writethrough) want_wb=0 ;;
+		directsync) want_wb=0 want_direct=1 ;;
+		unsafe) want_noflush=1 ;;
+		esac
+		for dev in vd0 vd1 vd2; do
+			sel="[qdev=/machine/peripheral/$dev/virtio-backend].inserted.cache"
+			got=$("$JSONGET" "$TMP/$name.qb" "$sel.writeback")/$("$JSONGET" "$TMP/$name.qb" "$sel.direct")/$("$JSONGET" "$TMP/$name.qb" "$sel.no-flush")
+			want=$([ $want_wb = 1 ] && echo true || echo false)/$([ $want_direct = 1 ] && echo true || echo false)/$([ $want_noflush = 1 ] && echo true || echo false)
+			[ "$got" = "$want" ] || fail "$cache/$aio: $dev: query-block writeback/direct/no-flush $got, want $want"
+		done
+		for img in "${images[@]}"; do
+			[ "$(direct_bit "$pid" "$img")" = "$want_direct" ] ||
+				fail "$cache/$aio: $img: O_DIRECT bit $(direct_bit "$pid" "$img"), want $want_direct"
+		done
+		uring=$(find "/proc/$pid/fd" -lname 'anon_inode:\[io_uring\]' 2>/dev/null | wc -l)
+		libaio=$(grep -c ' /\[aio\]' "/proc/$pid/maps" || true)
+		case $aio in
+		io_uring) [ "$uring" -gt 0 ] || fail "$cache/$aio: no io_uring fd in QEMU" ;;
+		native) [ "$libaio" -gt 0 ] || fail "$cache/$aio: no libaio context in QEMU" ;;
+		threads) [ "$uring" -eq 0 ] && [ "$libaio" -eq 0 ] || fail "$cache/$aio: kernel AIO in use (uring $uring, aio $libaio)" ;;
+		esac
+		"$QMPCLI" "$sock" quit > /dev/null || true
+		wait
+		printf '%-13s %-9s ok (query-block, fdinfo O_DIRECT=%s, io_uring fds %s, libaio maps %s)\n' \
+			"$cache" "$aio" "$want_direct" "$uring" "$libaio"
+	done
+done
+echo "$n combinations accepted and verified on 3 disk shapes"
