@@ -442,6 +442,27 @@ static int check_sets(const struct kl_model *m, struct kl_error *err)
 	return 0;
 }
 
+/* What the disk's -device(s) add to the given facts: the device id, the
+ * guest-visible write cache (write-cache=, or a -global), cdrom, share-rw;
+ * then the cache mode from the node's flags plus that write cache. */
+static void apply_devices(const struct kl_model *m, struct mdisk *k, struct kl_cache_flags fl, bool explicit)
+{
+	struct kl_disk_given *g = &k->g;
+	for (size_t i = 0; i < k->ndevs; i++) {
+		const struct kl_device *dev = m->devices[k->devs[i]];
+		if (i == 0 && dev->id)
+			g->id = dev->id;
+		int wc = device_write_cache(m, dev);
+		if (wc >= 0) {
+			fl.writeback = wc == 1;
+			explicit = true;
+		}
+		g->cdrom = g->cdrom || dev->cdrom;
+		g->shareable = g->shareable || dev->share_rw;
+	}
+	g->cache = explicit ? kl_cache_from_flags(fl) : KL_CACHE_UNSET;
+}
+
 static void fill_drive_disk(struct kl_model *m, struct mdisk *k)
 {
 	const struct kl_drive *d = k->drive;
@@ -457,19 +478,7 @@ static void fill_drive_disk(struct kl_model *m, struct mdisk *k)
 	g->readonly = d->readonly;
 	g->cdrom = d->cdrom;
 	g->snapshot = d->snapshot || m->snapshot;
-	for (size_t i = 0; i < k->ndevs; i++) {
-		const struct kl_device *dev = m->devices[k->devs[i]];
-		if (i == 0 && dev->id)
-			g->id = dev->id;
-		int wc = device_write_cache(m, dev);
-		if (wc >= 0) {
-			fl.writeback = wc == 1;
-			explicit = true;
-		}
-		g->cdrom = g->cdrom || dev->cdrom;
-		g->shareable = g->shareable || dev->share_rw;
-	}
-	g->cache = explicit ? kl_cache_from_flags(fl) : KL_CACHE_UNSET;
+	apply_devices(m, k, fl, explicit);
 	k->takes_aio = d->takes_aio;
 }
 
@@ -489,19 +498,7 @@ static int fill_blockdev_disk(struct kl_model *m, struct mdisk *k, struct kl_err
 	g->cdrom = f.driver && strcmp(f.driver, "host_cdrom") == 0;
 	struct kl_cache_flags fl = { true, f.direct, f.no_flush };
 	bool explicit = f.cache_explicit;
-	for (size_t i = 0; i < k->ndevs; i++) {
-		const struct kl_device *dev = m->devices[k->devs[i]];
-		if (i == 0)
-			g->id = dev->id;
-		int wc = device_write_cache(m, dev);
-		if (wc >= 0) {
-			fl.writeback = wc == 1;
-			explicit = true;
-		}
-		g->cdrom = g->cdrom || dev->cdrom;
-		g->shareable = g->shareable || dev->share_rw;
-	}
-	g->cache = explicit ? kl_cache_from_flags(fl) : KL_CACHE_UNSET;
+	apply_devices(m, k, fl, explicit);
 	k->takes_aio = kl_driver_takes_aio(f.driver);
 	return 0;
 }
