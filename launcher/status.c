@@ -143,6 +143,7 @@ static json_object *disk_view(json_object *sd, const struct answers *a)
 	json_object_object_add(o, "cache_given", str_json(kl_js_str(sd, "given_cache")));
 	json_object_object_add(o, "aio_given", str_json(kl_js_str(sd, "given_aio")));
 	json_object_object_add(o, "rule", str_json(kl_js_str(sd, "rule")));
+	json_object_object_add(o, "calibration", str_json(kl_js_str(sd, "calibration")));
 	json_object_object_add(o, "reasons", copy_or_null(kl_js_get(sd, "reasons", json_type_array)));
 	if (ins) {
 		json_object_object_add(o, "throttle", kl_throttle_current(block));
@@ -415,6 +416,8 @@ static void print_vm(json_object *vm, FILE *out)
 			fprintf(out, "      note: QEMU runs cache=%s, kvm-launch recorded %s\n", cache, planned);
 		if (kl_js_str(d, "note"))
 			fprintf(out, "      note: %s\n", kl_js_str(d, "note"));
+		if (kl_js_str(d, "calibration"))
+			fprintf(out, "      aio chosen from calibration %s\n", kl_js_str(d, "calibration"));
 		json_object *reasons = kl_js_get(d, "reasons", json_type_array);
 		for (size_t r = 0; reasons && r < json_object_array_length(reasons); r++)
 			fprintf(out, "      %s\n", json_object_get_string(json_object_array_get_idx(reasons, r)));
