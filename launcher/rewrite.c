@@ -248,6 +248,22 @@ static bool has_duplicate_key(const struct kl_jvalue *o)
 
 static int parse_value(struct parser *p, struct kl_jvalue **out);
 
+/* After a member or an item: 1 if a ',' announces another, 0 at the closing
+ * bracket, -1 on anything else. */
+static int next_member(struct parser *p, char close)
+{
+	skip_ws(p);
+	if (p->pos < p->len && p->s[p->pos] == ',') {
+		p->pos++;
+		return 1;
+	}
+	if (p->pos < p->len && p->s[p->pos] == close) {
+		p->pos++;
+		return 0;
+	}
+	return close == '}' ? perr(p, "expected ',' or '}'") : perr(p, "expected ',' or ']'");
+}
+
 static int parse_object(struct parser *p, struct kl_jvalue *v)
 {
 	size_t base = p->mn;
@@ -276,16 +292,11 @@ static int parse_object(struct parser *p, struct kl_jvalue *v)
 			p->mstack = xrealloc(p->mstack, p->mcap * sizeof *p->mstack);
 		}
 		p->mstack[p->mn++] = m;
-		skip_ws(p);
-		if (p->pos < p->len && p->s[p->pos] == ',') {
-			p->pos++;
-			continue;
-		}
-		if (p->pos < p->len && p->s[p->pos] == '}') {
-			p->pos++;
+		int more = next_member(p, '}');
+		if (more < 0)
+			return -1;
+		if (!more)
 			break;
-		}
-		return perr(p, "expected ',' or '}'");
 	}
 	v->n = p->mn - base;
 	v->members = arena_alloc(p->doc, v->n * sizeof *v->members);
@@ -315,16 +326,11 @@ static int parse_array(struct parser *p, struct kl_jvalue *v)
 			p->istack = xrealloc(p->istack, p->icap * sizeof *p->istack);
 		}
 		p->istack[p->in++] = item;
-		skip_ws(p);
-		if (p->pos < p->len && p->s[p->pos] == ',') {
-			p->pos++;
-			continue;
-		}
-		if (p->pos < p->len && p->s[p->pos] == ']') {
-			p->pos++;
+		int more = next_member(p, ']');
+		if (more < 0)
+			return -1;
+		if (!more)
 			break;
-		}
-		return perr(p, "expected ',' or ']'");
 	}
 	v->n = p->in - base;
 	v->items = arena_alloc(p->doc, v->n * sizeof *v->items);
