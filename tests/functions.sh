@@ -51,3 +51,19 @@ kl_tmpdir() {
 	TMP=$(mktemp -d "${TMPDIR:-/tmp}/kl-test.XXXXXX")
 	cleanup_fn "rm -rf '$TMP'"
 }
+
+# wait_for SECONDS CMD...: run CMD every 0.1 s until it succeeds (0) or
+# SECONDS pass (1).  Its output is discarded.
+wait_for() {
+	local n=$(( $1 * 10 ))
+	shift
+	while [ "$n" -gt 0 ]; do
+		"$@" > /dev/null 2>&1 && return 0
+		sleep 0.1
+		n=$((n - 1))
+	done
+	return 1
+}
+
+# gone PID: the process has exited (or is a zombie waiting to be reaped).
+gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }

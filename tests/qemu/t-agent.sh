@@ -15,17 +15,8 @@ kl_tmpdir
 ST=$TMP/state
 truncate -s 64M "$TMP/a.img"
 
-wait_for() {
-	n=$(( $1 * 10 )); shift
-	while [ "$n" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1; n=$((n - 1))
-	done
-	return 1
-}
 agent_state() { "$H/state-json" "$ST/$1.json" agent.state 2>/dev/null; }
 watching() { [ "$(agent_state "$1")" = watching ]; }
-gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 field() { sed "s/^.*) //" "/proc/$1/stat" | cut -d" " -f$(( $2 - 2 )); } # field N of /proc/PID/stat (3 = state)
 
 launch() { # NAME: starts QEMU through state-launch with one throttled disk

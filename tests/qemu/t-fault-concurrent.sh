@@ -15,16 +15,6 @@ ST=$TMP/state
 N=30
 : > "$TMP/policy.conf"
 chmod 0644 "$TMP/policy.conf"
-wait_for() {
-	local n=$(( $1 * 10 ))
-	shift
-	while [ "$n" -gt 0 ]; do
-		"$@" > /dev/null 2>&1 && return 0
-		sleep 0.1
-		n=$((n - 1))
-	done
-	return 1
-}
 
 run() { # NAME DISK
 	("$KL" --config "$TMP/policy.conf" --state-dir "$ST" --qemu "$QEMU" -- -machine pc -accel tcg -nodefaults \

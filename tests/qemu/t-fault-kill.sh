@@ -19,17 +19,6 @@ truncate -s 64M "$TMP/disk.img"
 chmod 0644 "$TMP/policy.conf"
 K() { "$KL" --config "$TMP/policy.conf" --state-dir "$ST" "$@"; }
 
-wait_for() {
-	local n=$(( $1 * 10 ))
-	shift
-	while [ "$n" -gt 0 ]; do
-		"$@" > /dev/null 2>&1 && return 0
-		sleep 0.1
-		n=$((n - 1))
-	done
-	return 1
-}
-gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 agent_state() { "$H/state-json" "$ST/$1.json" agent.state 2>/dev/null; }
 watching() { [ "$(agent_state "$1")" = watching ]; }
 

@@ -20,16 +20,6 @@ truncate -s 64M "$TMP/disk.img"
 : > "$TMP/policy.conf"
 chmod 0644 "$TMP/policy.conf"
 K() { "$KL" --config "$TMP/policy.conf" --state-dir "$ST" "$@"; }
-wait_for() {
-	local n=$(( $1 * 10 ))
-	shift
-	while [ "$n" -gt 0 ]; do
-		"$@" > /dev/null 2>&1 && return 0
-		sleep 0.1
-		n=$((n - 1))
-	done
-	return 1
-}
 mksock() { perl -MSocket -e 'socket(S, PF_UNIX, SOCK_STREAM, 0) or die; bind(S, sockaddr_un($ARGV[0])) or die "$!"' "$1"; }
 
 # An unrelated long-lived process, and its real start time.

@@ -24,17 +24,6 @@ truncate -s 64M "$TMP/disk.img"
 : > "$TMP/policy.conf"
 chmod 0644 "$TMP/policy.conf"
 
-wait_for() {
-	local n=$(( $1 * 10 ))
-	shift
-	while [ "$n" -gt 0 ]; do
-		"$@" > /dev/null 2>&1 && return 0
-		sleep 0.1
-		n=$((n - 1))
-	done
-	return 1
-}
-gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 qemu_up() { [ -S "$TMP/$1.sock" ] && "$H/state-qmp" "$TMP/$1.sock" query-status > /dev/null 2>&1; }
 
 # start NAME STATE-DIR: QEMU through kvm-launch; waits until it answers on

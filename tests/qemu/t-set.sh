@@ -14,14 +14,6 @@ kl_tmpdir
 ST=$TMP/state
 for f in a b c d e g; do truncate -s 64M "$TMP/$f.img"; done
 
-wait_for() {
-	n=$(( $1 * 10 )); shift
-	while [ "$n" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1; n=$((n - 1))
-	done
-	return 1
-}
 agent_watching() { [ "$("$H/state-json" "$ST/$1.json" agent.state)" = watching ]; }
 # O_DIRECT (octal 040000) on QEMU's fds for an image: prints on/off, or
 # "mixed"/"none".

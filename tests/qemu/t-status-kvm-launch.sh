@@ -18,14 +18,6 @@ truncate -s 64M "$TMP/a.img" "$TMP/b.img"
 chmod 0644 "$TMP/policy.conf"
 K() { "$KL" --config "$TMP/policy.conf" --state-dir "$ST" "$@"; }
 
-wait_for() {
-	n=$(( $1 * 10 )); shift
-	while [ "$n" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1; n=$((n - 1))
-	done
-	return 1
-}
 watching() { [ "$("$H/state-json" "$ST/k1.json" agent.state 2>/dev/null)" = watching ]; }
 odirect() {
 	for fd in /proc/$QPID/fd/*; do

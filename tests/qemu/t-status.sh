@@ -13,14 +13,6 @@ kl_tmpdir
 ST=$TMP/state
 truncate -s 64M "$TMP/a.img" "$TMP/b.img"
 
-wait_for() { # SECONDS CMD...: poll every 0.1 s
-	n=$(( $1 * 10 )); shift
-	while [ "$n" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1; n=$((n - 1))
-	done
-	return 1
-}
 agent_watching() { [ "$("$H/state-json" "$ST/t1.json" agent.state)" = watching ]; }
 
 "$H/state-launch" "$ST" t1 "$QEMU" \
