@@ -119,6 +119,15 @@ static int wait_readable(int fd)
 	}
 }
 
+/* Why a run stopped: wait_readable() returned w (0 timed out, -1 failed). */
+static void stall_error(struct klc_job *j, int w)
+{
+	if (w == 0)
+		snprintf(j->error, sizeof j->error, "no request completed for %.0f s", KLC_STALL_SECONDS);
+	else
+		snprintf(j->error, sizeof j->error, "poll: %s", strerror(errno));
+}
+
 /* Clear an eventfd (non-blocking). */
 static void eventfd_clear(int efd)
 {
@@ -252,11 +261,7 @@ enum klc_status klc_run_threads(struct klc_job *j)
 			eventfd_clear(p->efd);
 			pthread_mutex_lock(&p->mu);
 			if (w <= 0 && p->dn == 0) {
-				if (w == 0)
-					snprintf(j->error, sizeof j->error, "no request completed for %.0f s",
-						 KLC_STALL_SECONDS);
-				else
-					snprintf(j->error, sizeof j->error, "poll: %s", strerror(errno));
+				stall_error(j, w);
 				j->stuck = true;
 				break;
 			}
@@ -447,11 +452,7 @@ enum klc_status klc_run_libaio(struct klc_job *j)
 			continue;
 		int w = wait_readable(efd);
 		if (w <= 0) {
-			if (w == 0)
-				snprintf(j->error, sizeof j->error, "no request completed for %.0f s",
-					 KLC_STALL_SECONDS);
-			else
-				snprintf(j->error, sizeof j->error, "poll: %s", strerror(errno));
+			stall_error(j, w);
 			stalled = true;
 			break;
 		}
@@ -632,11 +633,7 @@ enum klc_status klc_run_io_uring(struct klc_job *j)
 			/* The event loop's wait: poll the ring's fd. */
 			int w = wait_readable(ring.ring_fd);
 			if (w <= 0) {
-				if (w == 0)
-					snprintf(j->error, sizeof j->error, "no request completed for %.0f s",
-						 KLC_STALL_SECONDS);
-				else
-					snprintf(j->error, sizeof j->error, "poll: %s", strerror(errno));
+				stall_error(j, w);
 				stalled = true;
 				break;
 			}
