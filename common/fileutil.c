@@ -1,4 +1,4 @@
-#include "fileutil.h"
+#include "common/fileutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cleanup.h"
-#include "xalloc.h"
+#include "common/cleanup.h"
+#include "common/xalloc.h"
 
 char *kl_read_small_file(const char *path, size_t max, struct kl_error *err)
 {

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
-#include "error.h"
+#include "common/error.h"
 
 /* Read a whole file of at most max bytes (NUL-terminated; NULL on error or
  * when larger than max). */

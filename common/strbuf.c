@@ -1,8 +1,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "strbuf.h"
-#include "xalloc.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "xalloc.h"
+#include "common/xalloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,11 +1,11 @@
-#include "calibrate-mode.h"
+#include "launcher/calibrate-mode.h"
 
 #include <stdio.h>
 #include <unistd.h>
 
-#include "../common/cleanup.h"
-#include "../common/log.h"
-#include "../policy/calibrate.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "policy/calibrate/calibrate.h"
 
 /* A progress bar, only on a terminal. */
 static void progress_bar(void *opaque, int done, int total, const char *what)

@@ -2,7 +2,7 @@
 #ifndef KL_LAUNCHER_CALIBRATE_MODE_H
 #define KL_LAUNCHER_CALIBRATE_MODE_H
 
-#include "options.h"
+#include "launcher/options.h"
 
 /* Returns the exit code. cache_dir: where calibrations are stored. */
 int kl_calibrate_main(const struct kl_options *o, const char *cache_dir);

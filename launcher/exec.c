@@ -1,4 +1,4 @@
-#include "exec.h"
+#include "launcher/exec.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -4,7 +4,7 @@
 #define KL_LAUNCHER_EXEC_H
 
 #include <stdbool.h>
-#include "../common/error.h"
+#include "common/error.h"
 
 /* True if path is this very binary (a diversion pointing back at us). */
 bool kl_exec_is_self(const char *path);

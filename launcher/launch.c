@@ -1,15 +1,15 @@
-#include "launch.h"
+#include "launcher/launch.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/cleanup.h"
-#include "../common/log.h"
-#include "../common/xalloc.h"
-#include "prepare.h"
-#include "qemu_caps.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "launcher/prepare.h"
+#include "launcher/qemu_caps.h"
 
 void kl_launch_free(struct kl_launch *l)
 {

@@ -6,12 +6,12 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
-#include "../common/error.h"
-#include "../common/strbuf.h"
-#include "../policy/policy.h"
-#include "../policy/probe.h"
-#include "../policy/types.h"
-#include "model.h"
+#include "common/error.h"
+#include "common/strbuf.h"
+#include "policy/policy.h"
+#include "policy/probe/probe.h"
+#include "policy/types.h"
+#include "launcher/argv/model.h"
 
 struct kl_disk_result {
 	const struct kl_disk_given *given;   /* owned by the model */

@@ -1,4 +1,4 @@
-#include "options.h"
+#include "launcher/options.h"
 
 #include "config.h"
 

@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
-#include "../common/error.h"
+#include "common/error.h"
 
 enum kl_mode {
 	KL_MODE_LAUNCH = 0,

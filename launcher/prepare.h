@@ -2,7 +2,7 @@
 #ifndef KL_LAUNCHER_PREPARE_H
 #define KL_LAUNCHER_PREPARE_H
 
-#include "launch.h"
+#include "launcher/launch.h"
 
 struct kl_prepare_config {
 	const struct kl_probe_env *probe_env;

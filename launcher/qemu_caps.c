@@ -1,4 +1,4 @@
-#include "qemu_caps.h"
+#include "launcher/qemu_caps.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,11 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/cleanup.h"
-#include "../common/log.h"
-#include "../common/xalloc.h"
-#include "../qmp/qmp.h"
-#include "../common/fileutil.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "qmp/qmp.h"
+#include "common/fileutil.h"
 
 #define CAPS_FILE "qemu-caps.json"
 #define PROBE_TIMEOUT_MS 10000

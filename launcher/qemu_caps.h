@@ -3,8 +3,8 @@
 #ifndef KL_LAUNCHER_QEMU_CAPS_H
 #define KL_LAUNCHER_QEMU_CAPS_H
 
-#include "../common/error.h"
-#include "../policy/types.h"
+#include "common/error.h"
+#include "policy/types.h"
 
 /* Whether QEMU was built with io_uring (its QAPI schema lists aio value
  * "io_uring").  cache_dir may be NULL (no caching).  On failure *out is

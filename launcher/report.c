@@ -1,8 +1,8 @@
-#include "report.h"
+#include "launcher/report.h"
 
 #include <string.h>
 
-#include "../common/strbuf.h"
+#include "common/strbuf.h"
 
 static const char *tri_json(enum kl_tri t)
 {

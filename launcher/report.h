@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 #include <json-c/json.h>
-#include "launch.h"
+#include "launcher/launch.h"
 
 /* {"qemu", "argv", "disks": [...], "host": {...}}; caller puts it. */
 json_object *kl_report_json(const struct kl_launch *l);

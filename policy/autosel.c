@@ -1,12 +1,12 @@
 /* Turning a rule's actions into concrete values: keep, the cache twins
  * (auto, direct, host) and the aio engine choice (auto, a calibration, or
  * the operator's list). */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/xalloc.h"
+#include "common/xalloc.h"
 
 /* The built-in order of aio=auto, best first.  io_uring leads: measured at
  * or above native on this project's reference host, with less CPU per I/O

@@ -1,7 +1,7 @@
 /* kl_decide: first matching rule -> its actions made concrete -> hard rules
  * -> what to change.  Pure and allocation-light: it runs once per disk on
  * every VM start. */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -24,12 +24,12 @@
  *
  * Sparse raw and qcow2 images never get native: io_submit() blocks while a
  * write allocates blocks, stalling the vCPU or iothread that submitted it. */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/xalloc.h"
+#include "common/xalloc.h"
 
 struct kv {
 	const char *key, *value;

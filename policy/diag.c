@@ -1,10 +1,10 @@
 /* Errors and warnings found in a policy file, each tied to a line. */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "../common/xalloc.h"
+#include "common/xalloc.h"
 
 void klp_diag_add(struct klp_diags *d, int line, bool warning, const char *fmt, ...)
 {

@@ -16,7 +16,7 @@
  *   8. (decide.c) An unknown backend stays as given unless a user rule names
  *      backend = unknown; then only 1-4 and 7 correct what QEMU would refuse.
  */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <stdio.h>
 #include <string.h>

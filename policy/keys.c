@@ -1,12 +1,12 @@
 /* The policy file's vocabulary: match keys, actions and their values. */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/xalloc.h"
+#include "common/xalloc.h"
 
 const struct klp_mkey_info klp_mkeys[KLP_M_COUNT] = {
 	[KLP_M_BACKEND] = { "backend", KLP_T_BACKEND },

@@ -1,6 +1,6 @@
 /* Warnings for rules that can never match: contradictory match keys, and a
  * rule every disk of which an earlier rule already takes (first match wins). */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <string.h>
 

@@ -15,12 +15,12 @@
  * mode alone: keep.  The rules are named nova:file, nova:block and
  * nova:network; aio is chosen as aio=auto would (file, block) or left alone
  * (network), and the built-in rules follow. */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/xalloc.h"
+#include "common/xalloc.h"
 
 static const struct {
 	const char *type;

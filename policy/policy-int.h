@@ -19,9 +19,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "../common/strbuf.h"
-#include "policy.h"
-#include "types.h"
+#include "common/strbuf.h"
+#include "policy/policy.h"
+#include "policy/types.h"
 
 /* Match keys.  Each is a set of accepted values (bit mask) or a glob list. */
 enum klp_mkey {

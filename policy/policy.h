@@ -5,9 +5,9 @@
 #define KL_POLICY_POLICY_H
 
 #include <stdbool.h>
-#include "../common/error.h"
-#include "../common/strbuf.h"
-#include "types.h"
+#include "common/error.h"
+#include "common/strbuf.h"
+#include "policy/types.h"
 
 enum kl_on_error { KL_ON_ERROR_PASSTHROUGH = 0, KL_ON_ERROR_REFUSE };
 

@@ -1,10 +1,10 @@
 /* The rule table: lifetime, and matching one disk against a rule. */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/xalloc.h"
+#include "common/xalloc.h"
 
 struct kl_policy *klp_policy_new(const char *name)
 {

@@ -1,4 +1,4 @@
-#include "types.h"
+#include "policy/types.h"
 
 #include <string.h>
 

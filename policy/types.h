@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include "../common/strbuf.h"
+#include "common/strbuf.h"
 
 enum kl_tri { KL_TRI_UNKNOWN = 0, KL_TRI_NO, KL_TRI_YES };
 

@@ -19,7 +19,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "qmp.h"
+#include "qmp/qmp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,9 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/cleanup.h"
-#include "../common/log.h"
-#include "../common/xalloc.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/xalloc.h"
 
 #define QMP_READ_CHUNK (64 * 1024)
 /* QEMU's own JSON parser allows 1024 levels; json-c's default of 32 is too

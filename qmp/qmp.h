@@ -28,7 +28,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <json-c/json.h>
-#include "../common/error.h"
+#include "common/error.h"
 
 struct qmp_client;
 

@@ -1,11 +1,11 @@
 /* The -blockdev node graph and QEMU block driver knowledge.  See blockdev.h. */
-#include "blockdev.h"
+#include "launcher/argv/blockdev.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/strbuf.h"
-#include "../common/xalloc.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
 
 /* Inline key=value children nest at most this deep (JSON has its own cap). */
 #define KV_MAX_DEPTH 32

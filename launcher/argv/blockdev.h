@@ -18,10 +18,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "../common/error.h"
-#include "../policy/types.h"
-#include "keyval.h"
-#include "rewrite.h"
+#include "common/error.h"
+#include "policy/types.h"
+#include "launcher/argv/keyval.h"
+#include "launcher/argv/rewrite.h"
 
 /* ---- Block driver knowledge (shared with -drive) ---- */
 

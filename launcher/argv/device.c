@@ -1,10 +1,10 @@
 /* One -device: parse, and set write-cache.  See device.h. */
-#include "device.h"
+#include "launcher/argv/device.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include "../common/strbuf.h"
-#include "../common/xalloc.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
 
 /* Drivers with the write-cache property (`-device DRIVER,help` on QEMU
  * 7.2).  scsi-block, scsi-generic, sd-card and cfi.pflash01 have none. */

@@ -7,9 +7,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "../common/error.h"
-#include "keyval.h"
-#include "rewrite.h"
+#include "common/error.h"
+#include "launcher/argv/keyval.h"
+#include "launcher/argv/rewrite.h"
 
 struct kl_device {
 	size_t argi;                /* position of the value in the QEMU arguments */

@@ -3,12 +3,12 @@
  * query-block does.  Mirrors drive_new() in QEMU's blockdev.c: units are
  * counted per interface type and bus; IDE has 2 units a bus and SCSI 7,
  * the others one bus with unlimited units. */
-#include "drive-id.h"
+#include "launcher/argv/drive-id.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/xalloc.h"
+#include "common/xalloc.h"
 
 struct unit_set {
 	uint64_t *keys;   /* open addressing; 0 = empty (keys are stored +1) */

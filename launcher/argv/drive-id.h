@@ -2,7 +2,7 @@
 #define KL_LAUNCHER_DRIVE_ID_H
 
 #include <stddef.h>
-#include "drive.h"
+#include "launcher/argv/drive.h"
 
 /* Sets d->auto_id for each drive without an id, as QEMU names it.
  * default_if: the machine's default interface ("ide" for pc and q35). */

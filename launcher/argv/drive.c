@@ -1,12 +1,12 @@
 /* One -drive: parse and rewrite.  See drive.h. */
-#include "drive.h"
+#include "launcher/argv/drive.h"
 
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/strbuf.h"
-#include "../common/xalloc.h"
-#include "blockdev.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+#include "launcher/argv/blockdev.h"
 
 static const char *const cache_keys[] = {
 	"cache.writeback", "cache.direct", "cache.no-flush", "file.cache.direct", "file.cache.no-flush", NULL,

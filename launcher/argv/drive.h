@@ -13,9 +13,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "../common/error.h"
-#include "../policy/types.h"
-#include "keyval.h"
+#include "common/error.h"
+#include "policy/types.h"
+#include "launcher/argv/keyval.h"
 
 struct kl_drive {
 	size_t argi;                /* position of the value in the QEMU arguments */

@@ -1,11 +1,11 @@
 /* QEMU's key=value option syntax: parse, look up, edit, serialise.  See
  * keyval.h.  The grammar follows QEMU 7.2's util/qemu-option.c
  * (get_opt_name_value) and util/keyval.c (keyval_parse_one). */
-#include "keyval.h"
+#include "launcher/argv/keyval.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include "../common/xalloc.h"
+#include "common/xalloc.h"
 
 static void push(struct kl_kv *kv, const struct kl_kv_entry *e)
 {

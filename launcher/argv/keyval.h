@@ -18,8 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
-#include "../common/error.h"
-#include "../common/strbuf.h"
+#include "common/error.h"
+#include "common/strbuf.h"
 
 enum kl_kv_mode {
 	KL_KV_QEMUOPTS,

@@ -3,17 +3,17 @@
  * -pidfile, -readconfig, -snapshot, -add-fd, -set, -global), find the disks,
  * and write the command line back with only the changed arguments
  * re-serialised.  See model.h. */
-#include "model.h"
+#include "launcher/argv/model.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/xalloc.h"
-#include "blockdev.h"
-#include "device.h"
-#include "drive.h"
-#include "drive-id.h"
-#include "keyval.h"
+#include "common/xalloc.h"
+#include "launcher/argv/blockdev.h"
+#include "launcher/argv/device.h"
+#include "launcher/argv/drive.h"
+#include "launcher/argv/drive-id.h"
+#include "launcher/argv/keyval.h"
 
 /* Every option of QEMU 7.2's qemu-system-x86_64 and whether it takes an
  * argument: read from the qemu_options[] table of the Debian 12 binary

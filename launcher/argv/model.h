@@ -8,9 +8,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "../common/error.h"
-#include "../common/strbuf.h"
-#include "../policy/types.h"
+#include "common/error.h"
+#include "common/strbuf.h"
+#include "policy/types.h"
 
 struct kl_model;
 

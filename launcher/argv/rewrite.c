@@ -1,14 +1,14 @@
 /* Text-preserving JSON editing: a span-recording parser and a patch list.
  * See rewrite.h. */
-#include "rewrite.h"
+#include "launcher/argv/rewrite.h"
 
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common/strbuf.h"
-#include "../common/xalloc.h"
-#include "keyval.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+#include "launcher/argv/keyval.h"
 
 /* All of a document's values, members and strings live in one arena: a
  * command line can hold thousands of JSON arguments. */

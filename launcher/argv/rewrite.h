@@ -17,7 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "../common/error.h"
+#include "common/error.h"
 
 #define KL_JSON_MAX_DEPTH 64
 

@@ -1,4 +1,4 @@
-#include "agent.h"
+#include "launcher/vm/agent.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,13 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/cleanup.h"
-#include "../common/log.h"
-#include "../common/xalloc.h"
-#include "../qmp/qmp.h"
-#include "procinfo.h"
-#include "set.h"
-#include "state.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "qmp/qmp.h"
+#include "launcher/vm/procinfo.h"
+#include "launcher/vm/set.h"
+#include "launcher/vm/state.h"
 
 #ifndef SYS_close_range
 #define SYS_close_range 436

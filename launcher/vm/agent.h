@@ -18,8 +18,8 @@
 #ifndef KL_LAUNCHER_AGENT_H
 #define KL_LAUNCHER_AGENT_H
 
-#include "../common/error.h"
-#include "launch.h"
+#include "common/error.h"
+#include "launcher/launch.h"
 
 /* The fd number the agent finds QEMU's pidfd at after the re-exec. */
 #define KL_AGENT_PIDFD 3

@@ -1,4 +1,4 @@
-#include "procinfo.h"
+#include "launcher/vm/procinfo.h"
 
 #include <sys/mman.h>
 
@@ -12,7 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../common/cleanup.h"
+#include "common/cleanup.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434

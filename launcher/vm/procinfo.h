@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
-#include "../policy/types.h"
+#include "policy/types.h"
 
 enum kl_proc_state {
 	KL_PROC_GONE = 0,     /* no such process (or a zombie) */

@@ -1,4 +1,4 @@
-#include "set.h"
+#include "launcher/vm/set.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -9,16 +9,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/cleanup.h"
-#include "../common/error.h"
-#include "../common/log.h"
-#include "../common/strbuf.h"
-#include "../common/xalloc.h"
-#include "../policy/types.h"
-#include "../qmp/qmp.h"
-#include "keyval.h"
-#include "procinfo.h"
-#include "state.h"
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+#include "policy/types.h"
+#include "qmp/qmp.h"
+#include "launcher/argv/keyval.h"
+#include "launcher/vm/procinfo.h"
+#include "launcher/vm/state.h"
 
 #define SET_CONNECT_TIMEOUT_MS 3000
 #define SET_CALL_TIMEOUT_MS 10000

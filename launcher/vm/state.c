@@ -1,4 +1,4 @@
-#include "state.h"
+#include "launcher/vm/state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "../common/cleanup.h"
-#include "../common/fileutil.h"
-#include "../common/log.h"
-#include "../common/xalloc.h"
+#include "common/cleanup.h"
+#include "common/fileutil.h"
+#include "common/log.h"
+#include "common/xalloc.h"
 
 #define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 

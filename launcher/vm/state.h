@@ -17,10 +17,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 #include <json-c/json.h>
-#include "../common/error.h"
-#include "../common/strbuf.h"
-#include "launch.h"
-#include "procinfo.h"
+#include "common/error.h"
+#include "common/strbuf.h"
+#include "launcher/launch.h"
+#include "launcher/vm/procinfo.h"
 
 #define KL_STATE_VERSION 1
 /* Longest sanitised name kept as is (a hash suffix follows when cut). */

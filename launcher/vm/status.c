@@ -1,4 +1,4 @@
-#include "status.h"
+#include "launcher/vm/status.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -8,17 +8,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/cleanup.h"
-#include "../common/error.h"
-#include "../common/log.h"
-#include "../common/strbuf.h"
-#include "../common/xalloc.h"
-#include "../policy/probe.h"
-#include "../policy/types.h"
-#include "../qmp/qmp.h"
-#include "procinfo.h"
-#include "set.h"
-#include "state.h"
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+#include "policy/probe/probe.h"
+#include "policy/types.h"
+#include "qmp/qmp.h"
+#include "launcher/vm/procinfo.h"
+#include "launcher/vm/set.h"
+#include "launcher/vm/state.h"
 
 static long long monotonic_ms(void)
 {

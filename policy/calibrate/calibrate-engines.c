@@ -16,7 +16,7 @@
  * latency from submission to completion).  Short transfers are continued
  * from where they stopped, EINTR and EAGAIN retried; an I/O error or end of
  * file fails the run. */
-#include "calibrate-int.h"
+#include "policy/calibrate/calibrate-int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/xalloc.h"
+#include "common/xalloc.h"
 
 double klc_now(void)
 {

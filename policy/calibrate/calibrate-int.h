@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "calibrate.h"
+#include "policy/calibrate/calibrate.h"
 
 /* No completion for this long: the run fails rather than hanging. */
 #define KLC_STALL_SECONDS 30.0

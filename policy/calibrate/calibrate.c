@@ -1,7 +1,7 @@
 /* Calibration: the target (block device or temporary file), the plan of
  * runs, the ranking, and the stored result (see calibrate.h).  The engines
  * themselves are in calibrate-engines.c. */
-#include "calibrate.h"
+#include "policy/calibrate/calibrate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,12 +18,12 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "../common/cleanup.h"
-#include "../common/fileutil.h"
-#include "../common/log.h"
-#include "../common/xalloc.h"
-#include "calibrate-int.h"
-#include "probe.h"
+#include "common/cleanup.h"
+#include "common/fileutil.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "policy/calibrate/calibrate-int.h"
+#include "policy/probe/probe.h"
 
 #define BUF_ALIGN 4096
 #define SMALL_BS 4096u

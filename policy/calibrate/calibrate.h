@@ -40,9 +40,9 @@
 #include <time.h>
 #include <json-c/json.h>
 
-#include "../common/error.h"
-#include "../common/strbuf.h"
-#include "types.h"
+#include "common/error.h"
+#include "common/strbuf.h"
+#include "policy/types.h"
 
 #define KL_CALIBRATE_SECONDS_DEFAULT 15
 /* An engine must beat one listed before it by more than this to rank ahead. */

@@ -1,9 +1,9 @@
 /* --check-policy: every error and warning of a policy file, one line each,
  * "FILE:LINE: message" (warnings "FILE:LINE: warning: message"). */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <stdlib.h>
-#include "../common/cleanup.h"
+#include "common/cleanup.h"
 
 int kl_policy_check(const char *path, struct strvec *diagnostics)
 {

@@ -6,7 +6,7 @@
  * fine: others cannot replace what they do not own there).  Checked for
  * every user, not only root: as libvirt-qemu, a writable policy file would
  * hand that account to whoever can write it. */
-#include "policy-int.h"
+#include "policy/policy-int.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -14,8 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "../common/cleanup.h"
-#include "../common/xalloc.h"
+#include "common/cleanup.h"
+#include "common/xalloc.h"
 
 static int check_one(const char *file, const char *what, const struct stat *st, bool dir, struct kl_error *err)
 {

@@ -1,6 +1,6 @@
 /* Filesystem names and "is it shared storage" by statfs magic, and the same
  * question for FUSE mount types.  Pure tables: no I/O. */
-#include "probe.h"
+#include "policy/probe/probe.h"
 
 #include <string.h>
 

@@ -2,8 +2,8 @@
  * DEVNAME/DEVTYPE); its name says the kind; dm/uuid tells LVM, multipath and
  * thin pools apart; slaves/ leads to the disks under dm and md.  Major
  * numbers are not used: they are dynamic (here 253 is zram, elsewhere dm). */
-#include "probe.h"
-#include "../common/cleanup.h"
+#include "policy/probe/probe.h"
+#include "common/cleanup.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,8 +1,8 @@
 /* Regular files: the filesystem under them (statfs, and for FUSE the mount
  * table), the device it lives on, and how much of the image is allocated. */
-#include "probe.h"
-#include "../common/cleanup.h"
-#include "../common/xalloc.h"
+#include "policy/probe/probe.h"
+#include "common/cleanup.h"
+#include "common/xalloc.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,6 +1,6 @@
 /* Image format from the header bytes, the way QEMU's format probes look at
  * them (block/qcow2.c, qed.c, vmdk.c, vdi.c, vhdx.c, vpc.c, crypto.c...). */
-#include "probe.h"
+#include "policy/probe/probe.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -13,7 +13,7 @@
  * three iothreads therefore needs 4 x 1024 = 4096 events; when fewer are
  * left, io_setup() fails with EAGAIN and QEMU refuses to open the disk
  * ("failed to create linux AIO context"), so we keep that much free. */
-#include "probe.h"
+#include "policy/probe/probe.h"
 
 #include <errno.h>
 #include <libaio.h>

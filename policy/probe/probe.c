@@ -6,9 +6,9 @@
  * 512-byte reads, two opens and a handful of sysfs files.  Nothing waits on
  * I/O beyond what an open and a cached read of the image do anyway (a hung
  * NFS hard mount hangs us exactly where it would hang QEMU). */
-#include "probe.h"
-#include "../common/cleanup.h"
-#include "../common/xalloc.h"
+#include "policy/probe/probe.h"
+#include "common/cleanup.h"
+#include "common/xalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>

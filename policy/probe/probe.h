@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
-#include "../common/error.h"
-#include "types.h"
+#include "common/error.h"
+#include "policy/types.h"
 
 struct kl_probe_env {
 	const char *sys_root;    /* prefix for /sys paths ("" = real) */

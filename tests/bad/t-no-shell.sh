@@ -8,7 +8,7 @@
 . "${KL_TOP:-.}/tests/functions.sh"
 requires grep
 cd "$KL_TOP" || fail "cd $KL_TOP"
-SRC=$(ls launcher/*.[ch] policy/*.[ch] qmp/*.[ch] common/*.[ch])
+SRC=$(ls launcher/*.[ch] launcher/*/*.[ch] policy/*.[ch] policy/*/*.[ch] qmp/*.[ch] common/*.[ch])
 [ -n "$SRC" ] || fail "no sources found"
 
 # Calls, not mentions in comments: strip /* */ and // comments first
@@ -19,8 +19,8 @@ strip_comments() {
 }
 TMPDIR_NS=$(mktemp -d)
 cleanup_fn "rm -rf '$TMPDIR_NS'"
-mkdir -p "$TMPDIR_NS/s/launcher" "$TMPDIR_NS/s/policy" "$TMPDIR_NS/s/qmp" "$TMPDIR_NS/s/common"
 for f in $SRC; do
+	mkdir -p "$TMPDIR_NS/s/${f%/*}"
 	strip_comments "$f" > "$TMPDIR_NS/s/$f"
 done
 # The patterns below do catch what they are for.

@@ -14,8 +14,8 @@
  *  - rewriting that again for the same settings is the identity. */
 #include "fuzz.h"
 
-#include "launcher/blockdev.h"
-#include "launcher/model.h"
+#include "launcher/argv/blockdev.h"
+#include "launcher/argv/model.h"
 #include "policy/types.h"
 
 #define FUZZ_MAX_INPUT 65536

@@ -11,9 +11,9 @@
  *  - a model that parses rewrites into a command line that parses. */
 #include "fuzz.h"
 
-#include "launcher/drive.h"
-#include "launcher/keyval.h"
-#include "launcher/model.h"
+#include "launcher/argv/drive.h"
+#include "launcher/argv/keyval.h"
+#include "launcher/argv/model.h"
 #include "policy/types.h"
 
 #define FUZZ_MAX_INPUT 16384

@@ -10,7 +10,7 @@
 
 #include <sys/stat.h>
 
-#include "policy/probe.h"
+#include "policy/probe/probe.h"
 #include "policy/types.h"
 
 #define FUZZ_MAX_INPUT (1024 * 1024)

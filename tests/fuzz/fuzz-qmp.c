@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "qmp/qmp.h"
-#include "launcher/set.h"
-#include "launcher/state.h"
+#include "launcher/vm/set.h"
+#include "launcher/vm/state.h"
 
 /* schema_has_io_uring() is static: take the file as it is. */
 #include "launcher/qemu_caps.c"

@@ -15,8 +15,8 @@
  *       what the launcher would get: facts->aio_ranking and
  *       facts->calibration for a storage id, or for PATH as the probes see
  *       it, as "storage_id=", "ranking=" and "calibration=" lines. */
-#include "policy/calibrate.h"
-#include "policy/probe.h"
+#include "policy/calibrate/calibrate.h"
+#include "policy/probe/probe.h"
 
 #include <errno.h>
 #include <linux/audit.h>

@@ -4,7 +4,7 @@
  *   probe-cli --host                                        host facts
  *   probe-cli --bench N PATH...                             time N rounds
  * Disks are separated by an empty line. */
-#include "policy/probe.h"
+#include "policy/probe/probe.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "launcher/procinfo.h"
-#include "launcher/set.h"
-#include "launcher/status.h"
+#include "launcher/vm/procinfo.h"
+#include "launcher/vm/set.h"
+#include "launcher/vm/status.h"
 
 int main(int argc, char **argv)
 {

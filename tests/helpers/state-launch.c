@@ -17,9 +17,9 @@
 
 #include "common/log.h"
 #include "common/xalloc.h"
-#include "launcher/agent.h"
+#include "launcher/vm/agent.h"
 #include "launcher/launch.h"
-#include "launcher/state.h"
+#include "launcher/vm/state.h"
 
 static bool yes(const char *v)
 {

@@ -18,8 +18,8 @@
 #include "common/cleanup.h"
 #include "common/fileutil.h"
 #include "common/xalloc.h"
-#include "policy/calibrate-int.h"
-#include "policy/calibrate.h"
+#include "policy/calibrate/calibrate-int.h"
+#include "policy/calibrate/calibrate.h"
 
 static char tmpdir[256];
 

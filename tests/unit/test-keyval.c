@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "unit.h"
-#include "launcher/keyval.h"
+#include "launcher/argv/keyval.h"
 
 static char *roundtrip(const char *s, enum kl_kv_mode mode, const char *implied)
 {

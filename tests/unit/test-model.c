@@ -21,8 +21,8 @@
 #include <string.h>
 #include <time.h>
 #include "unit.h"
-#include "launcher/model.h"
-#include "launcher/rewrite.h"
+#include "launcher/argv/model.h"
+#include "launcher/argv/rewrite.h"
 
 #define ARGV(...) ((char *[]){ __VA_ARGS__, NULL })
 

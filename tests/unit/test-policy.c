@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "../../common/cleanup.h"
-#include "../../common/xalloc.h"
-#include "../../policy/policy.h"
+#include "common/cleanup.h"
+#include "common/xalloc.h"
+#include "policy/policy.h"
 
 #define YES KL_TRI_YES
 #define NO KL_TRI_NO

@@ -1,7 +1,7 @@
 /* Unit tests of the backend probes against a fake /sys and /proc built at
  * test time in a temporary directory, and fake stat/statfs/open/io_uring/
  * libaio answers.  The last cases run the real host probes. */
-#include "policy/probe.h"
+#include "policy/probe/probe.h"
 #include "unit.h"
 
 #include <errno.h>

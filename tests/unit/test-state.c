@@ -15,8 +15,8 @@
 #include "common/xalloc.h"
 #include "common/log.h"
 #include "launcher/launch.h"
-#include "launcher/procinfo.h"
-#include "launcher/state.h"
+#include "launcher/vm/procinfo.h"
+#include "launcher/vm/state.h"
 
 static char tmpdir[PATH_MAX];
 

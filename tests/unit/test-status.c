@@ -14,10 +14,10 @@
 #include "unit.h"
 #include "common/log.h"
 #include "common/xalloc.h"
-#include "launcher/procinfo.h"
-#include "launcher/set.h"
-#include "launcher/state.h"
-#include "launcher/status.h"
+#include "launcher/vm/procinfo.h"
+#include "launcher/vm/set.h"
+#include "launcher/vm/state.h"
+#include "launcher/vm/status.h"
 
 static char tmpdir[PATH_MAX];
 
