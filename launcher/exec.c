@@ -64,6 +64,16 @@ void kl_exec_guard_arm(char *const *original_argv, bool refuse, unsigned timeout
 	alarm(timeout_s);
 }
 
+void kl_exec_guard_update(char *const *original_argv, bool refuse)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old); /* the handler sees both or neither */
+	guard_argv = original_argv;
+	guard_refuse = refuse;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
 void kl_exec_guard_disarm(void)
 {
 	alarm(0);
