@@ -81,7 +81,7 @@ cleanup_fn 'kl_kill_if "$QPID" "$QEMU"; kl_kill_if "$QPID" "$KL"'
 	-display none -S -name real -qmp "unix:$TMP/real.sock,server=on,wait=off" \
 	-drive "file=$TMP/disk.img,format=raw,if=virtio,file.locking=off" > "$TMP/real.log" 2>&1 &
 QPID=$!
-real_watching() { K --status --json real | grep -q '"alive": *true'; }
+real_watching() { [ "$(K --status --json real | "$JSON_GET" - vms.0.agent.state)" = watching ]; }
 wait_for 60 real_watching || { cat "$TMP/real.log"; K --status --json real; fail "real: no live agent"; }
 ls -la "$ST"
 for f in ghost.json ghost.agent.sock ghost.qmp.sock ghost.agent.log evil.json; do

@@ -23,7 +23,7 @@ truncate -s 64M "$TMP/a.img" "$TMP/b.img"
 chmod 0644 "$TMP/policy.conf"
 K() { "$KL" --config "$TMP/policy.conf" --state-dir "$ST" "$@"; }
 
-watching() { [ "$(K --status --json k1 | "$JSON_GET" - vms.0.agent.alive)" = true ]; }
+watching() { [ "$(K --status --json k1 | "$JSON_GET" - vms.0.agent.state)" = watching ]; }
 odirect() {
 	for fd in /proc/$QPID/fd/*; do
 		[ "$(readlink "$fd")" = "$1" ] || continue
