@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kl-powercut-fs: a FUSE filesystem that loses whatever was not synced when it dies (tests/guest/t-power-loss.sh).
  *
- *   kl-powercut-fs BACKING MOUNTPOINT [LOG]
+ *   kl-powercut-fs [-t SUBTYPE] BACKING MOUNTPOINT [LOG]
  *
+ * (-t names the mount fuse.SUBTYPE, default kl-powercut: `-t sshfs` makes the file look like shared storage to
+ * kvm-launch's probe, for tests of what it does there.)
  * Serves one file, MOUNTPOINT/disk.img, of BACKING's size (fixed).  BACKING plays the stable storage of a disk
  * and this process's memory plays its volatile write cache:
  *   - write:  into a private copy-on-write mapping of BACKING (MAP_PRIVATE), and a dirty bit per 4 KiB block;
@@ -214,8 +216,15 @@ static const struct fuse_operations ops = {
 
 int main(int argc, char **argv)
 {
-	if (argc < 3 || argc > 4) {
-		fprintf(stderr, "usage: kl-powercut-fs BACKING MOUNTPOINT [LOG]\n");
+	const char *subtype = "kl-powercut";
+	if (argc > 2 && strcmp(argv[1], "-t") == 0) {
+		subtype = argv[2];
+		argv[2] = argv[0];
+		argv += 2;
+		argc -= 2;
+	}
+	if (argc < 3 || argc > 4 || strchr(subtype, ',')) {
+		fprintf(stderr, "usage: kl-powercut-fs [-t SUBTYPE] BACKING MOUNTPOINT [LOG]\n");
 		return 2;
 	}
 	g.log = stderr;
@@ -237,7 +246,9 @@ int main(int argc, char **argv)
 		perror("kl-powercut-fs: mmap");
 		return 1;
 	}
-	char *fargs[] = { argv[0], "-o", "fsname=kl-powercut,subtype=kl-powercut", NULL };
+	char opts[128];
+	snprintf(opts, sizeof opts, "fsname=kl-powercut,subtype=%s", subtype);
+	char *fargs[] = { argv[0], "-o", opts, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargs);
 	struct fuse *f = fuse_new(&args, &ops, sizeof ops, NULL);
 	if (!f)
