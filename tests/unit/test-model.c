@@ -23,6 +23,7 @@
 #include "unit.h"
 #include "launcher/argv/model.h"
 #include "launcher/argv/rewrite.h"
+#include "common/sanitizer.h"
 
 #define ARGV(...) ((char *[]){ __VA_ARGS__, NULL })
 
@@ -1335,7 +1336,7 @@ static void test_3000_disks(void)
 		kl_model_free(m);
 	}
 	double limit = 50;
-#if defined(__SANITIZE_ADDRESS__)
+#if KL_ASAN
 	limit *= 10;  /* sanitizer builds are slower; the 50 ms bound is for normal builds */
 #endif
 	printf("# 3000 disks: parse + set + rewrite in %.1f ms CPU, %.1f ms wall (limit %.0f ms CPU)\n", best, best_wall,
