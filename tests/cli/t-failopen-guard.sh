@@ -12,10 +12,17 @@
 # show that the fault was injected at that point (otherwise the case proves nothing and fails).
 # Before the policy is read its on-error is unknown, so a fault there fails open even under on-error = refuse
 # (the QEMU known without the policy, --qemu here, is started).
+# In a sanitizer build the guard leaves crash signals to the sanitizer on purpose (it must report them): there a
+# crash must produce the sanitizer's report and start nothing; the hangs are guarded as usual.
 . "${KL_TOP:-.}/tests/functions.sh"
 requires "$KL" strace
 kl_tmpdir
 fake=$KL_TOP/tests/helpers/fake-qemu-rec.sh
+SAN=
+if ldd "$KL" 2>/dev/null | grep -q libasan || nm "$KL" 2>/dev/null | grep -q ' __asan_init'; then
+	SAN=1
+	echo "sanitizer build: crashes must reach the sanitizer"
+fi
 HANG_US=${KL_GUARD_HANG_US:-25000000} # the guard fires after 20 s
 IMGF=$TMP/disk.img
 truncate -s 16M "$IMGF"
@@ -77,6 +84,12 @@ case_check() {
 	if [ "$kind" = crash ]; then
 		grep -q -- '--- SIGSEGV {si_signo=SIGSEGV, si_code=SI_KERNEL' "$d/strace.log" ||
 			fail "$name: strace did not inject SIGSEGV"
+		if [ -n "$SAN" ]; then
+			grep -q 'AddressSanitizer' "$d/err" || fail "$name: no sanitizer report for the crash: $(cat "$d/err")"
+			[ "$rc" != 0 ] && [ ! -e "$d/rec" ] || fail "$name: a crash in a sanitizer build started QEMU (exit $rc)"
+			echo "ok: $point crash -> the sanitizer's report, nothing started (sanitizer build)"
+			return 0
+		fi
 		msg="internal failure (signal) preparing the launch"
 	else
 		grep -q -- '--- SIGALRM' "$d/strace.log" || fail "$name: the guard's alarm never rang"
