@@ -19,7 +19,9 @@ truncate -s 64M "$TMP/disk.img"
 chmod 0644 "$TMP/policy.conf"
 K() { "$KL" --config "$TMP/policy.conf" --state-dir "$ST" "$@"; }
 
-agent_state() { "$H/state-json" "$ST/$1.json" agent.state 2>/dev/null; }
+# Through --status (the entry, its log and its sockets are where the entry says, not at assumed paths).
+sj() { K --status --json | "$KL_TOP/tests/helpers/json-get" - "vms.[name=$1].$2" 2>/dev/null; }
+agent_state() { sj "$1" agent.state; }
 watching() { [ "$(agent_state "$1")" = watching ]; }
 
 # Every QEMU and agent started here, killed at exit (registered before the first launch).
@@ -33,13 +35,22 @@ launch() {
 		-drive "file=$TMP/disk.img,format=raw,if=virtio,file.locking=off" > "$TMP/$name.log" 2>&1 &
 	QPID=$!
 	ALL="$ALL $QPID"
-	wait_for 60 watching "$name" || { cat "$TMP/$name.log" "$ST/$name.agent.log" 2>/dev/null; fail "$name: agent never watching"; }
-	APID=$("$H/state-json" "$ST/$name.json" agent.pid)
+	wait_for 60 watching "$name" || { cat "$TMP/$name.log"; K --status; fail "$name: agent never watching"; }
+	APID=$(sj "$name" agent.pid)
 	ALL="$ALL $APID"
-	[ "$("$H/state-json" "$ST/$name.json" pid)" = "$QPID" ] || fail "$name: the entry's pid is not the launcher's"
+	[ "$(sj "$name" pid)" = "$QPID" ] || fail "$name: the entry's pid is not the launcher's"
+	SF=$(sj "$name" state_file)
+	eval "SF_$name=\$SF"
+	eval "ALOG_$name=\$(\"\$H/state-json\" \"\$SF\" agent_log)"
+	eval "SOCKS_$name=\"\$(\"\$H/state-json\" \"\$SF\" agent_socket) \$(\"\$H/state-json\" \"\$SF\" query_socket)\""
 	[ "$(readlink "/proc/$QPID/exe")" = "$(readlink -f "$QEMU")" ] || fail "$name: pid $QPID is not QEMU"
+	! entry_gone "$name" || fail "$name: no state file or sockets where its entry says ($SF)"
 }
-entry_gone() { [ ! -e "$ST/$1.json" ] && [ ! -e "$ST/$1.agent.sock" ] && [ ! -e "$ST/$1.qmp.sock" ]; }
+entry_gone() { # NAME: its state file and sockets (as its entry named them) are gone
+	local f
+	eval "f=\"\$SF_$1 \$SOCKS_$1\""
+	for f in $f; do [ ! -e "$f" ] || return 1; done
+}
 
 # ---- SIGKILL of QEMU ----
 launch k1
@@ -56,7 +67,7 @@ launch k2
 kill -TERM "$QPID"
 wait_for 10 gone "$APID" || fail "k2: the agent outlived QEMU's SIGTERM"
 wait_for 10 entry_gone k2 || fail "k2: entry left"
-grep -q 'event SHUTDOWN.*host-signal' "$ST/k2.agent.log" || { cat "$ST/k2.agent.log"; fail "k2: SHUTDOWN not recorded"; }
+grep -q 'event SHUTDOWN.*host-signal' "$ALOG_k2" || { cat "$ALOG_k2"; fail "k2: SHUTDOWN not recorded"; }
 echo "SIGTERM: SHUTDOWN recorded, entry cleaned"
 
 # ---- SIGSTOP of QEMU: --status stays bounded ----
