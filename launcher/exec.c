@@ -1,4 +1,5 @@
 #include "launcher/exec.h"
+#include "common/sanitizer.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -54,7 +55,7 @@ void kl_exec_guard_arm(char *const *original_argv, bool refuse, unsigned timeout
 	sa.sa_flags = SA_RESETHAND | SA_NODEFER;
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof guarded_signals / sizeof *guarded_signals; i++) {
-#if defined(__SANITIZE_ADDRESS__)
+#if KL_ASAN
 		/* The sanitizers must see crashes to report them. */
 		if (guarded_signals[i] != SIGALRM)
 			continue;
@@ -62,6 +63,16 @@ void kl_exec_guard_arm(char *const *original_argv, bool refuse, unsigned timeout
 		sigaction(guarded_signals[i], &sa, NULL);
 	}
 	alarm(timeout_s);
+}
+
+void kl_exec_guard_update(char *const *original_argv, bool refuse)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old); /* the handler sees both or neither */
+	guard_argv = original_argv;
+	guard_refuse = refuse;
+	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 void kl_exec_guard_disarm(void)

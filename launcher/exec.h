@@ -13,6 +13,9 @@ bool kl_exec_is_self(const char *path);
  * timeout_s seconds without finishing execs original_argv (QEMU path first)
  * instead, or exits 1 when refuse is set.  original_argv must stay valid. */
 void kl_exec_guard_arm(char *const *original_argv, bool refuse, unsigned timeout_s);
+/* What an armed guard does, once more is known (the policy read): the timer
+ * keeps running. */
+void kl_exec_guard_update(char *const *original_argv, bool refuse);
 void kl_exec_guard_disarm(void);
 
 /* execve() argv[0] with argv and our environment.  Returns only on failure. */

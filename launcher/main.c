@@ -115,6 +115,18 @@ static int launch_main(const struct kl_options *o)
 {
 	struct kl_error err = KL_ERROR_INIT;
 	struct kl_launch l = { 0 };
+	bool exec_mode = o->mode == KL_MODE_LAUNCH;
+	/* Reading the policy is guarded too: a crash or hang there starts the
+	 * QEMU known without it, unless that is kvm-launch itself (a diversion
+	 * whose policy names the real binary), which would only run into the
+	 * same failure again: then the start is refused. */
+	_cleanup_strvec_ struct strvec early = STRVEC_INIT;
+	if (exec_mode) {
+		strvec_push_dup(&early, choose_qemu(o, NULL));
+		for (int i = 0; i < o->rest_argc; i++)
+			strvec_push_dup(&early, o->rest_argv[i]);
+		kl_exec_guard_arm(strvec_terminate(&early), kl_exec_is_self(early.v[0]), GUARD_TIMEOUT_S);
+	}
 	struct kl_policy *policy = load_policy(o, &err);
 	/* A policy that fails to load still says what to do on errors, unless
 	 * the file is refused as unsafe: then nothing in it is believed (others
@@ -123,13 +135,13 @@ static int launch_main(const struct kl_options *o)
 	bool refuse = policy ? kl_policy_globals(policy)->on_error == KL_ON_ERROR_REFUSE
 			     : kl_policy_check_file_safety(path, NULL) == 0 &&
 				       kl_policy_file_on_error(path) == KL_ON_ERROR_REFUSE;
-	bool exec_mode = o->mode == KL_MODE_LAUNCH;
 	int rc = 0;
 
 	l.qemu = xstrdup(choose_qemu(o, policy));
 	l.argc = o->rest_argc;
 	l.argv = o->rest_argv;
 	if (kl_exec_is_self(l.qemu)) {
+		kl_exec_guard_disarm();
 		kl_err("the real QEMU (%s) is kvm-launch itself: set 'qemu =' in the policy file or use --qemu", l.qemu);
 		kl_launch_free(&l);
 		kl_policy_free(policy);
@@ -141,7 +153,7 @@ static int launch_main(const struct kl_options *o)
 	for (int i = 0; i < l.argc; i++)
 		strvec_push_dup(&original, l.argv[i]);
 	if (exec_mode)
-		kl_exec_guard_arm(strvec_terminate(&original), refuse, GUARD_TIMEOUT_S);
+		kl_exec_guard_update(strvec_terminate(&original), refuse);
 
 	if (!policy && refuse) {
 		kl_err("%s; refusing to start (on-error = refuse)", err.msg);

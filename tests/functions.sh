@@ -65,5 +65,14 @@ wait_for() {
 	return 1
 }
 
+# kill_tree PID: SIGKILL PID and every process below it (found through /proc/PID/task/*/children), for
+# cleanups of background jobs whose children (strace's tracees, a QEMU) would otherwise outlive the test.
+kill_tree() {
+	local c
+	for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do kill_tree "$c"; done
+	kill -KILL "$1" 2>/dev/null
+	return 0
+}
+
 # gone PID: the process has exited (or is a zombie waiting to be reaped).
 gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }

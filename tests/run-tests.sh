@@ -2,6 +2,10 @@
 # Runs unit-test binaries and shell tests, and ends with one line
 # "N passed, N failed, N skipped".  A unit binary counts each "ok"/"not ok"
 # line it prints; a shell test counts once (exit 0 pass, 77 skip, else fail).
+# A unit binary must print its TAP plan "1..N" with N equal to the number of
+# ok/not ok lines and, when its source tests/unit/NAME.c is there, to the
+# number of RUN( calls in it (so one that stops early, or skips a RUN, fails
+# even when it exits 0); a "# ... skipped" line inside a case counts as a skip.
 # Under CI (CI=true) a skip also fails the run: CI must have everything.
 set -u
 top=${KL_TOP:-$(pwd)}
@@ -32,13 +36,32 @@ for t in "$@"; do
 		notok=$(grep -c '^not ok ' "$log")
 		passed=$((passed + ok))
 		failed=$((failed + notok))
+		plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$log" | tail -n 1)
+		want=$plan
+		[ -f "$t.c" ] && want=$(grep -c '^[[:space:]]*RUN(' "$t.c")
+		why=
 		if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then
-			failed=$((failed + 1)) # crashed or exited early
-			notok=1
+			why="exit $rc"	# crashed or exited early
+		elif [ -z "$plan" ]; then
+			why="no TAP plan (1..N)"
+		elif [ "$plan" -ne $((ok + notok)) ]; then
+			why="plan 1..$plan but $((ok + notok)) results"
+		elif [ "$plan" -ne "$want" ]; then
+			why="plan 1..$plan but $t.c has $want RUN( calls"
+		fi
+		if [ -n "$why" ]; then
+			echo "    $t: $why" >> "$log"
+			failed=$((failed + 1))
+			notok=$((notok + 1))
+		fi
+		nskip=$(grep -c '^#.*skipped' "$log")
+		if [ "$nskip" -gt 0 ]; then
+			skipped=$((skipped + nskip))
+			echo "SKIP: $t: $(grep '^#.*skipped' "$log" | tr '\n' ' ')"
 		fi
 		if [ "$notok" -gt 0 ]; then
 			failed_names="$failed_names $t"
-			echo "FAIL: $t ($ok ok, $notok failed, exit $rc; log $log)"
+			echo "FAIL: $t ($ok ok, $notok failed, exit $rc${why:+, $why}; log $log)"
 			grep -B3 '^not ok ' "$log" | sed 's/^/    /' | tail -n 30
 			[ "$rc" -ne 0 ] && tail -n 5 "$log" | sed 's/^/    /'
 		else

@@ -92,13 +92,20 @@ for f in "$ST"/*.json; do
 	nm=$("$H/state-json" "$f" name)
 	pid=$("$H/state-json" "$f" pid)
 	pids | grep -qx "$pid" || fail "$f: pid $pid is none of ours"
-	found=
+	# The VM that QEMU (pid) belongs to: its stand-in wrote rec/I.pid.
+	vm=
 	for i in $(seq 1 $n); do
-		want=${names[$((i - 1))]}
-		[ -n "$want" ] || want=null
-		[ "$nm" = "$want" ] && found=1
+		[ "$(cat "$TMP/rec/$i.pid" 2>/dev/null)" = "$pid" ] && vm=$i
 	done
-	[ -n "$found" ] || fail "$f: name '$(printf '%s' "$nm" | head -c 60)' is none of ours"
+	[ -n "$vm" ] || fail "$f: pid $pid belongs to no VM started here"
+	want=${names[$((vm - 1))]}
+	[ -n "$want" ] || want=null
+	[ "$nm" = "$want" ] ||
+		fail "$f: VM $vm (pid $pid) is named '$(printf '%s' "$want" | head -c 60)', its entry says '$(printf '%s' "$nm" | head -c 60)'"
+	seen="${seen:-} $vm "
+done
+for i in $(seq 1 $n); do
+	case $seen in *" $i "*) ;; *) fail "VM $i has no entry of its own" ;; esac
 done
 # Not accessible by others: the directory 0750 at most, files 0640 at most.
 [ -z "$(find "$ST" -perm /o=rwx)" ] || { ls -la "$ST"; fail "world-accessible files: $(find "$ST" -perm /o=rwx)"; }

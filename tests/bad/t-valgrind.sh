@@ -8,9 +8,9 @@
 # valgrind's tool binary instead, so the launcher's agent never starts
 # there: we start it ourselves, with no environment variable involved),
 # until QEMU quits and the agent removes the entry and exits 0.
-# Skipped without valgrind, and for a sanitizer build (make check-asan).
+# Skipped (77) without valgrind or QEMU, and for a sanitizer build (make check-asan).
 . "${KL_TOP:-.}/tests/functions.sh"
-requires valgrind "$KL" timeout
+requires valgrind "$KL" timeout "$QEMU"
 if ldd "$KL" 2>/dev/null | grep -q 'libasan\|libubsan'; then
 	echo "SKIP: $0: $KL is built with the sanitizers: valgrind cannot run it"
 	exit 77
@@ -83,10 +83,6 @@ vg 0 --help
 echo "$runs runs without QEMU: clean"
 
 # ---- a real launch ----
-if ! [ -x "$QEMU" ]; then
-	echo "SKIP part: no QEMU at $QEMU: the launch and the agent are not checked"
-	exit 0
-fi
 QMP=$TMP/test.sock
 (timeout -k 5 600 valgrind -q --trace-children=no --error-exitcode=99 --log-file="$VGLOG/launch" \
 	"$KL" --config "$TMP/p.conf" --qemu "$QEMU" -- -machine pc -accel tcg -nodefaults -display none -S -name vg1 \

@@ -9,12 +9,13 @@
  *       `KL randio dev=vda qd=8 mode=r iops=NNNN` and `KL randio-detail dev=vda engine=uring ios=N secs=S`.
  *   kl-guest-io seq DEV SECONDS [r|w]
  *       1 MiB sequential O_DIRECT I/O, wrapping at the end of the device.  Prints `KL seq dev=vda mode=r mbps=NNN`.
- *   kl-guest-io pattern DEV SEED MIB
- *       Writes the deterministic pattern over the first MIB MiB (O_DIRECT), then fsync() (a flush request to the
- *       virtual disk when its write cache is on), then prints `KL flushed dev=vda seed=SEED mib=N`.
- *   kl-guest-io verify FILE SEED MIB
- *       Host side: checks the pattern; prints `OK` (exit 0) or `BAD offset=N ...` (exit 1).  Exit 2 on usage or
- *       I/O errors.
+ *   kl-guest-io pattern DEV SEED MIB [AT [noflush]]
+ *       Writes the deterministic pattern over MIB MiB from MiB AT (default 0) with O_DIRECT, then fsync() (a flush
+ *       request to the virtual disk when its write cache is on), then prints `KL flushed dev=vda seed=SEED mib=N`
+ *       (` at=AT` when AT is given).  With noflush there is no fsync and the line is `KL unflushed ...`.
+ *   kl-guest-io verify FILE SEED MIB [AT]
+ *       Host side: checks the pattern (MIB MiB from MiB AT); prints `OK` (exit 0) or `BAD offset=N ...` (exit 1).
+ *       Exit 2 on usage or I/O errors.
  *
  * DEV is a name under /dev (vda) or a path.  The pattern: every 8-byte little-endian word at byte offset o holds
  * mix64(seed ^ (o * 0x9E3779B97F4A7C15)), so any word that is stale, shifted or zero is detected with its offset.
@@ -427,49 +428,58 @@ static int cmd_seq(int argc, char **argv)
 
 static int cmd_pattern(int argc, char **argv)
 {
-    if (argc != 4)
-        die("usage: pattern DEV SEED MIB");
+    if (argc < 4 || argc > 6 || (argc == 6 && strcmp(argv[5], "noflush") != 0))
+        die("usage: pattern DEV SEED MIB [AT [noflush]]");
     char pbuf[256];
     const char *path = dev_path(argv[1], pbuf, sizeof pbuf);
     uint64_t seed = parse_seed(argv[2]);
     unsigned long mib = parse_ul(argv[3], "MiB count");
+    unsigned long at = argc >= 5 ? parse_ul(argv[4], "MiB offset") : 0;
+    int flush = argc < 6;
     int fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
     if (fd < 0)
         die("open %s: %s", path, strerror(errno));
-    if (dev_size(fd, path) < (uint64_t)mib * SEQ_BS)
-        die("%s: smaller than %lu MiB", path, mib);
+    if (dev_size(fd, path) < ((uint64_t)at + mib) * SEQ_BS)
+        die("%s: smaller than %lu MiB", path, at + mib);
     unsigned char *buf = xaligned(SEQ_BS);
-    for (uint64_t off = 0; off < (uint64_t)mib * SEQ_BS; off += SEQ_BS) {
+    for (uint64_t off = (uint64_t)at * SEQ_BS; off < ((uint64_t)at + mib) * SEQ_BS; off += SEQ_BS) {
         fill_pattern(buf, SEQ_BS, seed, off);
         ssize_t r = pwrite(fd, buf, SEQ_BS, (off_t)off);
         if (r != (ssize_t)SEQ_BS)
             die("pattern: write at %" PRIu64 ": %s", off, r < 0 ? strerror(errno) : "short write");
     }
-    /* fsync on a block device sends REQ_PREFLUSH: the virtual disk sees a flush if its write cache is on */
-    if (fsync(fd) < 0)
+    /* fsync on a block device sends REQ_PREFLUSH: the virtual disk sees a flush if its write cache is on.
+     * Without it (noflush) the O_DIRECT writes have completed but nothing asked for them to be durable; close()
+     * of a block device opened O_DIRECT flushes nothing. */
+    if (flush && fsync(fd) < 0)
         die("fsync %s: %s", path, strerror(errno));
     close(fd);
     free(buf);
-    printf("KL flushed dev=%s seed=%s mib=%lu\n", dev_name(path), argv[2], mib);
+    if (argc >= 5)
+        printf("KL %s dev=%s seed=%s mib=%lu at=%lu\n", flush ? "flushed" : "unflushed", dev_name(path), argv[2],
+               mib, at);
+    else
+        printf("KL flushed dev=%s seed=%s mib=%lu\n", dev_name(path), argv[2], mib);
     return 0;
 }
 
 static int cmd_verify(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: kl-guest-io verify FILE SEED MIB\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: kl-guest-io verify FILE SEED MIB [AT]\n");
         return 2;
     }
     const char *path = argv[1];
     uint64_t seed = parse_seed(argv[2]);
     unsigned long mib = parse_ul(argv[3], "MiB count");
+    uint64_t at = argc == 5 ? (uint64_t)parse_ul(argv[4], "MiB offset") * SEQ_BS : 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         fprintf(stderr, "verify: open %s: %s\n", path, strerror(errno));
         return 2;
     }
     unsigned char *buf = xaligned(SEQ_BS), *want = xaligned(SEQ_BS);
-    for (uint64_t off = 0; off < (uint64_t)mib * SEQ_BS; off += SEQ_BS) {
+    for (uint64_t off = at; off < at + (uint64_t)mib * SEQ_BS; off += SEQ_BS) {
         ssize_t r = pread(fd, buf, SEQ_BS, (off_t)off);
         if (r < 0) {
             fprintf(stderr, "verify: read %s at %" PRIu64 ": %s\n", path, off, strerror(errno));

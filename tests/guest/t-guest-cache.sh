@@ -4,7 +4,7 @@
 #   vda  raw file (sparse)        -drive    given writeback/threads      policy directsync/native  -> "write through"
 #   vdb  qcow2 over a raw backing -blockdev given none/native (JSON)     policy writethrough/threads -> "write through"
 #   vdc  raw file (preallocated)  -blockdev given directsync (keyval)    policy writeback/threads  -> "write back"
-#   vdd  loop block device (root) -drive    given writethrough           policy none/native        -> "write back"
+#   vdd  loop block device        -drive    given writethrough           policy none/native        -> "write back"
 # Checks: the launcher's PID becomes QEMU's (/proc/PID/exe is the real QEMU); /proc/PID/cmdline carries the policy's
 # aio/cache on every node of every disk and nothing else changed but kvm-launch's own monitors at the end;
 # query-block over our own QMP monitor agrees; --status (table and JSON) lists the VM, its PID, its disks and its
@@ -12,7 +12,8 @@
 # shows a libaio context (aio=native); after the guest powers off: QEMU exits 0, no agent, no state, no entry.
 . "$(dirname "$0")/../functions.sh"
 . "$(dirname "$0")/lib.sh"
-requires "$KL" "$QEMU" qemu-img truncate fallocate
+requires "$KL" "$QEMU" qemu-img truncate fallocate losetup
+requires_root # the block device disk is a loop device
 kl_need_helpers "$QMP_CLI"
 kl_guest_build
 kl_tmpdir
@@ -71,18 +72,14 @@ disk_args=(
 	-blockdev driver=raw,file=w0s,node-name=w0,cache.direct=on
 	-device virtio-blk-pci,drive=w0,id=vdc,addr=0x6,write-cache=off
 )
-if [ "$(id -u)" = 0 ]; then
-	truncate -s 64M "$IMG/g-loop.img"
-	kl_loop_setup "$IMG/g-loop.img"
-	expect+=("vdd none native")
-	guestcmd="$guestcmd,randio:vdd:4:1:rw"
-	disk_args+=(
-		-drive "file=$KL_LOOP,format=raw,if=none,id=d3,cache=writethrough"
-		-device virtio-blk-pci,drive=d3,id=vdd,addr=0x7
-	)
-else
-	echo "note: not root, so no loop block device disk"
-fi
+truncate -s 64M "$IMG/g-loop.img"
+kl_loop_setup "$IMG/g-loop.img"
+expect+=("vdd none native")
+guestcmd="$guestcmd,randio:vdd:4:1:rw"
+disk_args+=(
+	-drive "file=$KL_LOOP,format=raw,if=none,id=d3,cache=writethrough"
+	-device virtio-blk-pci,drive=d3,id=vdd,addr=0x7
+)
 # The last command keeps the guest busy (reading vda at QD1) while the host looks; then the guest powers off.
 window=20
 guestcmd="$guestcmd,randio:vda:1:$window:r"

@@ -5,7 +5,8 @@
 #    sent as is), else a valid exchange whose schema has io_uring.  It then
 #    reads until kvm-launch closes the connection.
 #  - Otherwise it records its argv, NUL-separated with its own path first,
-#    into $KL_RECORD (and appends its PID to $KL_RECORD_PIDS if set), then
+#    into $KL_RECORD, its PID into $KL_RECORD.pid (and appends it to
+#    $KL_RECORD_PIDS if set), then
 #    exits 0, or with $KL_FAKE_STAY set sleeps that many
 #    seconds so the VM "runs" (the state entry and agent stay).
 # Configuration through the environment is fine here: this is the test's
@@ -26,6 +27,7 @@ for a in "$@"; do
 	fi
 done
 printf '%s\0' "$0" "$@" > "${KL_RECORD:?}"
+echo $$ > "$KL_RECORD.pid"
 if [ -n "${KL_RECORD_PIDS:-}" ]; then
 	echo $$ >> "$KL_RECORD_PIDS"
 fi

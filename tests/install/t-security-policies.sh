@@ -1,53 +1,77 @@
 #!/bin/bash
-# contrib/apparmor parses with apparmor_parser (each snippet inside a profile
-# like the ones it is meant for; and inside Debian's real libvirt profiles
-# when libvirt-daemon-system's are installed), and contrib/selinux compiles
-# with checkmodule and packages with semodule_package.  Enforcement cannot be
+# contrib/apparmor parses with apparmor_parser, each snippet inside a profile like the ones it is meant for and
+# inside Debian's real libvirt profiles (usr.sbin.libvirtd and libvirt/TEMPLATE.qemu, through their local/
+# includes); a deliberately broken line in the same place must make the parse fail, so the snippets really were
+# read.  contrib/selinux compiles with checkmodule and packages with semodule_package.  Enforcement cannot be
 # tested here; see contrib/apparmor/README and contrib/selinux/README.
+# The libvirt profiles come from /etc/apparmor.d when libvirt-daemon-system is installed, else from that package
+# unpacked (not installed: it would reconfigure the machine's libvirtd) into $KL_AA_CACHE
+# (default /var/cache/kvm-launch-tests/libvirt-apparmor) with `apt-get download`, once.  Anything missing: exit 77.
 . "$(dirname "$0")/../functions.sh"
+requires apparmor_parser checkmodule semodule_package dpkg-deb
+[ -f /etc/apparmor.d/tunables/global ] || { echo "SKIP: $0: no /etc/apparmor.d/tunables/global (apparmor)"; exit 77; }
 kl_tmpdir
 aa=$KL_TOP/contrib/apparmor
 se=$KL_TOP/contrib/selinux
-checked=0
 
-if command -v apparmor_parser >/dev/null && [ -f /etc/apparmor.d/tunables/global ]; then
-	for snippet in libvirt-qemu.kvm-launch usr.sbin.libvirtd.kvm-launch; do
-		{ echo '#include <tunables/global>'
-		  echo "profile kl-test-$snippet flags=(attach_disconnected) {"
-		  echo '  #include <abstractions/base>'
-		  cat "$aa/$snippet"
-		  echo '}'; } > "$TMP/$snippet.profile"
-		apparmor_parser -Q -K "$TMP/$snippet.profile" 2>&1 | grep -v 'Cache read/write disabled' >&2
-		[ "${PIPESTATUS[0]}" = 0 ] || fail "apparmor_parser rejects $snippet"
-		echo "apparmor_parser: $snippet parses"
-	done
-	if [ -f /etc/apparmor.d/usr.sbin.libvirtd ] && [ -f /etc/apparmor.d/abstractions/libvirt-qemu ]; then
-		cp -a /etc/apparmor.d "$TMP/aa"
-		mkdir -p "$TMP/aa/local/abstractions"
-		cat "$aa/libvirt-qemu.kvm-launch" >> "$TMP/aa/local/abstractions/libvirt-qemu"
-		cat "$aa/usr.sbin.libvirtd.kvm-launch" >> "$TMP/aa/local/usr.sbin.libvirtd"
-		for p in usr.sbin.libvirtd libvirt/TEMPLATE.qemu; do
-			apparmor_parser -Q -K -b "$TMP/aa" "$TMP/aa/$p" 2>&1 | grep -v 'Cache read/write disabled' >&2
-			[ "${PIPESTATUS[0]}" = 0 ] || fail "libvirt's $p does not parse with the kvm-launch rules"
-			echo "apparmor_parser: libvirt's $p with the kvm-launch rules parses"
-		done
+# Where libvirt's profiles are: sets LVAA to a directory with usr.sbin.libvirtd, abstractions/, libvirt/.
+libvirt_profiles() {
+	if [ -f /etc/apparmor.d/usr.sbin.libvirtd ] && [ -f /etc/apparmor.d/abstractions/libvirt-qemu ] &&
+		[ -f /etc/apparmor.d/libvirt/TEMPLATE.qemu ]; then
+		LVAA=/etc/apparmor.d
+		return 0
 	fi
-	checked=$((checked + 1))
-fi
-
-if command -v checkmodule >/dev/null; then
-	(cd "$TMP" && checkmodule -M -m -o kvm_launch.mod "$se/kvm-launch.te") || fail "checkmodule rejects kvm-launch.te"
-	echo "checkmodule: kvm-launch.te compiles"
-	if command -v semodule_package >/dev/null; then
-		(cd "$TMP" && semodule_package -o kvm_launch.pp -m kvm_launch.mod -f "$se/kvm-launch.fc") ||
-			fail "semodule_package rejects kvm-launch.fc"
-		echo "semodule_package: kvm_launch.pp built ($(stat -c %s "$TMP/kvm_launch.pp") bytes)"
-	fi
-	checked=$((checked + 1))
-fi
-
-if [ "$checked" = 0 ]; then
-	echo "SKIP: $0: requires apparmor_parser (apparmor) or checkmodule (checkpolicy)"
+	LVAA=${KL_AA_CACHE:-/var/cache/kvm-launch-tests/libvirt-apparmor}
+	[ -f "$LVAA/usr.sbin.libvirtd" ] && [ -f "$LVAA/libvirt/TEMPLATE.qemu" ] && return 0
+	local dl=$TMP/dl
+	mkdir -p "$dl" && chmod 0777 "$dl"
+	(cd "$dl" && apt-get download -q libvirt-daemon-system >&2) || return 1
+	dpkg-deb -x "$dl"/libvirt-daemon-system_*.deb "$dl/x" || return 1
+	mkdir -p "$LVAA.new" && cp -a "$dl/x/etc/apparmor.d/." "$LVAA.new/" || return 1
+	rm -rf "$LVAA" && mv "$LVAA.new" "$LVAA"
+	echo "libvirt's AppArmor profiles unpacked from $(basename "$dl"/libvirt-daemon-system_*.deb) into $LVAA"
+}
+if ! libvirt_profiles; then
+	echo "SKIP: $0: libvirt's AppArmor profiles are neither installed nor obtainable with apt-get download"
 	exit 77
 fi
+echo "libvirt profiles from $LVAA"
+
+for snippet in libvirt-qemu.kvm-launch usr.sbin.libvirtd.kvm-launch; do
+	{ echo '#include <tunables/global>'
+	  echo "profile kl-test-$snippet flags=(attach_disconnected) {"
+	  echo '  #include <abstractions/base>'
+	  cat "$aa/$snippet"
+	  echo '}'; } > "$TMP/$snippet.profile"
+	apparmor_parser -Q -K "$TMP/$snippet.profile" 2>&1 | grep -v 'Cache read/write disabled' >&2
+	[ "${PIPESTATUS[0]}" = 0 ] || fail "apparmor_parser rejects $snippet"
+	echo "apparmor_parser: $snippet parses"
+done
+
+# A tree: the system's apparmor.d (tunables, abstractions) with libvirt's profiles over it, and the snippets (or a
+# broken line) in libvirt's local/ includes.
+aa_tree() { # DIR EXTRA-LINE
+	rm -rf "$1"
+	cp -a /etc/apparmor.d "$1"
+	cp -a "$LVAA/." "$1/"
+	mkdir -p "$1/local/abstractions"
+	{ cat "$aa/libvirt-qemu.kvm-launch"; echo "$2"; } >> "$1/local/abstractions/libvirt-qemu"
+	{ cat "$aa/usr.sbin.libvirtd.kvm-launch"; echo "$2"; } >> "$1/local/usr.sbin.libvirtd"
+}
+aa_tree "$TMP/aa" ""
+aa_tree "$TMP/aa-broken" "this is not an apparmor rule,"
+for p in usr.sbin.libvirtd libvirt/TEMPLATE.qemu; do
+	apparmor_parser -Q -K -b "$TMP/aa" "$TMP/aa/$p" 2>&1 | grep -v 'Cache read/write disabled' >&2
+	[ "${PIPESTATUS[0]}" = 0 ] || fail "libvirt's $p does not parse with the kvm-launch rules"
+	if apparmor_parser -Q -K -b "$TMP/aa-broken" "$TMP/aa-broken/$p" >/dev/null 2>&1; then
+		fail "libvirt's $p parses even with a broken line in its local include: the snippets were not read"
+	fi
+	echo "apparmor_parser: libvirt's $p with the kvm-launch rules parses (and a broken line there fails)"
+done
+
+(cd "$TMP" && checkmodule -M -m -o kvm_launch.mod "$se/kvm-launch.te") || fail "checkmodule rejects kvm-launch.te"
+echo "checkmodule: kvm-launch.te compiles"
+(cd "$TMP" && semodule_package -o kvm_launch.pp -m kvm_launch.mod -f "$se/kvm-launch.fc") ||
+	fail "semodule_package rejects kvm-launch.fc"
+echo "semodule_package: kvm_launch.pp built ($(stat -c %s "$TMP/kvm_launch.pp") bytes)"
 echo "PASS: the AppArmor and SELinux files parse"

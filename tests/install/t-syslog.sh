@@ -44,7 +44,8 @@ with_log bash -c "$w >/dev/null 2>/dev/null" "$KL" devnull
 with_log bash -c "$w >/dev/null 2>&-" "$KL" closed
 with_log bash -c "$w 2>&1 >/dev/null | cat > \"\$2\"" "$KL" pipe "$TMP/pipe.txt"
 with_log bash -c "$w >/dev/null 2>\"\$2\"" "$KL" file "$TMP/file.txt"
-sleep 0.5
+# The datagrams are sent before kvm-launch exits; wait until the listener has written both.
+wait_for 10 sh -c "grep -q /nonexistent/devnull '$out' && grep -q /nonexistent/closed '$out'"
 
 echo "syslog got:"; sed 's/^/  /' "$out"
 grep -q 'kvm-launch\[[0-9]*\]: policy file /nonexistent/devnull does not exist' "$out" || fail "stderr /dev/null: nothing in syslog"

@@ -71,7 +71,9 @@ for sig in KILL TERM; do
 	mkdir "$TMP/kill-$sig"
 	"$CLI" --seconds 60 --size 64 "$TMP/kill-$sig" > /dev/null 2>&1 &
 	pid=$!
-	sleep 2
+	# Killed once it is measuring: it holds a file in the directory open (O_TMPFILE, nameless).
+	measuring() { ls -l "/proc/$pid/fd" 2>/dev/null | grep -q -- "-> $TMP/kill-$sig/"; }
+	wait_for 30 measuring || fail "calibrate-cli never opened a file in $TMP/kill-$sig"
 	kill -$sig $pid
 	wait $pid 2>/dev/null
 	rc=$?
@@ -92,8 +94,12 @@ grep -q 'neither a block device, a directory nor a regular file' "$TMP/out" || f
 if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null; then
 	dd if=/dev/urandom of="$TMP/disk.raw" bs=1M count=16 status=none
 	sum=$(md5sum < "$TMP/disk.raw")
-	if loop=$(losetup --find --show "$TMP/disk.raw" 2>/dev/null); then
-		cleanup_fn "losetup -d '$loop' 2>/dev/null"
+	# One cleanup for whatever $LOOP holds at exit: a device detached here is no longer ours, and its name may
+	# already belong to someone else's loop device.
+	LOOP=
+	cleanup_fn '[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null'
+	if LOOP=$(losetup --find --show "$TMP/disk.raw" 2>/dev/null); then
+		loop=$LOOP
 		"$CLI" --seconds 2 --cache-dir "$CACHE" --kv-out "$TMP/loop.kv" "$loop" > "$TMP/loop.out" ||
 			fail "calibrate-cli $loop: $(cat "$TMP/loop.out")"
 		cat "$TMP/loop.out"
@@ -104,9 +110,10 @@ if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null; then
 		grep -q "random writes not measured" "$TMP/loop.out" || fail "the table does not say writes were not measured"
 		runs_ok "$TMP/loop.kv"
 		losetup -d "$loop"
+		LOOP=
 		[ "$(md5sum < "$TMP/disk.raw")" = "$sum" ] || fail "the device's data changed without --write"
-		loop=$(losetup --find --show "$TMP/disk.raw") || fail "losetup again"
-		cleanup_fn "losetup -d '$loop' 2>/dev/null"
+		LOOP=$(losetup --find --show "$TMP/disk.raw") || fail "losetup again"
+		loop=$LOOP
 
 		if command -v mkfs.ext4 >/dev/null && mkfs.ext4 -q -F "$loop" 2>/dev/null && mkdir "$TMP/mnt" &&
 		   mount "$loop" "$TMP/mnt" 2>/dev/null; then

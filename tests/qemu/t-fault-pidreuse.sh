@@ -6,6 +6,7 @@
 # state directory, but never files it names elsewhere (a crafted entry must
 # not make kvm-launch delete /etc/passwd), nor the unrelated process.
 . "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/../guest/lib.sh"
 requires "$QEMU" "$KL" truncate perl
 H=$KL_TOP/tests/helpers
 for h in state-json state-qmp; do
@@ -59,7 +60,12 @@ cat "$TMP/status"
 grep -q "^VM ghost: pid $VICTIM, running" "$TMP/status" && fail "--status shows a reused PID running"
 grep -q "^VM evil: pid $VICTIM, running" "$TMP/status" && fail "--status shows evil running"
 K --status --json > "$TMP/s.json" 2>/dev/null
-n=$("$H/state-json" "$TMP/s.json" vms.length)
+n=$("$H/state-json" "$TMP/s.json" vms.length) || fail "--status --json has no vms: $(cat "$TMP/s.json")"
+# Both crafted entries are listed (not running): an empty answer proves nothing.
+[ "$n" -ge 2 ] || fail "--status --json lists $n VMs, want ghost and evil: $(cat "$TMP/s.json")"
+for nm in ghost evil; do
+	"$JSON_GET" "$TMP/s.json" "vms.[name=$nm]" >/dev/null || fail "--status --json does not list $nm"
+done
 for i in $(seq 0 $((n - 1))); do
 	[ "$("$H/state-json" "$TMP/s.json" vms.$i.running)" = false ] || fail "--status --json: vms.$i running"
 done
@@ -69,12 +75,14 @@ cat "$TMP/set"
 kill -0 "$VICTIM" || fail "the unrelated process was killed"
 
 # The next launch cleans: the ghost's files in the directory, nothing outside.
-("$KL" --config "$TMP/policy.conf" --state-dir "$ST" --qemu "$QEMU" -- -machine pc -accel tcg -nodefaults \
+QPID=
+cleanup_fn 'kl_kill_if "$QPID" "$QEMU"; kl_kill_if "$QPID" "$KL"'
+"$KL" --config "$TMP/policy.conf" --state-dir "$ST" --qemu "$QEMU" -- -machine pc -accel tcg -nodefaults \
 	-display none -S -name real -qmp "unix:$TMP/real.sock,server=on,wait=off" \
-	-drive "file=$TMP/disk.img,format=raw,if=virtio,file.locking=off" > "$TMP/real.log" 2>&1 &)
-wait_for 60 sh -c "[ \"\$('$H/state-json' '$ST/real.json' agent.state)\" = watching ]" || { cat "$TMP/real.log"; fail "real: not watching"; }
-QPID=$("$H/state-json" "$ST/real.json" pid)
-cleanup_fn "kill -9 $QPID 2>/dev/null"
+	-drive "file=$TMP/disk.img,format=raw,if=virtio,file.locking=off" > "$TMP/real.log" 2>&1 &
+QPID=$!
+real_watching() { [ "$(K --status --json real | "$JSON_GET" - vms.0.agent.state)" = watching ]; }
+wait_for 60 real_watching || { cat "$TMP/real.log"; K --status --json real; fail "real: no live agent"; }
 ls -la "$ST"
 for f in ghost.json ghost.agent.sock ghost.qmp.sock ghost.agent.log evil.json; do
 	[ ! -e "$ST/$f" ] || fail "stale $f not removed"

@@ -24,6 +24,9 @@ truncate -s 64M "$TMP/disk.img"
 : > "$TMP/policy.conf"
 chmod 0644 "$TMP/policy.conf"
 
+# Every QEMU started here, killed at exit (registered before the first start).
+ALL=
+cleanup_fn 'for p in $ALL; do kill -9 $p 2>/dev/null; done'
 qemu_up() { [ -S "$TMP/$1.sock" ] && "$H/state-qmp" "$TMP/$1.sock" query-status > /dev/null 2>&1; }
 
 # start NAME STATE-DIR: QEMU through kvm-launch; waits until it answers on
@@ -31,15 +34,12 @@ qemu_up() { [ -S "$TMP/$1.sock" ] && "$H/state-qmp" "$TMP/$1.sock" query-status 
 start() {
 	local name=$1 dir=$2
 	rm -f "$TMP/$name.sock"
-	("$KL" --config "$TMP/policy.conf" --state-dir "$dir" --qemu "$QEMU" -- -machine pc -accel tcg -nodefaults \
+	"$KL" --config "$TMP/policy.conf" --state-dir "$dir" --qemu "$QEMU" -- -machine pc -accel tcg -nodefaults \
 		-display none -S -name "guest=$name" -qmp "unix:$TMP/$name.sock,server=on,wait=off" \
-		-drive "file=$TMP/disk.img,format=raw,if=virtio,file.locking=off" > "$TMP/$name.log" 2>&1 &)
+		-drive "file=$TMP/disk.img,format=raw,if=virtio,file.locking=off" > "$TMP/$name.log" 2>&1 &
+	QPID=$! # the launcher's PID is QEMU's (exec in place)
+	ALL="$ALL $QPID"
 	wait_for 60 qemu_up "$name" || { cat "$TMP/$name.log"; fail "$name: QEMU did not start"; }
-	# The process whose command line names our own QMP socket (unique to this test).
-	QPID=$(grep -l -F -- "unix:$TMP/$name.sock," /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 | while read -r p; do
-		[ "$(readlink "/proc/$p/exe")" = "$(readlink -f "$QEMU")" ] && echo "$p"; done | head -n 1)
-	[ -n "$QPID" ] || fail "$name: QEMU's PID not found"
-	cleanup_fn "kill -9 $QPID 2>/dev/null"
 	[ "$(readlink "/proc/$QPID/exe")" = "$(readlink -f "$QEMU")" ] || fail "$name: pid $QPID is not QEMU"
 	CMDLINE=$(tr '\0' '\n' < "/proc/$QPID/cmdline")
 	printf '%s\n' "$CMDLINE" | grep -q "^file=$TMP/disk.img,format=raw,if=virtio,file.locking=off,cache=" ||

@@ -24,7 +24,10 @@ disks=(
 )
 images=("$TMP/a.raw" "$TMP/b.raw" "$TMP/top.qcow2")
 
-pid_of() { pgrep -f -- "-name $1( |\$)" | head -n 1; }
+# Every QEMU this test starts (the launcher's PID is QEMU's: exec in place), killed at exit; registered before
+# the first one starts.
+ALL=
+cleanup_fn 'for p in $ALL; do kill -KILL "$p" 2>/dev/null; done; for p in $ALL; do wait "$p" 2>/dev/null; done'
 
 # direct_bit PID IMAGE: 1 if QEMU's fd on IMAGE has O_DIRECT (octal 040000).
 direct_bit() {
@@ -47,13 +50,14 @@ for cache in none writeback writethrough directsync unsafe; do
 		printf 'state-dir = %s/state\ncache-dir = %s/cache\n[rule all]\nbackend = file\ncache = %s\naio = %s\n' \
 			"$TMP" "$TMP" "$cache" "$aio" > "$TMP/p.conf"
 		chmod 0644 "$TMP/p.conf"
+		sock=$TMP/$name.test.sock # the test's own monitor
 		"$KL" --config "$TMP/p.conf" --qemu "$QEMU" -- -name "$name" -machine pc -accel tcg -nodefaults \
-			-display none -S "${disks[@]}" > "$TMP/$name.out" 2>&1 &
-		sock=$TMP/state/$name.qmp.sock
-		for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-		pid=$(pid_of "$name")
-		[ -n "$pid" ] && [ -S "$sock" ] || fail "$cache/$aio: QEMU did not start: $(cat "$TMP/$name.out")"
-		"$QMPCLI" "$sock" query-block > "$TMP/$name.qb" || fail "$cache/$aio: query-block failed"
+			-display none -S -qmp "unix:$sock,server=on,wait=off" "${disks[@]}" > "$TMP/$name.out" 2>&1 &
+		pid=$!
+		ALL="$ALL $pid"
+		"$QMPCLI" -w -t 30000 "$sock" query-block > "$TMP/$name.qb" ||
+			fail "$cache/$aio: query-block failed: $(cat "$TMP/$name.out")"
+		[ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$QEMU")" ] || fail "$cache/$aio: pid $pid is not QEMU"
 		want_wb=1 want_direct=0 want_noflush=0
 		case $cache in
 		none) want_direct=1 ;;
@@ -79,7 +83,7 @@ for cache in none writeback writethrough directsync unsafe; do
 		threads) [ "$uring" -eq 0 ] && [ "$libaio" -eq 0 ] || fail "$cache/$aio: kernel AIO in use (uring $uring, aio $libaio)" ;;
 		esac
 		"$QMPCLI" "$sock" quit > /dev/null || true
-		wait
+		wait "$pid"
 		printf '%-13s %-9s ok (query-block, fdinfo O_DIRECT=%s, io_uring fds %s, libaio maps %s)\n' \
 			"$cache" "$aio" "$want_direct" "$uring" "$libaio"
 	done

@@ -1,20 +1,68 @@
-#!/bin/sh
-# --set against a real QEMU: cache=writeback/none flips O_DIRECT in
-# /proc/PID/fdinfo (and back), unsafe only with --force, throttling visible
-# in --status and the state file, and every refusal refuses and changes
-# nothing: writethrough/directsync, aio=native, shared storage, -incoming,
-# a -drive with automatic node names.  A -drive with node names works.
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# --set against a real QEMU launched by the real launcher (kvm-launch --state-dir DIR --qemu QEMU; a policy gives
+# each disk its mode): cache=writeback/none flips O_DIRECT in /proc/PID/fdinfo (and back), unsafe only with
+# --force, throttling visible in --status and the state file, and every refusal refuses and changes nothing:
+# writethrough/directsync, aio=native, shared storage (an image on a FUSE mount of subtype sshfs, which
+# kvm-launch's probe takes for shared storage), -incoming, a -drive with automatic node names.  A -drive with
+# node names works.  Needs root (the FUSE mount).
 . "$(dirname "$0")/../functions.sh"
-requires "$QEMU" truncate
+. "$(dirname "$0")/../guest/lib.sh"
+requires "$QEMU" "$KL" truncate
+requires_root
 H=$KL_TOP/tests/helpers
-for h in state-launch state-cli state-json state-qmp; do
+FUSEFS=$H/kl-powercut-fs
+if [ ! -x "$FUSEFS" ]; then
+	echo "SKIP: $0: $FUSEFS is not built (libfuse3-dev missing: contrib/deps.sh --tests installs it)"
+	exit 77
+fi
+for h in state-json state-qmp; do
 	[ -x "$H/$h" ] || fail "$H/$h is missing: run make test-programs"
 done
 kl_tmpdir
 ST=$TMP/state
-for f in a b c d e g; do truncate -s 64M "$TMP/$f.img"; done
+for f in a b c d-back e g; do truncate -s 64M "$TMP/$f.img"; done
+# Everything started, killed at exit (registered before anything starts); the mount goes last.
+ALL= DPID=
+mkdir "$TMP/shared"
+cleanup_fn 'grep -q " $TMP/shared fuse" /proc/mounts && umount -l "$TMP/shared"'
+cleanup_fn 'kl_kill_if "$DPID" "$FUSEFS"'
+cleanup_fn 'for p in $ALL; do kl_kill_if "$p" "$QEMU"; kl_kill_if "$p" "$KL"; done'
+"$FUSEFS" -t sshfs "$TMP/d-back.img" "$TMP/shared" "$TMP/fs.log" </dev/null 2>>"$TMP/fs.log" &
+DPID=$!
+wait_for 20 grep -q '^mounted' "$TMP/fs.log" || fail "the FUSE mount failed: $(cat "$TMP/fs.log")"
+grep -q " $TMP/shared fuse.sshfs " /proc/mounts || fail "no fuse.sshfs mount at $TMP/shared"
+cat > "$TMP/policy.conf" <<EOP
+[rule a]
+path = $TMP/a.img
+cache = none
+aio = io_uring
+[rule b]
+path = $TMP/b.img
+cache = writeback
+aio = threads
+[rule c]
+path = $TMP/c.img
+cache = none
+aio = native
+[rule d]
+path = $TMP/shared/disk.img
+cache = none
+aio = threads
+[rule e]
+path = $TMP/e.img
+cache = none
+aio = threads
+[rule g]
+path = $TMP/g.img
+cache = none
+aio = io_uring
+EOP
+chmod 0644 "$TMP/policy.conf"
+K() { "$KL" --config "$TMP/policy.conf" --state-dir "$ST" "$@"; }
+sj() { K --status --json | "$JSON_GET" - "vms.[name=$1].$2"; }
 
-agent_watching() { [ "$("$H/state-json" "$ST/$1.json" agent.state)" = watching ]; }
+agent_watching() { [ "$(sj "$1" agent.state 2>/dev/null)" = watching ]; }
 # O_DIRECT (octal 040000) on QEMU's fds for an image: prints on/off, or
 # "mixed"/"none".
 odirect() {
@@ -29,10 +77,10 @@ odirect() {
 	elif [ $on -eq 0 ]; then echo none
 	else echo mixed; fi
 }
-set_ok() { "$H/state-cli" set "$ST" "$@" > "$TMP/set.out" 2>&1 || { cat "$TMP/set.out"; fail "set $* failed"; }; cat "$TMP/set.out"; }
+set_ok() { K --set "$@" > "$TMP/set.out" 2>&1 || { cat "$TMP/set.out"; fail "set $* failed"; }; cat "$TMP/set.out"; }
 set_refused() { # PATTERN ARGS...
 	pat=$1; shift
-	if "$H/state-cli" set "$ST" "$@" > "$TMP/set.out" 2>&1; then cat "$TMP/set.out"; fail "set $* was not refused"; fi
+	if K --set "$@" > "$TMP/set.out" 2>&1; then cat "$TMP/set.out"; fail "set $* was not refused"; fi
 	cat "$TMP/set.out"
 	grep -q "^kvm-launch: error: .*$pat" "$TMP/set.out" || fail "set $*: message does not say '$pat'"
 }
@@ -52,37 +100,38 @@ qcache() { # DEVICE-ID: the cache flags QEMU reports, from the test's own monito
 # vd0: -blockdev JSON, io_uring, none.   vd1: -blockdev keyval, threads, writeback.
 # vd2: aio=native, none.                 vd3: on "shared" storage, none.
 # vd4: -drive without node names, none.  vd5: -drive with node names, none.
-"$H/state-launch" "$ST" t1 "$QEMU" \
-	--disk "id=vd0,node=f0,path=$TMP/a.img,aio=io_uring,cache=none" \
-	--disk "id=vd1,node=f1,path=$TMP/b.img,aio=threads,cache=writeback" \
-	--disk "id=vd2,node=f2,path=$TMP/c.img,aio=native,cache=none" \
-	--disk "id=vd3,node=f3,path=$TMP/d.img,aio=threads,cache=none,shared=yes,fs=nfs" \
-	--disk "id=vd4,node=drive4,path=$TMP/e.img,aio=threads,cache=none" \
-	--disk "id=vd5,node=fmt5,path=$TMP/g.img,aio=io_uring,cache=none" -- \
+# What the command line gives differs from the policy on vd0 (writeback) and vd1 (none): a rewrite is needed.
+"$KL" --config "$TMP/policy.conf" --state-dir "$ST" --qemu "$QEMU" -- \
 	-machine pc -accel tcg -nodefaults -display none -S -name guest=t1 \
 	-qmp "unix:$TMP/test.sock,server=on,wait=off" \
-	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/a.img\",\"aio\":\"io_uring\",\"node-name\":\"s0\",\"cache\":{\"direct\":true,\"no-flush\":false},\"discard\":\"unmap\"}" \
-	-blockdev '{"node-name":"f0","read-only":false,"cache":{"direct":true,"no-flush":false},"driver":"raw","file":"s0"}' \
+	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/a.img\",\"node-name\":\"s0\",\"cache\":{\"direct\":false,\"no-flush\":false},\"discard\":\"unmap\"}" \
+	-blockdev '{"node-name":"f0","read-only":false,"cache":{"direct":false,"no-flush":false},"driver":"raw","file":"s0"}' \
 	-device '{"driver":"virtio-blk-pci","drive":"f0","id":"vd0","write-cache":"on"}' \
-	-blockdev "driver=file,filename=$TMP/b.img,node-name=s1,aio=threads,cache.direct=off" \
-	-blockdev driver=raw,node-name=f1,file=s1,cache.direct=off \
+	-blockdev "driver=file,filename=$TMP/b.img,node-name=s1,cache.direct=on" \
+	-blockdev driver=raw,node-name=f1,file=s1,cache.direct=on \
 	-device virtio-blk-pci,drive=f1,id=vd1 \
-	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/c.img\",\"aio\":\"native\",\"node-name\":\"s2\",\"cache\":{\"direct\":true,\"no-flush\":false}}" \
+	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/c.img\",\"node-name\":\"s2\",\"cache\":{\"direct\":true,\"no-flush\":false}}" \
 	-blockdev '{"node-name":"f2","cache":{"direct":true,"no-flush":false},"driver":"raw","file":"s2"}' \
 	-device virtio-blk-pci,drive=f2,id=vd2 \
-	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/d.img\",\"node-name\":\"s3\",\"cache\":{\"direct\":true,\"no-flush\":false}}" \
+	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/shared/disk.img\",\"node-name\":\"s3\",\"cache\":{\"direct\":true,\"no-flush\":false}}" \
 	-blockdev '{"node-name":"f3","cache":{"direct":true,"no-flush":false},"driver":"raw","file":"s3"}' \
 	-device virtio-blk-pci,drive=f3,id=vd3 \
 	-drive "file=$TMP/e.img,format=raw,if=none,id=drive4,cache=none" \
 	-device virtio-blk-pci,drive=drive4,id=vd4 \
-	-drive "file=$TMP/g.img,format=raw,if=none,id=drive5,cache=none,aio=io_uring,node-name=fmt5,file.node-name=st5,discard=unmap" \
+	-drive "file=$TMP/g.img,format=raw,if=none,id=drive5,cache=none,node-name=fmt5,file.node-name=st5,discard=unmap" \
 	-device virtio-blk-pci,drive=drive5,id=vd5 \
 	> "$TMP/qemu.log" 2>&1 &
 QPID=$!
-cleanup_fn "kill -9 $QPID 2>/dev/null"
-wait_for 20 agent_watching t1 || { cat "$TMP/qemu.log"; fail "the agent never reached 'watching'"; }
-cleanup_fn "kill -9 $("$H/state-json" "$ST/t1.json" agent.pid) 2>/dev/null"
-A=$TMP/a.img B=$TMP/b.img C=$TMP/c.img D=$TMP/d.img E=$TMP/e.img G=$TMP/g.img
+ALL="$ALL $QPID"
+wait_for 30 agent_watching t1 || { cat "$TMP/qemu.log"; fail "the agent never reached 'watching'"; }
+ALL="$ALL $(sj t1 agent.pid)"
+SF=$(sj t1 state_file)
+for e in vd0:io_uring:none vd1:threads:writeback vd2:native:none vd3:threads:none vd4:threads:none vd5:io_uring:none; do
+	IFS=: read -r id aio cache <<< "$e"
+	[ "$(sj t1 "disks.[id=$id].aio") $(sj t1 "disks.[id=$id].cache")" = "$aio $cache" ] ||
+		fail "$id runs aio=$(sj t1 "disks.[id=$id].aio") cache=$(sj t1 "disks.[id=$id].cache"), the policy says $aio/$cache"
+done
+A=$TMP/a.img B=$TMP/b.img C=$TMP/c.img D=$TMP/shared/disk.img E=$TMP/e.img G=$TMP/g.img
 [ "$(odirect "$A")" = on ] && [ "$(odirect "$B")" = off ] || fail "unexpected O_DIRECT at start"
 
 # none -> writeback -> none on a libvirt-style -blockdev pair.
@@ -90,8 +139,8 @@ set_ok t1 vd0 cache=writeback
 grep -q "^t1: vd0: cache none -> writeback (O_DIRECT off" "$TMP/set.out" || fail "output line"
 [ "$(odirect "$A")" = off ] || fail "O_DIRECT still on after cache=writeback ($(odirect "$A"))"
 qcache vd0 | grep -q '"direct":false' || fail "QEMU still reports direct"
-[ "$("$H/state-json" "$ST/t1.json" disks.0.cache)" = writeback ] || fail "state file not updated"
-"$H/state-cli" status "$ST" --json | "$H/state-json" - vms.0.disks.0.cache | grep -qx writeback || fail "status"
+[ "$("$H/state-json" "$SF" disks.0.cache)" = writeback ] || fail "state file not updated"
+[ "$(sj t1 "disks.[id=vd0].cache")" = writeback ] || fail "status"
 set_ok t1 vd0 cache=none
 [ "$(odirect "$A")" = on ] || fail "O_DIRECT not back on after cache=none"
 set_ok t1 vd0 cache=none
@@ -107,7 +156,7 @@ set_ok t1 vd1 cache=writeback
 # unsafe: only with --force.
 set_refused "add --force" t1 vd1 cache=unsafe
 qcache vd1 | grep -q '"no-flush":false' || fail "refused unsafe changed no-flush"
-"$H/state-cli" set "$ST" --force t1 vd1 cache=unsafe > "$TMP/set.out" 2>&1 || { cat "$TMP/set.out"; fail "--force unsafe"; }
+K --set --force t1 vd1 cache=unsafe > "$TMP/set.out" 2>&1 || { cat "$TMP/set.out"; fail "--force unsafe"; }
 qcache vd1 | grep -q '"no-flush":true' || fail "unsafe did not set no-flush"
 set_ok t1 vd1 cache=writeback
 
@@ -119,13 +168,13 @@ qcache vd0 | grep -q '"writeback":true' || fail "refusal changed the write cache
 
 # aio=native needs O_DIRECT: refused even with --force.
 set_refused "aio=native" t1 vd2 cache=writeback
-"$H/state-cli" set "$ST" --force t1 vd2 cache=writeback > /dev/null 2>&1 && fail "aio=native + --force accepted"
+K --set --force t1 vd2 cache=writeback > /dev/null 2>&1 && fail "aio=native + --force accepted"
 [ "$(odirect "$C")" = on ] || fail "aio=native disk lost O_DIRECT"
 
 # Shared storage: only with --force.
 set_refused "shared storage" t1 vd3 cache=writeback
 [ "$(odirect "$D")" = on ] || fail "refusal on shared storage changed O_DIRECT"
-"$H/state-cli" set "$ST" --force t1 vd3 cache=writeback > "$TMP/set.out" 2>&1 || { cat "$TMP/set.out"; fail "--force on shared"; }
+K --set --force t1 vd3 cache=writeback > "$TMP/set.out" 2>&1 || { cat "$TMP/set.out"; fail "--force on shared"; }
 [ "$(odirect "$D")" = off ] || fail "--force on shared storage did not drop O_DIRECT"
 
 # A -drive without node names: QEMU cannot reopen its automatic nodes.
@@ -163,9 +212,9 @@ qthrottle() { # KEY: vd0's value in query-block ("absent" if not there)
 [ "$(qthrottle iops)" = 100 ] || fail "iops lost"
 [ "$(qthrottle bps)" = 1048576 ] || fail "bps lost"
 [ "$(qthrottle iops_max)" = 400 ] || fail "iops_max"
-"$H/state-cli" status "$ST" > "$TMP/table"
+K --status > "$TMP/table"
 grep -E "^ +vd0 .*bps=1048576 iops=100 iops_max=400" "$TMP/table" >/dev/null || { cat "$TMP/table"; fail "throttle not in --status"; }
-[ "$("$H/state-json" "$ST/t1.json" disks.0.throttle.iops)" = 100 ] || fail "throttle not in the state file"
+[ "$("$H/state-json" "$SF" disks.0.throttle.iops)" = 100 ] || fail "throttle not in the state file"
 # Dropping a base value drops its bursts.
 set_ok t1 vd0 iops=0 iops_rd=20
 [ "$(qthrottle iops)" = 0 ] && [ "$(qthrottle iops_rd)" = 20 ] || fail "iops=0 iops_rd=20"
@@ -176,19 +225,19 @@ set_refused "cannot be used at the same time" t1 vd0 bps_wr=5
 [ "$(qthrottle bps_wr)" = 0 ] || fail "refused bps_wr applied"
 # A -drive disk is throttled too (by its qdev path).
 set_ok t1 vd4 bps_wr=2M
-"$H/state-cli" status "$ST" | grep -E "^ +vd4 .*bps_wr=2097152" >/dev/null || fail "vd4 throttle"
-"$H/state-json" "$ST/t1.json" changes.length | grep -qv '^0$' || fail "no change history"
+K --status | grep -E "^ +vd4 .*bps_wr=2097152" >/dev/null || fail "vd4 throttle"
+"$H/state-json" "$SF" changes.length | grep -qv '^0$' || fail "no change history"
 
 # A VM started with -incoming: dropping O_DIRECT needs --force.
-"$H/state-launch" "$ST" t2 "$QEMU" --disk "id=vd0,node=f0,path=$TMP/a.img,aio=threads,cache=none" -- \
+"$KL" --config "$TMP/policy.conf" --state-dir "$ST" --qemu "$QEMU" -- \
 	-machine pc -accel tcg -nodefaults -display none -S -name guest=t2 -incoming defer \
-	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/a.img\",\"node-name\":\"s0\",\"cache\":{\"direct\":true,\"no-flush\":false},\"locking\":\"off\"}" \
+	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/e.img\",\"node-name\":\"s0\",\"cache\":{\"direct\":true,\"no-flush\":false},\"locking\":\"off\"}" \
 	-blockdev '{"node-name":"f0","cache":{"direct":true,"no-flush":false},"driver":"raw","file":"s0"}' \
 	-device virtio-blk-pci,drive=f0,id=vd0 > "$TMP/qemu2.log" 2>&1 &
 Q2=$!
-cleanup_fn "kill -9 $Q2 2>/dev/null"
-wait_for 20 agent_watching t2 || { cat "$TMP/qemu2.log"; fail "t2: no agent"; }
-cleanup_fn "kill -9 $("$H/state-json" "$ST/t2.json" agent.pid) 2>/dev/null"
+ALL="$ALL $Q2"
+wait_for 30 agent_watching t2 || { cat "$TMP/qemu2.log"; fail "t2: no agent"; }
+ALL="$ALL $(sj t2 agent.pid)"
 set_refused "incoming" t2 vd0 cache=writeback
-"$H/state-cli" set "$ST" --force t2 vd0 cache=writeback > "$TMP/set.out" 2>&1 || { cat "$TMP/set.out"; fail "t2 --force"; }
+K --set --force t2 vd0 cache=writeback > "$TMP/set.out" 2>&1 || { cat "$TMP/set.out"; fail "t2 --force"; }
 echo PASS

@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <grp.h>
+#include <stdbool.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,6 +138,56 @@ static int count_files(const char *dir)
 	return n;
 }
 
+#define UNPRIV_UID 65534 /* nobody */
+
+/* In a directory that forbids writing, kl_state_write_json fails and the
+ * previous file (pid 2) still reads back.  Returns true when it does. */
+static bool refused_write_attempt(const char *path, json_object *o)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	json_object *back = NULL;
+	if (kl_state_write_json(path, o, &err) == 0) {
+		printf("#   the write into a read-only directory succeeded (euid %d)\n", (int)geteuid());
+		return false;
+	}
+	if (kl_state_read(path, &back, &err) < 0) {
+		printf("#   the old file cannot be read back: %s\n", err.msg);
+		return false;
+	}
+	bool ok = kl_js_int(back, "pid", -1) == 2;
+	json_object_put(back);
+	return ok;
+}
+
+static bool refused_write_keeps_old(const char *dir, const char *path, json_object *o)
+{
+	if (geteuid() != 0)
+		return refused_write_attempt(path, o);
+	/* The unprivileged child must reach and read what root created. */
+	if (chmod(tmpdir, 0711) < 0 || chown(dir, UNPRIV_UID, UNPRIV_UID) < 0 ||
+	    chown(path, UNPRIV_UID, UNPRIV_UID) < 0) {
+		printf("#   cannot hand the directory to uid %d: %s\n", UNPRIV_UID, strerror(errno));
+		return false;
+	}
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setresgid(UNPRIV_UID, UNPRIV_UID, UNPRIV_UID) < 0 ||
+		    setresuid(UNPRIV_UID, UNPRIV_UID, UNPRIV_UID) < 0 || geteuid() != UNPRIV_UID) {
+			printf("#   cannot drop to uid %d: %s\n", UNPRIV_UID, strerror(errno));
+			_exit(1);
+		}
+		bool ok = refused_write_attempt(path, o);
+		fflush(stdout);
+		_exit(ok ? 0 : 1);
+	}
+	int status = -1;
+	bool ok = pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (chmod(tmpdir, 0700) < 0 || chown(dir, 0, 0) < 0 || chown(path, 0, 0) < 0)
+		ok = false;
+	return ok;
+}
+
 static void test_atomic_write(void)
 {
 	char *dir = xasprintf("%s/atomic", tmpdir);
@@ -160,15 +212,13 @@ static void test_atomic_write(void)
 	json_object_put(back);
 	CHECK_INTEQ(count_files(dir), 1); /* no temporary file left */
 
-	/* A failed write leaves the old file and no debris. */
+	/* A failed write leaves the old file and no debris.  Root writes into a
+	 * read-only directory anyway, so as root a child that has dropped to an
+	 * unprivileged uid makes the attempt. */
 	chmod(dir, 0500);
-	if (geteuid() != 0) {
-		CHECK(kl_state_write_json(path, o, &err) < 0);
-		CHECK(kl_state_read(path, &back, &err) == 0);
-		CHECK_INTEQ(kl_js_int(back, "pid", -1), 2);
-		json_object_put(back);
-	}
+	CHECK(refused_write_keeps_old(dir, path, o));
 	chmod(dir, 0750);
+	CHECK_INTEQ(count_files(dir), 1);
 	char *nodir = xasprintf("%s/missing/vm.json", tmpdir);
 	CHECK(kl_state_write_json(nodir, o, &err) < 0);
 	CHECK(err.set && err.errnum == ENOENT);
