@@ -2,7 +2,11 @@
 # --status against a real QEMU started the way kvm-launch starts it (state
 # file, two monitors, agent): the VM with QEMU's PID, each disk's real cache
 # mode, JSON that parses, Prometheus text, the name filter, a SIGSTOPped QEMU
-# shown as unresponsive within about a second, and the empty case.
+# shown as unresponsive within about a second, and the empty case.  Then the
+# firmware runs (SeaBIOS reads the disks and turns their write cache off, as
+# it negotiates no flush): kernel aio before and after that first I/O agrees
+# with /proc, and the configured cache mode stays apart from the guest's
+# write cache.
 . "$(dirname "$0")/../functions.sh"
 requires "$QEMU" timeout truncate
 H=$KL_TOP/tests/helpers
@@ -22,7 +26,7 @@ agent_watching() { [ "$("$H/state-json" "$ST/t1.json" agent.state)" = watching ]
 	-qmp "unix:$TMP/test.sock,server=on,wait=off" \
 	-blockdev "{\"driver\":\"file\",\"filename\":\"$TMP/a.img\",\"aio\":\"io_uring\",\"node-name\":\"s0\",\"cache\":{\"direct\":true,\"no-flush\":false}}" \
 	-blockdev '{"node-name":"f0","read-only":false,"cache":{"direct":true,"no-flush":false},"driver":"raw","file":"s0"}' \
-	-device '{"driver":"virtio-blk-pci","drive":"f0","id":"vd0","write-cache":"on"}' \
+	-device '{"driver":"virtio-blk-pci","drive":"f0","id":"vd0","write-cache":"on","bootindex":1}' \
 	-blockdev "driver=file,filename=$TMP/b.img,node-name=s1,aio=threads" \
 	-blockdev driver=raw,node-name=f1,file=s1 \
 	-device virtio-blk-pci,drive=f1,id=vd1 \
@@ -38,10 +42,21 @@ cleanup_fn "kill -9 $APID 2>/dev/null"
 cat "$TMP/table"
 grep -q "^VM t1: pid $QPID, running (guest prelaunch)" "$TMP/table" || fail "no header line for t1 with pid $QPID"
 grep -q "agent alive (pid $APID" "$TMP/table" || fail "agent not shown alive"
-grep -E "^ +vd0 +f0 +file .* io_uring +none +test:fast " "$TMP/table" >/dev/null || fail "vd0 row wrong"
-grep -E "^ +vd1 +f1 +file .* threads +writeback " "$TMP/table" >/dev/null || fail "vd1 row wrong"
+grep -E "^ +vd0 +f0 +file .* io_uring +none +on +test:fast " "$TMP/table" >/dev/null || fail "vd0 row wrong"
+grep -E "^ +vd1 +f1 +file .* threads +writeback +on " "$TMP/table" >/dev/null || fail "vd1 row wrong"
 grep -q "^      raw file on a local filesystem$" "$TMP/table" || fail "reason not shown under vd0"
-grep -q "kernel aio in use: io_uring" "$TMP/table" || fail "io_uring context not seen in /proc"
+# Kernel aio before any I/O (-S): QEMU 7.2 sets the ring up when it opens the
+# node, QEMU 9 and later at the first request.  --status must say what /proc
+# shows, and "not yet" rather than "none" while there is no ring.
+uring_fds() { find "/proc/$QPID/fd" -lname 'anon_inode:\[io_uring\]' 2>/dev/null | wc -l; }
+if [ "$(uring_fds)" -gt 0 ]; then
+	echo "before I/O: QEMU holds $(uring_fds) io_uring fd(s) (set up at open)"
+	grep -q "kernel aio in use: io_uring$" "$TMP/table" || fail "io_uring fd in /proc, the table does not say io_uring"
+else
+	echo "before I/O: QEMU holds no io_uring fd (set up at the first I/O)"
+	grep -q "kernel aio in use: not yet (io_uring is set up at the first I/O)$" "$TMP/table" ||
+		fail "no io_uring fd in /proc before any I/O: the table should say 'not yet'"
+fi
 
 # JSON, checked with json-c, against QEMU's own answer on a separate monitor.
 "$H/state-cli" status "$ST" --json > "$TMP/status.json" || fail "status --json failed"
@@ -58,7 +73,15 @@ j() { "$H/state-json" "$TMP/status.json" "$1"; }
 [ "$(j vms.0.disks.1.cache)" = writeback ] || fail "vd1 cache $(j vms.0.disks.1.cache)"
 [ "$(j vms.0.disks.0.aio)" = io_uring ] || fail "vd0 aio"
 [ "$(j vms.0.disks.0.stats.rd_operations)" -ge 0 ] || fail "no stats"
-[ "$(j vms.0.aio_seen.io_uring)" = true ] || fail "aio_seen.io_uring"
+[ "$(j vms.0.disks.0.stats.rd_operations)" = 0 ] && [ "$(j vms.0.disks.0.stats.wr_operations)" = 0 ] ||
+	fail "vd0 did I/O under -S"
+[ "$(j vms.0.disks.0.guest_write_cache)" = true ] || fail "vd0 guest_write_cache $(j vms.0.disks.0.guest_write_cache)"
+if [ "$(uring_fds)" -gt 0 ]; then
+	[ "$(j vms.0.aio_seen.io_uring)" = true ] && [ "$(j vms.0.aio_in_use.io_uring)" = yes ] || fail "aio_in_use.io_uring"
+else
+	[ "$(j vms.0.aio_in_use.io_uring)" = "not yet" ] || fail "aio_in_use.io_uring $(j vms.0.aio_in_use.io_uring)"
+fi
+[ "$(j vms.0.aio_in_use.libaio)" = no ] || fail "aio_in_use.libaio $(j vms.0.aio_in_use.libaio): no disk has aio=native"
 j host.io_uring >/dev/null && j host.aio_max_nr >/dev/null || fail "host facts missing"
 "$H/state-qmp" "$TMP/test.sock" query-block > "$TMP/qb.json" || fail "query-block on the test monitor"
 "$H/state-json" "$TMP/qb.json" 1.inserted.cache.direct | grep -qx true || fail "QEMU says f0 has no O_DIRECT"
@@ -71,6 +94,7 @@ grep -qx '# TYPE kvm_launch_disk_read_ops_total counter' "$TMP/prom" || fail "TY
 grep -q '^kvm_launch_disk_read_ops_total{vm="t1",disk="vd0",backend="file"} [0-9]*$' "$TMP/prom" ||
 	fail "read ops sample for vd0"
 grep -q '^kvm_launch_host_aio_nr [0-9]*$' "$TMP/prom" || fail "host aio-nr"
+grep -qx 'kvm_launch_disk_guest_write_cache{vm="t1",disk="vd0"} 1' "$TMP/prom" || fail "guest write cache of vd0"
 awk '!/^#/ && !/^kvm_launch_[a-z_]+(\{.*\})? [-0-9.e+]+$/ { bad = 1; print "bad line: " $0 } END { exit bad }' "$TMP/prom" ||
 	fail "malformed Prometheus lines"
 
@@ -93,6 +117,36 @@ timeout 5 "$H/state-cli" status "$ST" | grep -q "unresponsive (process stopped b
 kill -CONT "$QPID"
 wait_for 5 sh -c "'$H/state-cli' status '$ST' --json | grep -q '\"state\":\"running\"'" ||
 	wait_for 5 sh -c "'$H/state-cli' status '$ST' | grep -q 'pid $QPID, running'" || fail "not running again after SIGCONT"
+
+# The first I/O: the firmware runs and reads the disks looking for a boot
+# sector.  SeaBIOS's virtio-blk driver negotiates no flush, so QEMU turns
+# the disks' write cache off while it runs.
+"$H/state-qmp" "$TMP/test.sock" cont > /dev/null || fail "cont"
+read_some() {
+	"$H/state-cli" status "$ST" --json > "$TMP/io.json" &&
+		[ "$("$H/state-json" "$TMP/io.json" vms.0.disks.0.stats.rd_operations)" -gt 0 ] 2>/dev/null
+}
+wait_for 30 read_some || { cat "$TMP/io.json"; "$H/state-qmp" "$TMP/test.sock" query-status; fail "the firmware read nothing from vd0 in 30 s"; }
+wc_off() {
+	"$H/state-cli" status "$ST" --json > "$TMP/io.json" &&
+		[ "$("$H/state-json" "$TMP/io.json" vms.0.disks.0.guest_write_cache)" = false ]
+}
+wait_for 30 wc_off || fail "the write cache of vd0 is still on while SeaBIOS runs"
+"$H/state-cli" status "$ST" > "$TMP/table" || fail "status failed"
+cat "$TMP/table"
+k() { "$H/state-json" "$TMP/io.json" "$1"; }
+echo "after I/O: vd0 reads $(k vms.0.disks.0.stats.rd_operations), io_uring fds $(uring_fds)"
+[ "$(uring_fds)" -gt 0 ] || fail "vd0 (aio=io_uring) did I/O but QEMU holds no io_uring fd"
+grep -q "kernel aio in use: io_uring$" "$TMP/table" || fail "after I/O the table does not say io_uring"
+[ "$(k vms.0.aio_in_use.io_uring)" = yes ] || fail "after I/O aio_in_use.io_uring $(k vms.0.aio_in_use.io_uring)"
+# The mode stays none; the guest's write cache shows apart, and QEMU agrees.
+[ "$(k vms.0.disks.0.cache)" = none ] || fail "vd0 cache $(k vms.0.disks.0.cache) once the guest turned its write cache off"
+grep -E "^ +vd0 +f0 +file .* io_uring +none +off +test:fast " "$TMP/table" >/dev/null || fail "vd0 row after the firmware"
+"$H/state-qmp" "$TMP/test.sock" query-block > "$TMP/qb.json" || fail "query-block on the test monitor"
+"$H/state-json" "$TMP/qb.json" 1.inserted.cache.writeback | grep -qx false || fail "QEMU says vd0's write cache is on"
+"$H/state-cli" status "$ST" --prometheus > "$TMP/prom" || fail "status --prometheus failed"
+grep -qx 'kvm_launch_disk_guest_write_cache{vm="t1",disk="vd0"} 0' "$TMP/prom" || fail "guest write cache of vd0 not 0"
+grep -q '^kvm_launch_disk_info{vm="t1",disk="vd0",.*cache="none"' "$TMP/prom" || fail "disk_info cache of vd0 not none"
 
 # Nothing launched: the plain message, exit 0.
 mkdir "$TMP/empty"
