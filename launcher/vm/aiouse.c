@@ -13,6 +13,7 @@ const char *kl_aio_use_name(enum kl_aio_use u)
 	switch (u) {
 	case KL_AIO_USE_YES: return "yes";
 	case KL_AIO_USE_NOT_YET: return "not yet";
+	case KL_AIO_USE_NOT_SEEN: return "not seen";
 	case KL_AIO_USE_UNKNOWN: return "unknown";
 	default: return "no";
 	}
@@ -39,7 +40,7 @@ enum kl_aio_use kl_aio_use_of(json_object *disks, const char *engine, enum kl_tr
 		/* Reads and writes reach the engine; a flush may not (libaio
 		 * sends it to the thread pool). */
 		if (kl_js_int(st, "rd_operations", 0) + kl_js_int(st, "wr_operations", 0) > 0)
-			return seen == KL_TRI_NO ? KL_AIO_USE_NO : KL_AIO_USE_UNKNOWN;
+			return seen == KL_TRI_NO ? KL_AIO_USE_NOT_SEEN : KL_AIO_USE_UNKNOWN;
 	}
 	if (!configured)
 		return seen == KL_TRI_NO ? KL_AIO_USE_NO : KL_AIO_USE_UNKNOWN;
@@ -59,23 +60,27 @@ json_object *kl_aio_use_json(json_object *disks, enum kl_tri io_uring_seen, enum
 char *kl_aio_use_text(json_object *use)
 {
 	static const char *const engines[] = { "io_uring", "libaio" };
-	struct strbuf yes = STRBUF_INIT, later = STRBUF_INIT, unknown = STRBUF_INIT;
+	struct strbuf yes = STRBUF_INIT, later = STRBUF_INIT, unseen = STRBUF_INIT, unknown = STRBUF_INIT;
 
 	for (size_t i = 0; i < 2; i++) {
 		const char *u = kl_js_str(use, engines[i]);
 		struct strbuf *b = !u ? &unknown : !strcmp(u, "yes") ? &yes : !strcmp(u, "not yet") ? &later
-				 : !strcmp(u, "unknown") ? &unknown : NULL;
+				 : !strcmp(u, "not seen") ? &unseen : !strcmp(u, "unknown") ? &unknown : NULL;
 		if (b)
 			strbuf_appendf(b, "%s%s", b->len ? ", " : "", engines[i]);
 	}
 	if (later.len)
 		strbuf_appendf(&yes, "%snot yet (%s %s set up at the first I/O)", yes.len ? "; " : "", strbuf_str(&later),
 			       strchr(strbuf_str(&later), ',') ? "are" : "is");
-	if (unknown.len && !yes.len)
+	if (unknown.len && !yes.len && !unseen.len)
 		strbuf_appendf(&yes, "unknown (%s)", strbuf_str(&unknown));
 	if (!yes.len)
 		strbuf_append(&yes, "none");
+	if (unseen.len)
+		strbuf_appendf(&yes, " (%s configured but not set up after I/O: only unaligned requests so far, or "
+			       "QEMU fell back to its thread pool)", strbuf_str(&unseen));
 	strbuf_free(&later);
+	strbuf_free(&unseen);
 	strbuf_free(&unknown);
 	return strbuf_steal(&yes);
 }

@@ -136,9 +136,18 @@ wait_for 30 wc_off || fail "the write cache of vd0 is still on while SeaBIOS run
 cat "$TMP/table"
 k() { "$H/state-json" "$TMP/io.json" "$1"; }
 echo "after I/O: vd0 reads $(k vms.0.disks.0.stats.rd_operations), io_uring fds $(uring_fds)"
-[ "$(uring_fds)" -gt 0 ] || fail "vd0 (aio=io_uring) did I/O but QEMU holds no io_uring fd"
-grep -q "kernel aio in use: io_uring$" "$TMP/table" || fail "after I/O the table does not say io_uring"
-[ "$(k vms.0.aio_in_use.io_uring)" = yes ] || fail "after I/O aio_in_use.io_uring $(k vms.0.aio_in_use.io_uring)"
+if [ "$(uring_fds)" -gt 0 ]; then
+	grep -q "kernel aio in use: io_uring$" "$TMP/table" || fail "after I/O the table does not say io_uring"
+	[ "$(k vms.0.aio_in_use.io_uring)" = yes ] || fail "after I/O aio_in_use.io_uring $(k vms.0.aio_in_use.io_uring)"
+else
+	# QEMU 9 and later (10.0 seen here): the firmware's boot-sector read is
+	# not aligned for O_DIRECT and goes to the thread pool, so there is no
+	# ring yet; a Linux guest's first reads make one (t-set-guest-wc).
+	echo "after I/O: no io_uring fd: the firmware's read did not go through io_uring"
+	grep -q "kernel aio in use: none (io_uring configured but not set up after I/O: " "$TMP/table" ||
+		fail "after I/O without a ring the table does not say so"
+	[ "$(k vms.0.aio_in_use.io_uring)" = "not seen" ] || fail "after I/O aio_in_use.io_uring $(k vms.0.aio_in_use.io_uring)"
+fi
 # The mode stays none; the guest's write cache shows apart, and QEMU agrees.
 [ "$(k vms.0.disks.0.cache)" = none ] || fail "vd0 cache $(k vms.0.disks.0.cache) once the guest turned its write cache off"
 grep -E "^ +vd0 +f0 +file .* io_uring +none +off +test:fast " "$TMP/table" >/dev/null || fail "vd0 row after the firmware"

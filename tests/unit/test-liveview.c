@@ -120,6 +120,7 @@ static void test_aio_use(void)
 	/* Seen: in use, whatever the counters. */
 	CHECK(kl_aio_use_of(d, "io_uring", KL_TRI_YES) == KL_AIO_USE_YES);
 	/* Not seen, no I/O on its disk yet: QEMU 9+ sets it up at the first request. */
+	CHECK_STREQ(kl_aio_use_name(KL_AIO_USE_NOT_SEEN), "not seen");
 	CHECK(kl_aio_use_of(d, "io_uring", KL_TRI_NO) == KL_AIO_USE_NOT_YET);
 	/* No disk with the engine: no (the thread-pool disk's I/O does not count). */
 	CHECK(kl_aio_use_of(d, "native", KL_TRI_NO) == KL_AIO_USE_NO);
@@ -131,12 +132,14 @@ static void test_aio_use(void)
 	json_object_put(j);
 	json_object_put(d);
 
-	/* I/O done and still no ring: QEMU fell back to its thread pool. */
+	/* I/O done and still no ring: only unaligned requests (the thread pool
+	 * serves them), or QEMU fell back to its thread pool: said, not guessed. */
 	d = disks(5, 0, true);
-	CHECK(kl_aio_use_of(d, "io_uring", KL_TRI_NO) == KL_AIO_USE_NO);
+	CHECK(kl_aio_use_of(d, "io_uring", KL_TRI_NO) == KL_AIO_USE_NOT_SEEN);
 	j = kl_aio_use_json(d, KL_TRI_NO, KL_TRI_NO);
 	t = kl_aio_use_text(j);
-	CHECK_STREQ(t, "none");
+	CHECK_STREQ(t, "none (io_uring configured but not set up after I/O: only unaligned requests so far, or QEMU "
+		       "fell back to its thread pool)");
 	free(t);
 	json_object_put(j);
 	j = kl_aio_use_json(d, KL_TRI_YES, KL_TRI_YES);
