@@ -821,6 +821,11 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 		/* Every reopened node, as QEMU reports it now. */
 		_cleanup_json_ json_object *after = named_nodes(qmp);
 		_cleanup_strbuf_ struct strbuf nodes = STRBUF_INIT;
+		if (!after) {
+			kl_error_set(err, "%s: disk %s: QEMU accepted the reopen but query-named-block-nodes failed: "
+					  "the change is not verified", vm, label);
+			goto out;
+		}
 		if (kl_cache_check_nodes(after, plan.options, want, &nodes, err) < 0) {
 			kl_error_prefix(err, "%s: disk %s", vm, label);
 			goto out;
