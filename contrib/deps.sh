@@ -11,7 +11,7 @@ pkgs="gcc make pkg-config libc6-dev libjson-c-dev liburing-dev libaio-dev qemu-s
       busybox-static cpio gzip util-linux"
 if [ "${1:-}" = --tests ]; then
 	pkgs="$pkgs libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients valgrind clang
-	      libclang-rt-14-dev e2fsprogs debhelper apparmor checkpolicy semodule-utils bash-completion groff-base
+	      libclang-rt-14-dev e2fsprogs btrfs-progs xfsprogs debhelper apparmor checkpolicy semodule-utils bash-completion groff-base
 	      libfuse3-dev fuse3 strace systemd"
 	[ -f "$here/deps-tests.txt" ] && pkgs="$pkgs $(grep -v '^#' "$here/deps-tests.txt" | tr '\n' ' ')"
 fi

@@ -45,7 +45,9 @@ static const struct {
 	{ "default:readonly", KLP_K_READONLY, { { "readonly", "yes" } }, "keep", "keep" },
 	{ "default:network", KLP_K_NETWORK, { { "backend", "network" } }, "keep", "keep" },
 	{ "default:block", KLP_K_BLOCK, { { "backend", "block" } }, "auto", "auto" },
-	{ "default:btrfs", KLP_K_BTRFS, { { "backend", "file" }, { "fs", "btrfs" } }, "host", "threads" },
+	/* A NOCOW file (chattr +C) keeps no data checksums and is written in
+	 * place: it falls through to the rules for other files. */
+	{ "default:btrfs", KLP_K_BTRFS, { { "backend", "file" }, { "fs", "btrfs" }, { "cow", "yes" } }, "host", "threads" },
 	{ "default:shared", KLP_K_SHARED, { { "backend", "file" }, { "shared", "yes" } }, "direct", "auto" },
 	{ "default:no-odirect", KLP_K_NO_ODIRECT, { { "backend", "file" }, { "odirect", "no" } }, "host", "auto" },
 	{ "default:raw-preallocated", KLP_K_RAW_PREALLOC,
@@ -131,8 +133,8 @@ char *klp_default_reason(const struct klp_rule *r, const struct klp_ctx *c)
 				 aio);
 	}
 	case KLP_K_BTRFS:
-		return xasprintf("image on btrfs: %s with threads, since O_DIRECT on btrfs can fail data checksums "
-				 "when a guest changes a buffer that is being written (cache=%s, aio=%s)",
+		return xasprintf("copy-on-write image on btrfs: %s with threads, since O_DIRECT on btrfs can fail "
+				 "data checksums when a guest changes a buffer that is being written (cache=%s, aio=%s)",
 				 cache_phrase(c->cache), cache, aio);
 	case KLP_K_SHARED:
 		return xasprintf("image on shared filesystem %s: O_DIRECT, so that no host keeps stale or unwritten "

@@ -24,6 +24,7 @@ const struct klp_mkey_info klp_mkeys[KLP_M_COUNT] = {
 	[KLP_M_VM] = { "vm", KLP_T_GLOB },
 	[KLP_M_INCOMING] = { "incoming", KLP_T_BOOL },
 	[KLP_M_ODIRECT] = { "odirect", KLP_T_BOOL },
+	[KLP_M_COW] = { "cow", KLP_T_BOOL },
 };
 
 static const char *const akey_names[KLP_A_COUNT] = {

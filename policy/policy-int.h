@@ -40,6 +40,7 @@ enum klp_mkey {
 	KLP_M_VM,
 	KLP_M_INCOMING,
 	KLP_M_ODIRECT,
+	KLP_M_COW,
 	KLP_M_COUNT
 };
 

@@ -126,6 +126,7 @@ void klp_subject_init(struct klp_subject *s, const struct kl_vm_context *vm, con
 	set_str(s, KLP_M_VM, vm->name);
 	set_bool(s, KLP_M_INCOMING, vm->incoming);
 	set_tri(s, KLP_M_ODIRECT, facts->odirect);
+	set_tri(s, KLP_M_COW, facts->cow);
 }
 
 bool klp_rule_matches(const struct klp_rule *r, const struct klp_subject *s)

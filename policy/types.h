@@ -69,6 +69,7 @@ struct kl_disk_facts {
 	unsigned long fs_magic;    /* statfs f_type, 0 unknown */
 	char format[16];           /* from the image header: "raw", "qcow2", "vmdk"...; "" unknown */
 	enum kl_tri preallocated;  /* files: allocated blocks cover the size */
+	enum kl_tri cow;           /* files: every write goes to new blocks (btrfs without NOCOW, ZFS, bcachefs) */
 	enum kl_tri shared;        /* on shared/cluster storage */
 	enum kl_tri odirect;       /* an O_DIRECT open of the image works */
 	char network_driver[16];   /* "rbd", "nbd", ...: for KL_BACKEND_NETWORK */

@@ -17,6 +17,7 @@
 #include "policy/types.h"
 #include "qmp/qmp.h"
 #include "launcher/argv/keyval.h"
+#include "launcher/vm/cachemode.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/state.h"
 
@@ -663,11 +664,32 @@ static const char *flags_mode_name(struct kl_cache_flags f)
 	return c == KL_CACHE_UNSET ? "(no-flush without write cache)" : kl_cache_name(c);
 }
 
-static struct kl_cache_flags inserted_flags(json_object *ins)
+/* query-named-block-nodes, flat (no backing chains); NULL if QEMU refuses. */
+static json_object *named_nodes(struct qmp_client *qmp)
 {
-	json_object *c = kl_js_get(ins, "cache", json_type_object);
-	return (struct kl_cache_flags){ kl_js_bool(c, "writeback", true), kl_js_bool(c, "direct", false),
-					kl_js_bool(c, "no-flush", false) };
+	struct kl_error nerr = KL_ERROR_INIT;
+	json_object *named = NULL;
+	_cleanup_json_ json_object *args = json_object_new_object();
+	json_object_object_add(args, "flat", json_object_new_boolean(true));
+	if (qmp_execute(qmp, "query-named-block-nodes", args, SET_CALL_TIMEOUT_MS, &named, &nerr) < 0)
+		return NULL;
+	return named;
+}
+
+/* The guest write cache is fixed at start: a mode that needs the other one
+ * is refused.  Judged by what was configured, never by the guest's flag now. */
+static int check_write_cache(const char *vm, const char *label, enum kl_cache want_mode,
+			     const struct kl_cache_view *v, struct kl_error *err)
+{
+	bool want = kl_cache_flags(want_mode).writeback;
+	if (want == v->flags.writeback)
+		return 0;
+	return kl_error_fail(err, "%s: disk %s: cache=%s needs the guest write cache %s, but the disk was %s with "
+				  "it %s (it runs cache=%s) and that is fixed at start: writethrough and directsync can "
+				  "only be switched with each other, none/writeback/unsafe likewise; restart the VM to "
+				  "cross", vm, label, kl_cache_name(want_mode), want ? "on" : "off",
+			     v->configured ? "started" : "seen", v->flags.writeback ? "on" : "off",
+			     kl_cache_view_mode(v));
 }
 
 static int set_run(const char *state_dir, int argc, char **argv, bool force, struct kl_error *err)
@@ -721,19 +743,16 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 	}
 
 	/* ---- check everything first ---- */
-	struct kl_cache_flags cur = inserted_flags(ins), want = cur;
+	struct kl_cache_view view;
+	if (req.cache != KL_CACHE_UNSET)
+		named = named_nodes(qmp);
+	kl_cache_view_of(disk, block, named, &view);
+	struct kl_cache_flags cur = view.flags, want = cur;
 	bool cache_change = false;
 	if (req.cache != KL_CACHE_UNSET) {
 		want = kl_cache_flags(req.cache);
-		const char *cur_name = flags_mode_name(cur);
-		if (want.writeback != cur.writeback) {
-			kl_error_set(err, "%s: disk %s: cache=%s needs the guest write cache %s, but the guest sees it "
-					  "%s (cache %s) and that is fixed at start: writethrough and directsync can only be "
-					  "switched with each other, none/writeback/unsafe likewise; restart the VM to cross",
-				     vm, label, kl_cache_name(req.cache), want.writeback ? "on" : "off",
-				     cur.writeback ? "on" : "off", cur_name);
+		if (check_write_cache(vm, label, req.cache, &view, err) < 0)
 			goto out;
-		}
 		if (want.no_flush && !cur.no_flush && !force) {
 			kl_error_set(err, "%s: disk %s: cache=unsafe ignores the guest's flushes (a host crash loses data "
 					  "the guest believes is safe): add --force if you mean it", vm, label);
@@ -773,9 +792,6 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 			}
 			int r;
 			if (is_drive) {
-				struct kl_error nerr = KL_ERROR_INIT;
-				if (qmp_execute(qmp, "query-named-block-nodes", NULL, SET_CALL_TIMEOUT_MS, &named, &nerr) < 0)
-					named = NULL;
 				r = plan_drive(argvj, block, named, want, &plan, err);
 			} else {
 				r = plan_blockdev(argvj, top ? top : kl_js_str(disk, "node"), want, &plan, err);
@@ -802,18 +818,19 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 			kl_error_prefix(err, "%s: disk %s: blockdev-reopen refused (nothing changed)", vm, label);
 			goto out;
 		}
-		_cleanup_json_ json_object *after = NULL;
-		if (qmp_execute(qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &after, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s: query-block after the reopen", vm, label);
+		/* Every reopened node, as QEMU reports it now. */
+		_cleanup_json_ json_object *after = named_nodes(qmp);
+		_cleanup_strbuf_ struct strbuf nodes = STRBUF_INIT;
+		if (!after) {
+			kl_error_set(err, "%s: disk %s: QEMU accepted the reopen but query-named-block-nodes failed: "
+					  "the change is not verified", vm, label);
 			goto out;
 		}
-		json_object *nb = kl_block_find(after, disk);
-		struct kl_cache_flags now = inserted_flags(kl_js_get(nb, "inserted", json_type_object));
-		if (now.direct != want.direct || now.no_flush != want.no_flush) {
-			kl_error_set(err, "%s: disk %s: QEMU accepted the reopen but reports cache %s", vm, label,
-				     flags_mode_name(now));
+		if (kl_cache_check_nodes(after, plan.options, want, &nodes, err) < 0) {
+			kl_error_prefix(err, "%s: disk %s", vm, label);
 			goto out;
 		}
+		kl_debug("after the reopen: %s", strbuf_str(&nodes));
 		_cleanup_strbuf_ struct strbuf what = STRBUF_INIT;
 		const char *image = plan.image ? plan.image : kl_js_str(disk, "path");
 		if (image && check_odirect(e.pid, image, want.direct, &what, err) < 0) {

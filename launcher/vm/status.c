@@ -16,6 +16,8 @@
 #include "policy/probe/probe.h"
 #include "policy/types.h"
 #include "qmp/qmp.h"
+#include "launcher/vm/aiouse.h"
+#include "launcher/vm/cachemode.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
@@ -118,6 +120,25 @@ static json_object *disk_stats(json_object *st)
 	return o;
 }
 
+/* The configured mode (the state's write cache, QEMU's node options) and,
+ * apart, the guest's write cache now (cachemode.h says why they differ). */
+static void disk_cache_view(json_object *o, json_object *sd, json_object *block)
+{
+	json_object *cache = kl_js_get(kl_js_get(block, "inserted", json_type_object), "cache", json_type_object);
+	struct kl_cache_view v;
+	kl_cache_view_of(sd, block, NULL, &v);
+	if (cache) {
+		enum kl_cache c = kl_cache_from_flags(v.flags);
+		json_object_object_add(o, "cache", json_object_new_string(c == KL_CACHE_UNSET ? "no-flush" : kl_cache_name(c)));
+		json_object_object_add(o, "cache_source", json_object_new_string("qemu"));
+		json_object_object_add(o, "cache_flags", json_object_get(cache));
+	} else {
+		json_object_object_add(o, "cache", str_json(kl_js_str(sd, "cache")));
+		json_object_object_add(o, "cache_source", json_object_new_string("state"));
+	}
+	json_object_object_add(o, "guest_write_cache", tri_json(v.guest_wc));
+}
+
 static json_object *disk_view(json_object *sd, const struct answers *a)
 {
 	json_object *o = json_object_new_object();
@@ -127,18 +148,7 @@ static json_object *disk_view(json_object *sd, const struct answers *a)
 
 	json_object *block = a->responsive ? kl_block_find(a->blocks, sd) : NULL;
 	json_object *ins = kl_js_get(block, "inserted", json_type_object);
-	json_object *cache = kl_js_get(ins, "cache", json_type_object);
-	if (cache) {
-		struct kl_cache_flags f = { kl_js_bool(cache, "writeback", true), kl_js_bool(cache, "direct", false),
-					    kl_js_bool(cache, "no-flush", false) };
-		enum kl_cache c = kl_cache_from_flags(f);
-		json_object_object_add(o, "cache", json_object_new_string(c == KL_CACHE_UNSET ? "no-flush" : kl_cache_name(c)));
-		json_object_object_add(o, "cache_source", json_object_new_string("qemu"));
-		json_object_object_add(o, "cache_flags", json_object_get(cache));
-	} else {
-		json_object_object_add(o, "cache", str_json(kl_js_str(sd, "cache")));
-		json_object_object_add(o, "cache_source", json_object_new_string("state"));
-	}
+	disk_cache_view(o, sd, block);
 	json_object_object_add(o, "cache_planned", str_json(kl_js_str(sd, "cache")));
 	json_object_object_add(o, "cache_given", str_json(kl_js_str(sd, "given_cache")));
 	json_object_object_add(o, "aio_given", str_json(kl_js_str(sd, "given_aio")));
@@ -203,9 +213,11 @@ static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 	json_object_object_add(agent, "events", copy_or_null(kl_js_get(sa, "events", json_type_array)));
 	json_object_object_add(o, "agent", agent);
 
+	enum kl_tri uring = alive ? kl_proc_has_io_uring(e->pid) : KL_TRI_UNKNOWN;
+	enum kl_tri libaio = alive ? kl_proc_has_libaio(e->pid) : KL_TRI_UNKNOWN;
 	json_object *seen = json_object_new_object();
-	json_object_object_add(seen, "io_uring", alive ? tri_json(kl_proc_has_io_uring(e->pid)) : NULL);
-	json_object_object_add(seen, "libaio", alive ? tri_json(kl_proc_has_libaio(e->pid)) : NULL);
+	json_object_object_add(seen, "io_uring", tri_json(uring));
+	json_object_object_add(seen, "libaio", tri_json(libaio));
 	json_object_object_add(o, "aio_seen", seen);
 
 	json_object *disks = json_object_new_array();
@@ -213,6 +225,8 @@ static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 	for (size_t i = 0; sdisks && i < json_object_array_length(sdisks); i++)
 		json_object_array_add(disks, disk_view(json_object_array_get_idx(sdisks, i), &a));
 	json_object_object_add(o, "disks", disks);
+	if (alive)
+		json_object_object_add(o, "aio_in_use", kl_aio_use_json(disks, uring, libaio));
 	json_object_object_add(o, "changes", copy_or_null(kl_js_get(j, "changes", json_type_array)));
 	answers_free(&a);
 	return o;
@@ -313,9 +327,18 @@ static const char *tri_word(json_object *o, const char *key)
 	return json_object_get_boolean(v) ? "yes" : "no";
 }
 
-#define NCOLS 16
+/* The guest's write cache now: "on", "off", or "-" when QEMU did not say. */
+static const char *wc_word(json_object *d)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(d, "guest_write_cache", &v) || !json_object_is_type(v, json_type_boolean))
+		return "-";
+	return json_object_get_boolean(v) ? "on" : "off";
+}
+
+#define NCOLS 17
 static const char *const col_names[NCOLS] = {
-	"DISK", "NODE", "BACKEND", "FS", "FORMAT", "AIO", "CACHE", "RULE", "THROTTLE",
+	"DISK", "NODE", "BACKEND", "FS", "FORMAT", "AIO", "CACHE", "GUEST WC", "RULE", "THROTTLE",
 	"RD OPS", "WR OPS", "RD BYTES", "WR BYTES", "FLUSHES", "AVG LAT", "PATH",
 };
 
@@ -337,7 +360,10 @@ static void print_vm(json_object *vm, FILE *out)
 		strbuf_appendf(&h, ", agent alive (pid %lld, %s)", kl_js_int(agent, "pid", 0), s_or(agent, "state", "?"));
 	else
 		strbuf_appendf(&h, ", agent gone");
-	if (kl_js_bool(vm, "running", false)) {
+	if (kl_js_get(vm, "aio_in_use", json_type_object)) {
+		_cleanup_free_ char *use = kl_aio_use_text(kl_js_get(vm, "aio_in_use", json_type_object));
+		strbuf_appendf(&h, ", kernel aio in use: %s", use);
+	} else if (kl_js_bool(vm, "running", false)) {
 		struct strbuf eng = STRBUF_INIT;
 		if (kl_js_bool(seen, "io_uring", false))
 			strbuf_append(&eng, "io_uring");
@@ -375,21 +401,22 @@ static void print_vm(json_object *vm, FILE *out)
 		row[4] = xstrdup(s_or(d, "format", "-"));
 		row[5] = xstrdup(s_or(d, "aio", "-"));
 		row[6] = xasprintf("%s%s", s_or(d, "cache", "-"), from_qemu ? "" : "?");
-		row[7] = xstrdup(s_or(d, "rule", "-"));
-		row[8] = kl_throttle_text(kl_js_get(d, "throttle", json_type_object));
+		row[7] = xstrdup(wc_word(d));
+		row[8] = xstrdup(s_or(d, "rule", "-"));
+		row[9] = kl_throttle_text(kl_js_get(d, "throttle", json_type_object));
 		if (st) {
-			row[9] = xasprintf("%lld", kl_js_int(st, "rd_operations", 0));
-			row[10] = xasprintf("%lld", kl_js_int(st, "wr_operations", 0));
-			row[11] = human_bytes(kl_js_int(st, "rd_bytes", 0));
-			row[12] = human_bytes(kl_js_int(st, "wr_bytes", 0));
-			row[13] = xasprintf("%lld", kl_js_int(st, "flush_operations", 0));
+			row[10] = xasprintf("%lld", kl_js_int(st, "rd_operations", 0));
+			row[11] = xasprintf("%lld", kl_js_int(st, "wr_operations", 0));
+			row[12] = human_bytes(kl_js_int(st, "rd_bytes", 0));
+			row[13] = human_bytes(kl_js_int(st, "wr_bytes", 0));
+			row[14] = xasprintf("%lld", kl_js_int(st, "flush_operations", 0));
 			json_object *lat = kl_js_get(st, "avg_latency_ms", json_type_double);
-			row[14] = lat ? xasprintf("%.2f ms", json_object_get_double(lat)) : xstrdup("-");
+			row[15] = lat ? xasprintf("%.2f ms", json_object_get_double(lat)) : xstrdup("-");
 		} else {
-			for (size_t c = 9; c <= 14; c++)
+			for (size_t c = 10; c <= 15; c++)
 				row[c] = xstrdup("-");
 		}
-		row[15] = xstrdup(s_or(d, "path", "-"));
+		row[16] = xstrdup(s_or(d, "path", "-"));
 		for (size_t c = 0; c < NCOLS; c++)
 			if (strlen(row[c]) > width[c])
 				width[c] = strlen(row[c]);
@@ -402,7 +429,7 @@ static void print_vm(json_object *vm, FILE *out)
 		json_object *d = json_object_array_get_idx(disks, i);
 		fprintf(out, " ");
 		for (size_t c = 0; c < NCOLS; c++) {
-			bool num = c >= 9 && c <= 14;
+			bool num = c >= 10 && c <= 15;
 			if (c + 1 == NCOLS)
 				fprintf(out, " %s", cells[i][c]);
 			else
@@ -542,6 +569,28 @@ struct disk_metric {
 	double scale;
 };
 
+/* The guest's write cache now, apart from the configured mode on
+ * kvm_launch_disk_info: the guest switches it itself. */
+static void prom_guest_wc(FILE *out, json_object *vms, char **vm_label)
+{
+	struct strbuf b = STRBUF_INIT;
+	prom_head(out, "kvm_launch_disk_guest_write_cache", "gauge",
+		  "1 if the guest has the disk's write cache on now, 0 if it turned it off (absent: not known).");
+	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+		json_object *disks = kl_js_get(json_object_array_get_idx(vms, i), "disks", json_type_array);
+		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
+			json_object *d = json_object_array_get_idx(disks, k), *v;
+			if (!json_object_object_get_ex(d, "guest_write_cache", &v) || !json_object_is_type(v, json_type_boolean))
+				continue;
+			const char *l[] = { "vm", vm_label[i], "disk", s_or(d, "id", s_or(d, "node", "")), NULL };
+			strbuf_reset(&b);
+			prom_labels(&b, l);
+			fprintf(out, "kvm_launch_disk_guest_write_cache%s %d\n", strbuf_str(&b), json_object_get_boolean(v) ? 1 : 0);
+		}
+	}
+	strbuf_free(&b);
+}
+
 void kl_status_print_prometheus(json_object *doc, FILE *out)
 {
 	json_object *vms = kl_js_get(doc, "vms", json_type_array);
@@ -605,6 +654,8 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 			fprintf(out, "kvm_launch_disk_info%s 1\n", strbuf_str(&b));
 		}
 	}
+
+	prom_guest_wc(out, vms, vm_label);
 
 	static const struct disk_metric dm[] = {
 		{ "kvm_launch_disk_read_ops_total", "Read requests completed.", "rd_operations", 1 },

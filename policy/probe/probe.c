@@ -202,11 +202,16 @@ static void probe_content(const struct kl_probe_env *env, const char *path, cons
 	/* btrfs: copy-on-write unless the file has the NOCOW attribute (chattr +C). */
 	if (out->fs_magic == 0x9123683E && S_ISREG(st->st_mode)) {
 		int attr = 0;
-		if (ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0 && (attr & FS_NOCOW_FL))
-			strvec_pushf(&out->notes, "btrfs file has the NOCOW attribute: writes go in place");
+		/* Unreadable flags: btrfs's default, copy-on-write, is assumed. */
+		bool nocow = ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0 && (attr & FS_NOCOW_FL);
+		out->cow = nocow ? KL_TRI_NO : KL_TRI_YES;
+		if (nocow)
+			strvec_pushf(&out->notes, "btrfs file has the NOCOW attribute: writes go in place, without data "
+						  "checksums");
 		else
 			strvec_pushf(&out->notes, "btrfs is copy-on-write: every write allocates, even in a preallocated file");
 	} else if (out->fs_magic == 0x2FC12FC1 || out->fs_magic == 0xca451a4e) {
+		out->cow = KL_TRI_YES;
 		strvec_pushf(&out->notes, "%s is copy-on-write: every write allocates, even in a preallocated file",
 			     out->fs);
 	}

@@ -26,6 +26,7 @@ static void print_disk(const char *path, const struct kl_disk_facts *f)
 	printf("fs_magic=0x%lx\n", f->fs_magic);
 	printf("format=%s\n", f->format);
 	printf("preallocated=%s\n", tri(f->preallocated));
+	printf("cow=%s\n", tri(f->cow));
 	printf("shared=%s\n", tri(f->shared));
 	printf("odirect=%s\n", tri(f->odirect));
 	printf("network_driver=%s\n", f->network_driver);

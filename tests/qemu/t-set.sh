@@ -228,6 +228,47 @@ set_ok t1 vd4 bps_wr=2M
 K --status | grep -E "^ +vd4 .*bps_wr=2097152" >/dev/null || fail "vd4 throttle"
 "$H/state-json" "$SF" changes.length | grep -qv '^0$' || fail "no change history"
 
+# The guest turns its write cache off: the firmware runs (SeaBIOS's
+# virtio-blk driver negotiates no flush), and query-block's "writeback" goes
+# false on every disk although no node option changed.  --set judges by what
+# was configured at start and by the node options: none <-> writeback still
+# works, directsync is still refused.
+nodes() { # NODE: "direct no-flush" of a node, from query-named-block-nodes
+	"$H/state-qmp" "$TMP/test.sock" query-named-block-nodes '{"flat":true}' > "$TMP/nn.json" || fail "query-named-block-nodes"
+	i=0
+	while [ $i -lt "$("$H/state-json" "$TMP/nn.json" length)" ]; do
+		if [ "$("$H/state-json" "$TMP/nn.json" $i.node-name)" = "$1" ]; then
+			echo "$("$H/state-json" "$TMP/nn.json" $i.cache.direct) $("$H/state-json" "$TMP/nn.json" $i.cache.no-flush)"
+			return
+		fi
+		i=$((i + 1))
+	done
+	fail "no node $1 in query-named-block-nodes"
+}
+"$H/state-qmp" "$TMP/test.sock" cont > /dev/null || fail "cont"
+wc_off() { qcache vd0 | grep -q '"writeback":false'; }
+wait_for 30 wc_off || fail "the firmware did not turn vd0's write cache off"
+qcache vd0 | grep -q '"direct":true' || fail "vd0 lost O_DIRECT when the guest turned its write cache off"
+echo "guest turned vd0's write cache off: $(qcache vd0)"
+set_ok t1 vd0 cache=writeback
+grep -q "^t1: vd0: cache none -> writeback (O_DIRECT off" "$TMP/set.out" || fail "output line with the guest's write cache off"
+[ "$(odirect "$A")" = off ] || fail "O_DIRECT still on after cache=writeback with the guest's write cache off"
+[ "$(nodes s0)" = "false false" ] && [ "$(nodes f0)" = "false false" ] || fail "nodes s0/f0: $(nodes s0) / $(nodes f0)"
+"$H/state-cli" status "$ST" --json > "$TMP/st.json"
+[ "$("$H/state-json" "$TMP/st.json" vms.0.disks.0.cache)" = writeback ] || fail "status cache after --set"
+[ "$("$H/state-json" "$TMP/st.json" vms.0.disks.0.guest_write_cache)" = false ] || fail "status guest_write_cache"
+set_refused "was started with it on (it runs cache=writeback) and that is fixed at start" t1 vd0 cache=directsync
+set_refused "fixed at start" t1 vd0 cache=writethrough
+[ "$(odirect "$A")" = off ] || fail "a refusal changed O_DIRECT"
+set_ok t1 vd0 cache=none
+[ "$(odirect "$A")" = on ] && [ "$(nodes s0)" = "true false" ] && [ "$(nodes f0)" = "true false" ] ||
+	fail "cache=none with the guest's write cache off: O_DIRECT $(odirect "$A"), nodes $(nodes s0) / $(nodes f0)"
+# A -drive with node names, likewise.
+set_ok t1 vd5 cache=writeback
+[ "$(odirect "$G")" = off ] && [ "$(nodes st5)" = "false false" ] || fail "vd5 writeback with the write cache off"
+set_ok t1 vd5 cache=none
+[ "$(odirect "$G")" = on ] && [ "$(nodes fmt5)" = "true false" ] || fail "vd5 none with the write cache off"
+
 # A VM started with -incoming: dropping O_DIRECT needs --force.
 "$KL" --config "$TMP/policy.conf" --state-dir "$ST" --qemu "$QEMU" -- \
 	-machine pc -accel tcg -nodefaults -display none -S -name guest=t2 -incoming defer \

@@ -94,6 +94,8 @@ static struct kl_disk_facts f_file(const char *fs, const char *format, enum kl_t
 {
 	struct kl_disk_facts f = { .backend = KL_BACKEND_FILE, .rotational = NO, .preallocated = prealloc,
 				   .shared = NO, .odirect = YES };
+	/* What the probe says on btrfs without NOCOW; unknown elsewhere. */
+	f.cow = strcmp(fs, "btrfs") == 0 ? YES : UNK;
 	snprintf(f.fs, sizeof f.fs, "%s", fs);
 	snprintf(f.format, sizeof f.format, "%s", format);
 	return f;
@@ -782,7 +784,22 @@ static void test_defaults(void)
 	decide(p, &VM, &g, &f, &h);
 	CHECK_STREQ(D.rule, "default:btrfs");
 	CHECK_DEC(KL_AIO_THREADS, KL_CACHE_WRITEBACK, true);
-	CHECK_REASON("image on btrfs");
+	CHECK_REASON("copy-on-write image on btrfs");
+	/* A NOCOW file: no data checksums, writes in place; decided like any
+	 * file on a local filesystem (preallocated raw: O_DIRECT and auto aio). */
+	f = f_file("btrfs", "raw", YES);
+	f.cow = NO;
+	g = g_disk("/srv/vm/nocow.img", "file", "raw");
+	decide(p, &VM, &g, &f, &h);
+	CHECK_STREQ(D.rule, "default:raw-preallocated");
+	CHECK(D.cache == KL_CACHE_NONE && D.aio != KL_AIO_THREADS);
+	f.preallocated = NO;
+	decide(p, &VM, &g, &f, &h);
+	CHECK_STREQ(D.rule, "default:file");
+	CHECK(D.cache == KL_CACHE_NONE && D.aio != KL_AIO_NATIVE);
+	/* Back to the copy-on-write qcow2: given nothing, kept as given. */
+	f = f_file("btrfs", "qcow2", NO);
+	g = g_disk("/srv/vm/a.qcow2", "file", "qcow2");
 	g.cache = KL_CACHE_UNSET;
 	g.aio = KL_AIO_UNSET;
 	decide(p, &VM, &g, &f, &h);

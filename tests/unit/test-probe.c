@@ -629,11 +629,15 @@ static void test_cow_filesystems(void)
 	CHECK_INTEQ(f.shared, KL_TRI_NO);
 	CHECK_INTEQ(f.preallocated, KL_TRI_YES);
 	CHECK_NOTE(f, "btrfs is copy-on-write");
+	/* The fake file has no attribute flags to read: btrfs's default.  Real
+	 * NOCOW files: tests/qemu/t-probe-fs.sh on a loop-mounted btrfs. */
+	CHECK_INTEQ(f.cow, KL_TRI_YES);
 	kl_disk_facts_free(&f);
 	PROBE(files, "/tank/vm.img", &f);
 	CHECK_STREQ(f.fs, "zfs");
 	CHECK_INTEQ(f.shared, KL_TRI_NO);
 	CHECK_NOTE(f, "zfs is copy-on-write");
+	CHECK_INTEQ(f.cow, KL_TRI_YES);
 	kl_disk_facts_free(&f);
 }
 

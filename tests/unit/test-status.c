@@ -44,7 +44,7 @@ static const char *doc_text =
 	"\"agent\":{\"pid\":43,\"alive\":true,\"state\":\"watching\"},\"aio_seen\":{\"io_uring\":true,\"libaio\":false},"
 	"\"disks\":[{\"id\":\"virtio-disk0\",\"node\":\"libvirt-1-format\",\"path\":\"/var/lib/a.img\",\"backend\":\"file\","
 	"\"fs\":\"ext4\",\"format\":\"raw\",\"aio\":\"io_uring\",\"cache\":\"none\",\"cache_source\":\"qemu\","
-	"\"cache_planned\":\"none\",\"rule\":\"default:file\",\"reasons\":[\"file on ext4: O_DIRECT works\"],"
+	"\"guest_write_cache\":false,\"cache_planned\":\"none\",\"rule\":\"default:file\",\"reasons\":[\"file on ext4: O_DIRECT works\"],"
 	"\"throttle\":{\"iops\":100},\"stats\":{\"rd_operations\":10,\"wr_operations\":30,\"flush_operations\":2,"
 	"\"rd_bytes\":40960,\"wr_bytes\":2097152,\"rd_total_time_ns\":1000000,\"wr_total_time_ns\":3000000,"
 	"\"flush_total_time_ns\":5,\"failed_rd_operations\":1,\"failed_wr_operations\":0,\"failed_flush_operations\":0,"
@@ -70,6 +70,10 @@ static void test_prometheus(void)
 	CHECK(strstr(p, "kvm_launch_host_aio_nr 12\n") != NULL);
 	CHECK(strstr(p, "kvm_launch_host_aio_max_nr 65536\n") != NULL);
 	CHECK(strstr(p, "kvm_launch_host_io_uring 1\n") != NULL);
+	/* The guest's write cache apart from the configured mode. */
+	CHECK(strstr(p, "# TYPE kvm_launch_disk_guest_write_cache gauge\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_disk_guest_write_cache{vm=\"we\\\"ird\\\\vm\\nx\",disk=\"virtio-disk0\"} 0\n"));
+	CHECK(strstr(p, ",cache=\"none\",rule=\"default:file\"} 1\n") != NULL);
 	/* No raw newline inside a sample line: every line is a comment or
 	 * "name{...} value". */
 	for (char *line = strtok(p, "\n"); line; line = strtok(NULL, "\n"))
@@ -86,6 +90,9 @@ static void test_table(void)
 	CHECK(strstr(t, "agent alive (pid 43, watching)") != NULL);
 	CHECK(strstr(t, "kernel aio in use: io_uring") != NULL);
 	CHECK(strstr(t, "DISK") && strstr(t, "CACHE") && strstr(t, "AVG LAT"));
+	/* The configured mode and, in its own column, the guest's write cache. */
+	CHECK(strstr(t, " CACHE GUEST WC ") != NULL);
+	CHECK(strstr(t, " none  off      ") != NULL);
 	CHECK(strstr(t, "virtio-disk0") && strstr(t, "libvirt-1-format") && strstr(t, "/var/lib/a.img"));
 	CHECK(strstr(t, "iops=100") != NULL);
 	CHECK(strstr(t, "2.0 MiB") != NULL);
