@@ -111,6 +111,27 @@ static void set_up_state(struct kl_launch *l, const char *state_dir)
 		kl_warn("no agent for this VM (live settings not applied): %s", err.msg);
 }
 
+/* A fail-open VM still gets a state file (no monitors, no agent: the
+ * command line stays the original), so that --status and the
+ * kvm_launch_vm_failed_open metric show that its policy was not applied.
+ * Best effort and quiet: the VM starts either way. */
+static void record_failed_open(struct kl_launch *l, const char *state_dir, const char *why)
+{
+	struct kl_error err = KL_ERROR_INIT;
+
+	l->failed_open_why = xstrdup(why);
+	if (kl_state_prepare(l, state_dir, &err) < 0) {
+		kl_debug("fail-open not recorded: %s", err.msg);
+		return;
+	}
+	/* No monitors were added: name none. */
+	free(steal_pointer(&l->agent_socket));
+	free(steal_pointer(&l->query_socket));
+	free(steal_pointer(&l->agent_log));
+	if (kl_state_write(l, &err) < 0)
+		kl_debug("fail-open not recorded: %s", err.msg);
+}
+
 static int launch_main(const struct kl_options *o)
 {
 	struct kl_error err = KL_ERROR_INIT;
@@ -200,6 +221,8 @@ static int launch_main(const struct kl_options *o)
 	if (!l.untouched_why && !l.failed_open) {
 		log_decisions(&l);
 		set_up_state(&l, choose_state_dir(o, policy));
+	} else if (l.failed_open && !l.untouched_why) {
+		record_failed_open(&l, choose_state_dir(o, policy), err.msg);
 	}
 	kl_exec_guard_disarm();
 	fflush(NULL);

@@ -82,6 +82,38 @@ static void test_prometheus(void)
 	json_object_put(doc);
 }
 
+/* The metrics the alert rules (contrib/prometheus) need. */
+static const char *health_text =
+	"{\"vms\":[{\"name\":\"a\",\"pid\":42,\"running\":true,\"guest_status\":\"io-error\",\"failed_open\":false,"
+	"\"agent\":{\"alive\":true,\"io_errors\":{\"fmt0\":3,\"other\":1}},"
+	"\"disks\":[{\"id\":\"vd0\",\"node\":\"fmt0\",\"cache\":\"writeback\",\"cache_policy\":\"none\","
+	"\"settings_match_policy\":false},{\"id\":\"vd1\",\"cache\":\"none\",\"cache_policy\":\"none\","
+	"\"settings_match_policy\":true},{\"id\":\"vd2\",\"settings_match_policy\":null}],"
+	"\"unmanaged_disks\":[{\"disk\":\"hot1\",\"node\":\"n1\",\"path\":\"/x.img\"}]},"
+	"{\"name\":\"b\",\"pid\":43,\"running\":true,\"failed_open\":true,\"agent\":{\"alive\":false},\"disks\":[]}],"
+	"\"host\":{\"io_uring\":true,\"libaio\":true,\"aio_nr\":65000,\"aio_max_nr\":65536,\"libaio_headroom\":false}}";
+
+static void test_prometheus_health(void)
+{
+	json_object *doc = parse(health_text);
+	char *p = render(kl_status_print_prometheus, doc);
+	CHECK(strstr(p, "kvm_launch_disk_policy_match{vm=\"a\",disk=\"vd0\",policy_cache=\"none\"} 0\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_disk_policy_match{vm=\"a\",disk=\"vd1\",policy_cache=\"none\"} 1\n") != NULL);
+	CHECK(strstr(p, "disk=\"vd2\",policy") == NULL); /* not asked: no sample */
+	CHECK(strstr(p, "kvm_launch_disk_unmanaged{vm=\"a\",disk=\"hot1\",node=\"n1\",path=\"/x.img\"} 1\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_vm_failed_open{vm=\"a\"} 0\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_vm_failed_open{vm=\"b\"} 1\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_vm_io_error_paused{vm=\"a\"} 1\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_vm_io_error_paused{vm=\"b\"} 0\n") != NULL);
+	/* A node name maps back to its disk; an unknown key stays as it is. */
+	CHECK(strstr(p, "kvm_launch_disk_io_error_events_total{vm=\"a\",disk=\"vd0\"} 3\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_disk_io_error_events_total{vm=\"a\",disk=\"other\"} 1\n") != NULL);
+	CHECK(strstr(p, "# TYPE kvm_launch_disk_io_error_events_total counter\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_host_libaio_headroom 0\n") != NULL);
+	free(p);
+	json_object_put(doc);
+}
+
 static void test_table(void)
 {
 	json_object *doc = parse(doc_text);
@@ -310,6 +342,7 @@ int main(void)
 	}
 	kl_log_set_level(KL_LOG_ERROR);
 	RUN(test_prometheus);
+	RUN(test_prometheus_health);
 	RUN(test_table);
 	RUN(test_block_find);
 	RUN(test_throttle_args);
