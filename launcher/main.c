@@ -21,6 +21,7 @@
 #include "launcher/options.h"
 #include "launcher/prepare.h"
 #include "launcher/report.h"
+#include "launcher/top.h"
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/status.h"
@@ -295,6 +296,17 @@ int main(int argc, char **argv)
 		int rc = kl_status_main(choose_state_dir(&o, p), name, o.json, o.prometheus);
 		kl_policy_free(p);
 		return rc;
+	}
+	case KL_MODE_TOP: {
+		if (o.rest_argc > 0) {
+			kl_err("--top takes no operand ('%s')", o.rest_argv[0]);
+			return 2;
+		}
+		struct kl_policy *p = policy_for_globals(&o);
+		const char *dir = choose_state_dir(&o, p);
+		_cleanup_free_ char *d = dir ? xstrdup(dir) : NULL;
+		kl_policy_free(p);
+		return kl_top_main(d, o.interval);
 	}
 	case KL_MODE_SET: {
 		struct kl_policy *p = policy_for_globals(&o);
