@@ -126,4 +126,7 @@ echo "^C: process gone (SIGINT), normal screen, stty as before"
 # Not a terminal: a clear refusal, not a garbled screen.
 "$KL" --state-dir "$ST" --top </dev/null > "$TMP/notty" 2>&1 && fail "--top without a terminal succeeded"
 grep -q 'needs a terminal' "$TMP/notty" || fail "--top without a terminal: $(cat "$TMP/notty")"
+rc=0
+"$KL" --state-dir "$ST" --top --interval 0.1 > "$TMP/iv" 2>&1 || rc=$?
+[ "$rc" = 2 ] && grep -q -- '--interval: expected 0.5 to 3600' "$TMP/iv" || fail "--interval 0.1: exit $rc, $(cat "$TMP/iv")"
 echo "PASS: --top under tmux"
