@@ -208,9 +208,14 @@ static void disk_against_policy(json_object *view, json_object *state, json_obje
 			       asked && pc && cache ? json_object_new_boolean(strcmp(pc, cache) == 0) : NULL);
 }
 
-/* QEMU's disks (query-block entries with a medium) that no state disk
- * names: added at runtime past kvm-launch, so no policy decided them. */
-static json_object *unmanaged_disks(json_object *blocks, json_object *sdisks)
+/* Firmware flash (pflash0/1) is a block backend kvm-launch never decides. */
+static bool is_firmware(json_object *b)
+{
+	const char *qdev = kl_js_str(b, "qdev"), *dev = kl_js_str(b, "device");
+	return (qdev && strncmp(qdev, "/machine/system.flash", 21) == 0) || (dev && strncmp(dev, "pflash", 6) == 0);
+}
+
+json_object *kl_status_unmanaged(json_object *blocks, json_object *sdisks)
 {
 	size_t n = blocks && json_object_is_type(blocks, json_type_array) ? json_object_array_length(blocks) : 0;
 	size_t ns = sdisks ? json_object_array_length(sdisks) : 0;
@@ -219,7 +224,8 @@ static json_object *unmanaged_disks(json_object *blocks, json_object *sdisks)
 		json_object *b = json_object_array_get_idx(blocks, i);
 		json_object *ins = kl_js_get(b, "inserted", json_type_object);
 		bool known = false;
-		if (!ins)
+		/* No medium, no guest device (nothing does I/O), or firmware. */
+		if (!ins || !kl_js_str(b, "qdev") || is_firmware(b))
 			continue;
 		for (size_t k = 0; k < ns && !known; k++)
 			known = kl_block_find(blocks, json_object_array_get_idx(sdisks, k)) == b;
@@ -303,7 +309,7 @@ static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 	json_object_object_add(o, "disks", disks);
 	if (alive)
 		json_object_object_add(o, "aio_in_use", kl_aio_use_json(disks, uring, libaio));
-	json_object_object_add(o, "unmanaged_disks", a.responsive ? unmanaged_disks(a.blocks, sdisks) : NULL);
+	json_object_object_add(o, "unmanaged_disks", a.responsive ? kl_status_unmanaged(a.blocks, sdisks) : NULL);
 	json_object_object_add(o, "changes", copy_or_null(kl_js_get(j, "changes", json_type_array)));
 	answers_free(&a);
 	return o;

@@ -114,6 +114,29 @@ static void test_prometheus_health(void)
 	json_object_put(doc);
 }
 
+static void test_unmanaged(void)
+{
+	json_object *blocks = parse(
+		"[{\"device\":\"\",\"qdev\":\"/machine/peripheral/vd0/virtio-backend\",\"inserted\":{\"node-name\":\"f0\",\"file\":\"/a.img\"}},"
+		"{\"device\":\"\",\"qdev\":\"/machine/peripheral/hot1/virtio-backend\",\"inserted\":{\"node-name\":\"h1\",\"file\":\"/h.img\"}},"
+		"{\"device\":\"\",\"qdev\":\"/machine/system.flash0\",\"inserted\":{\"node-name\":\"libvirt-pflash0-format\",\"file\":\"/OVMF_CODE.fd\"}},"
+		"{\"device\":\"pflash1\",\"qdev\":\"/machine/system.flash1\",\"inserted\":{\"node-name\":\"#block1\",\"file\":\"/vars.fd\"}},"
+		"{\"device\":\"ide1-cd0\",\"qdev\":\"/machine/unattached/device[23]\"},"
+		"{\"device\":\"spare\",\"inserted\":{\"node-name\":\"#block9\",\"file\":\"/spare.img\"}}]");
+	json_object *disks = parse("[{\"id\":\"vd0\",\"node\":\"f0\"}]");
+	json_object *u = kl_status_unmanaged(blocks, disks);
+	/* Only the hot-added guest disk: not the launched one, not firmware,
+	 * not an empty drive, not a drive no device uses. */
+	CHECK_INTEQ(json_object_array_length(u), 1);
+	json_object *h = json_object_array_get_idx(u, 0);
+	CHECK_STREQ(kl_js_str(h, "disk"), "hot1");
+	CHECK_STREQ(kl_js_str(h, "node"), "h1");
+	CHECK_STREQ(kl_js_str(h, "path"), "/h.img");
+	json_object_put(u);
+	json_object_put(disks);
+	json_object_put(blocks);
+}
+
 static void test_table(void)
 {
 	json_object *doc = parse(doc_text);
@@ -343,6 +366,7 @@ int main(void)
 	kl_log_set_level(KL_LOG_ERROR);
 	RUN(test_prometheus);
 	RUN(test_prometheus_health);
+	RUN(test_unmanaged);
 	RUN(test_table);
 	RUN(test_block_find);
 	RUN(test_throttle_args);
