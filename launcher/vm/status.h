@@ -23,9 +23,5 @@ int kl_status_main(const char *state_dir, const char *name_filter, bool json, bo
 json_object *kl_status_collect(const char *state_dir, const char *name_filter, int timeout_ms);
 void kl_status_print_table(json_object *doc, FILE *out);
 void kl_status_print_prometheus(json_object *doc, FILE *out);
-/* The query-block entries (a list) that are guest disks with a medium but
- * none of the state's disks: added past kvm-launch, so no policy decided
- * them (firmware flash left out).  [{disk, node, path}]; caller puts. */
-json_object *kl_status_unmanaged(json_object *blocks, json_object *state_disks);
 
 #endif

@@ -18,6 +18,7 @@
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/status.h"
+#include "launcher/vm/status-policy.h"
 
 static char tmpdir[PATH_MAX];
 
