@@ -14,6 +14,7 @@
 #include "policy/calibrate/calibrate.h"
 #include "policy/policy.h"
 #include "policy/probe/probe.h"
+#include "launcher/argv/name.h"
 #include "launcher/vm/agent.h"
 #include "launcher/calibrate-mode.h"
 #include "launcher/exec.h"
@@ -119,11 +120,15 @@ static void set_up_state(struct kl_launch *l, const char *state_dir)
 static void record_failed_open(struct kl_launch *l, const char *state_dir, const char *why)
 {
 	struct kl_error err = KL_ERROR_INIT;
+	/* The model may not have got as far as -name: read just that. */
+	_cleanup_free_ char *name = l->vm.name ? NULL : kl_argv_guess_name(l->argc, l->argv);
 
+	if (name)
+		l->vm.name = name;
 	l->failed_open_why = xstrdup(why);
 	if (kl_state_prepare(l, state_dir, &err) < 0) {
 		kl_debug("fail-open not recorded: %s", err.msg);
-		return;
+		goto out;
 	}
 	/* No monitors were added: name none. */
 	free(steal_pointer(&l->agent_socket));
@@ -131,6 +136,9 @@ static void record_failed_open(struct kl_launch *l, const char *state_dir, const
 	free(steal_pointer(&l->agent_log));
 	if (kl_state_write(l, &err) < 0)
 		kl_debug("fail-open not recorded: %s", err.msg);
+out:
+	if (name)
+		l->vm.name = NULL;
 }
 
 static int launch_main(const struct kl_options *o)

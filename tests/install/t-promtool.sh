@@ -27,14 +27,14 @@ done
 echo "rules: $(grep -c '^ *- alert:' "$rules") alerts, each tested; their metrics printed and documented"
 
 # A fail-open launch is recorded: a broken -drive reaches QEMU unchanged and
-# the state says so.
+# the state says so, under the -name the model never got to.
 printf 'cache-dir = %s/cache\nstate-dir = %s/state\n' "$TMP" "$TMP" > "$TMP/p.conf"
 chmod 0644 "$TMP/p.conf"
 KL_RECORD=$TMP/argv "$KL" --config "$TMP/p.conf" --qemu "$KL_TOP/tests/helpers/fake-qemu.sh" -- -name fo -drive '=' \
 	2> "$TMP/err" || fail "fail-open launch: exit $?"
 printf '%s\0' "$KL_TOP/tests/helpers/fake-qemu.sh" -name fo -drive '=' | cmp -s - "$TMP/argv" || fail "fail-open: arguments changed"
 "$KL" --status --state-dir "$TMP/state" --prometheus > "$TMP/metrics" || fail "--status --prometheus"
-grep -q '^kvm_launch_vm_failed_open{vm="pid-[0-9]*"} 1$' "$TMP/metrics" || { cat "$TMP/metrics"; fail "no kvm_launch_vm_failed_open 1"; }
+grep -qx 'kvm_launch_vm_failed_open{vm="fo"} 1' "$TMP/metrics" || { cat "$TMP/metrics"; fail "no kvm_launch_vm_failed_open 1"; }
 "$KL" --status --state-dir "$TMP/state" --json | grep -q '"failed_open_why":".*parameter without a name' ||
 	fail "--status --json does not say why it failed open"
 "$PROMTOOL" check metrics < "$TMP/metrics" || fail "promtool check metrics"
