@@ -352,6 +352,20 @@ static const char *const col_names[NCOLS] = {
 	"RD OPS", "WR OPS", "RD BYTES", "WR BYTES", "FLUSHES", "AVG LAT", "PATH",
 };
 
+/* What runs outside the policy: a fail-open start, disks added past kvm-launch. */
+static void print_outside_policy(json_object *vm, FILE *out)
+{
+	if (kl_js_bool(vm, "failed_open", false))
+		fprintf(out, "  failed open: %s (QEMU runs the original command line, no policy applied)\n",
+			s_or(vm, "failed_open_why", "?"));
+	json_object *u = kl_js_get(vm, "unmanaged_disks", json_type_array);
+	for (size_t i = 0; u && i < json_object_array_length(u); i++) {
+		json_object *d = json_object_array_get_idx(u, i);
+		fprintf(out, "  disk %s (%s): added while the VM runs, no policy decided it\n", s_or(d, "disk", "?"),
+			s_or(d, "path", s_or(d, "node", "?")));
+	}
+}
+
 static void print_vm(json_object *vm, FILE *out)
 {
 	const char *state = s_or(vm, "state", "?");
@@ -388,6 +402,7 @@ static void print_vm(json_object *vm, FILE *out)
 		fprintf(out, "  %s: %s\n", state, kl_js_str(vm, "why"));
 	if (kl_js_str(agent, "error"))
 		fprintf(out, "  agent: %s\n", kl_js_str(agent, "error"));
+	print_outside_policy(vm, out);
 
 	json_object *disks = kl_js_get(vm, "disks", json_type_array);
 	size_t n = disks ? json_object_array_length(disks) : 0;
@@ -451,6 +466,8 @@ static void print_vm(json_object *vm, FILE *out)
 		const char *planned = kl_js_str(d, "cache_planned"), *cache = kl_js_str(d, "cache");
 		if (planned && cache && strcmp(planned, cache) != 0)
 			fprintf(out, "      note: QEMU runs cache=%s, kvm-launch recorded %s\n", cache, planned);
+		if (kl_js_get(d, "settings_match_policy", json_type_boolean) && !kl_js_bool(d, "settings_match_policy", true))
+			fprintf(out, "      note: the policy chose cache=%s at launch\n", s_or(d, "cache_policy", "?"));
 		if (kl_js_str(d, "note"))
 			fprintf(out, "      note: %s\n", kl_js_str(d, "note"));
 		if (kl_js_str(d, "calibration"))

@@ -112,6 +112,12 @@ static void test_prometheus_health(void)
 	CHECK(strstr(p, "# TYPE kvm_launch_disk_io_error_events_total counter\n") != NULL);
 	CHECK(strstr(p, "kvm_launch_host_libaio_headroom 0\n") != NULL);
 	free(p);
+	/* The table says the same in words. */
+	char *t = render(kl_status_print_table, doc);
+	CHECK(strstr(t, "      note: the policy chose cache=none at launch\n") != NULL);
+	CHECK(strstr(t, "  disk hot1 (/x.img): added while the VM runs, no policy decided it\n") != NULL);
+	CHECK(strstr(t, "  failed open: ? (QEMU runs the original command line, no policy applied)\n") != NULL);
+	free(t);
 	json_object_put(doc);
 }
 
