@@ -10,7 +10,9 @@
 #      dpkg-divert's list, the QEMU binaries and the package are unchanged;
 #   4. undo: no diversion, no package, the QEMU binary back byte for byte
 #      (and its mode, owner, size and mtime); undo again: changed=0;
-#   5. the broken policy on a host without kvm-launch: fails, installs nothing.
+#   5. the broken policy on a host without kvm-launch: fails, installs nothing;
+#   6. a QEMU kvm-launch-divert would refuse (a stray QEMU.distrib, in $TMP):
+#      fails before the package is installed.
 # Holds /tmp/kl-libvirt.lock (set KL_SYSTEM_LOCK_HELD=1 when the caller holds
 # it already), like every test that changes the system QEMU.  KL_DEB=FILE
 # uses that package instead of building one.
@@ -184,4 +186,16 @@ fi
 ! dpkg-query -W -f='${Status}' kvm-launch 2>/dev/null | grep -q 'installed\|config-files' || fail "the broken run installed the package"
 ls -d /tmp/kvm-launch-ansible.* >/dev/null 2>&1 && fail "a run left its scratch directory"
 log "broken policy on a fresh host: nothing installed, nothing diverted"
+
+# ---- 6. a QEMU that cannot be diverted: refused before anything is installed ----
+cp "$KL_TOP/tests/helpers/fake-qemu.sh" "$TMP/qemu-x"
+: > "$TMP/qemu-x.distrib"
+before=$(host_sums)
+if play undivertible -e "kvm_launch_qemu=$TMP/qemu-x"; then
+	fail "a QEMU with a stray .distrib was diverted"
+fi
+[ "$(field changed)" = 0 ] && [ "$(field failed)" = 1 ] || fail "undivertible QEMU: $recap"
+grep -q 'distrib exists without a diversion' "$TMP/undivertible.log" || { cat "$TMP/undivertible.log"; fail "undivertible QEMU: no reason given"; }
+[ "$(host_sums)" = "$before" ] && [ -z "$(dpkg-divert --listpackage "$TMP/qemu-x")" ] || fail "the refused run changed the host"
+log "a QEMU that cannot be diverted: refused before the package was installed"
 echo "PASS: the Ansible role installs, is idempotent, refuses a broken policy without changing anything, and undoes"
