@@ -37,7 +37,9 @@ truncate -s 16M "$IMG/err.img" "$IMG/ok.img" "$IMG/hot.img"
 	-drive "file=$IMG/ok.img,format=raw,if=none,id=d1,node-name=f1,file.node-name=s1" -device virtio-blk-pci,drive=d1,id=vdb \
 	</dev/null >"$TMP/kl.out" 2>&1 &
 QPID=$!
-cleanup_fn "kl_kill_if $QPID '$QEMU'; kl_kill_if $QPID '$KL'"
+# By its own serial log too: while another test diverts the system QEMU, the
+# process's executable is not the one $QEMU names.
+cleanup_fn "kl_kill_if $QPID '$QEMU'; kl_kill_if $QPID '$KL'; tr '\\0' '\\n' < /proc/$QPID/cmdline 2>/dev/null | grep -qxF 'file:$LOG' && kill -9 $QPID"
 
 prom() { "$KL" --state-dir "$ST" --status --prometheus > "$TMP/metrics" 2>"$TMP/status.err"; }
 sample() { prom && grep -E "^$1 " "$TMP/metrics" | sed 's/.* //'; }
