@@ -115,14 +115,19 @@ play() {
 	return $rc
 }
 field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$recap"; }
-host_sums() {
+# host_state FILE: what a run must not change when it fails.
+host_state() {
 	{
 		sha256sum /etc/kvm-launch/kvm-launch.conf 2>&1
 		dpkg-divert --list | sort
 		stat -c '%N %a %U %G %s %Y' "$Q" "$Q.distrib" 2>&1
 		sha256sum "$Q" "$Q.distrib" 2>&1
 		dpkg-query -W -f='${Status} ${Version}\n' kvm-launch 2>&1
-	} | sha256sum
+	} > "$1"
+}
+unchanged() { # BEFORE-FILE WHAT
+	host_state "$1.after"
+	diff -u "$1" "$1.after" || fail "$2 changed the host (diff above)"
 }
 
 # ---- 1. first run ----
@@ -151,15 +156,14 @@ play second || { cat "$TMP/second.log"; fail "second run failed"; }
 	{ grep -E '^changed:' -B1 "$TMP/second.log"; fail "second run is not idempotent: $recap"; }
 
 # ---- 3. a broken policy changes nothing ----
-before=$(host_sums)
-cp /etc/kvm-launch/kvm-launch.conf "$TMP/policy.before"
+host_state "$TMP/state.broken"
 if play broken -e '{"kvm_launch_policy_rules": [{"name": "bad", "backend": "file", "cache": "sometimes"}]}'; then
 	fail "a policy that does not validate was accepted"
 fi
 [ "$(field changed)" = 0 ] && [ "$(field failed)" = 1 ] || fail "broken policy: $recap"
 grep -q 'check-policy' "$TMP/broken.log" && grep -q 'sometimes' "$TMP/broken.log" ||
 	{ cat "$TMP/broken.log"; fail "broken policy: the failure does not show kvm-launch --check-policy's message"; }
-[ "$(host_sums)" = "$before" ] || { diff "$TMP/policy.before" /etc/kvm-launch/kvm-launch.conf; fail "the broken run changed the host"; }
+unchanged "$TMP/state.broken" "the broken run"
 log "broken policy: failed at validation; policy, diversions, QEMU binaries and package unchanged"
 
 # ---- 4. undo ----
@@ -177,12 +181,12 @@ play undo-again -e kvm_launch_state=absent || fail "undo again failed"
 [ "$(field changed)" = 0 ] || fail "undo is not idempotent: $recap"
 
 # ---- 5. a broken policy on a host without kvm-launch installs nothing ----
-before=$(host_sums)
+host_state "$TMP/state.fresh"
 if play broken-fresh -e '{"kvm_launch_policy_rules": [{"name": "bad", "bogus-key": 1}]}'; then
 	fail "a policy that does not validate was accepted (fresh host)"
 fi
 [ "$(field changed)" = 0 ] && [ "$(field failed)" = 1 ] || fail "broken policy on a fresh host: $recap"
-[ "$(host_sums)" = "$before" ] || fail "the broken run changed the fresh host"
+unchanged "$TMP/state.fresh" "the broken run on a fresh host"
 ! dpkg-query -W -f='${Status}' kvm-launch 2>/dev/null | grep -q 'installed\|config-files' || fail "the broken run installed the package"
 ls -d /tmp/kvm-launch-ansible.* >/dev/null 2>&1 && fail "a run left its scratch directory"
 log "broken policy on a fresh host: nothing installed, nothing diverted"
@@ -190,12 +194,13 @@ log "broken policy on a fresh host: nothing installed, nothing diverted"
 # ---- 6. a QEMU that cannot be diverted: refused before anything is installed ----
 cp "$KL_TOP/tests/helpers/fake-qemu.sh" "$TMP/qemu-x"
 : > "$TMP/qemu-x.distrib"
-before=$(host_sums)
+host_state "$TMP/state.undivertible"
 if play undivertible -e "kvm_launch_qemu=$TMP/qemu-x"; then
 	fail "a QEMU with a stray .distrib was diverted"
 fi
 [ "$(field changed)" = 0 ] && [ "$(field failed)" = 1 ] || fail "undivertible QEMU: $recap"
 grep -q 'distrib exists without a diversion' "$TMP/undivertible.log" || { cat "$TMP/undivertible.log"; fail "undivertible QEMU: no reason given"; }
-[ "$(host_sums)" = "$before" ] && [ -z "$(dpkg-divert --listpackage "$TMP/qemu-x")" ] || fail "the refused run changed the host"
+unchanged "$TMP/state.undivertible" "the refused run"
+[ -z "$(dpkg-divert --listpackage "$TMP/qemu-x")" ] || fail "the refused run diverted $TMP/qemu-x"
 log "a QEMU that cannot be diverted: refused before the package was installed"
 echo "PASS: the Ansible role installs, is idempotent, refuses a broken policy without changing anything, and undoes"
