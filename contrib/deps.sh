@@ -7,12 +7,16 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 
-pkgs="gcc make pkg-config libc6-dev libjson-c-dev liburing-dev libaio-dev qemu-system-x86 qemu-utils
-      busybox-static cpio gzip util-linux"
+pkgs="gcc make pkg-config libc6-dev libjson-c-dev liburing-dev libaio-dev libncurses-dev qemu-system-x86
+      qemu-utils busybox-static cpio gzip util-linux"
+# --tests: ansible-core for the role's test (t-ansible.sh), prometheus for its
+# promtool (t-promtool.sh; Debian ships promtool only with the server), tmux
+# for --top's test (t-top.sh).
 if [ "${1:-}" = --tests ]; then
 	pkgs="$pkgs libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients valgrind clang
 	      libclang-rt-14-dev e2fsprogs btrfs-progs xfsprogs debhelper apparmor checkpolicy semodule-utils bash-completion groff-base
-	      libfuse3-dev fuse3 strace systemd"
+	      libfuse3-dev fuse3 strace systemd
+	      ansible-core prometheus tmux"
 	[ -f "$here/deps-tests.txt" ] && pkgs="$pkgs $(grep -v '^#' "$here/deps-tests.txt" | tr '\n' ' ')"
 fi
 

@@ -28,6 +28,7 @@ void kl_launch_free(struct kl_launch *l)
 	free(l->agent_socket);
 	free(l->query_socket);
 	free(l->agent_log);
+	free(l->failed_open_why);
 	memset(l, 0, sizeof *l);
 }
 

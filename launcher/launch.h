@@ -38,6 +38,7 @@ struct kl_launch {
 	 * for a VM we handle. */
 	const char *untouched_why;
 	bool failed_open;                 /* our parsing/probing failed: QEMU gets the original arguments */
+	char *failed_open_why;            /* why, for the state file (NULL otherwise) */
 	struct strvec exec_argv;          /* full argv to exec: QEMU path first */
 
 	/* Where this VM's state lives (NULL when no state is kept). */

@@ -14,6 +14,7 @@
 #include "policy/calibrate/calibrate.h"
 #include "policy/policy.h"
 #include "policy/probe/probe.h"
+#include "launcher/argv/name.h"
 #include "launcher/vm/agent.h"
 #include "launcher/calibrate-mode.h"
 #include "launcher/exec.h"
@@ -21,6 +22,7 @@
 #include "launcher/options.h"
 #include "launcher/prepare.h"
 #include "launcher/report.h"
+#include "launcher/top.h"
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/status.h"
@@ -109,6 +111,34 @@ static void set_up_state(struct kl_launch *l, const char *state_dir)
 	}
 	if (kl_agent_spawn(l, &err) < 0)
 		kl_warn("no agent for this VM (live settings not applied): %s", err.msg);
+}
+
+/* A fail-open VM still gets a state file (no monitors, no agent: the
+ * command line stays the original), so that --status and the
+ * kvm_launch_vm_failed_open metric show that its policy was not applied.
+ * Best effort and quiet: the VM starts either way. */
+static void record_failed_open(struct kl_launch *l, const char *state_dir, const char *why)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	/* The model may not have got as far as -name: read just that. */
+	_cleanup_free_ char *name = l->vm.name ? NULL : kl_argv_guess_name(l->argc, l->argv);
+
+	if (name)
+		l->vm.name = name;
+	l->failed_open_why = xstrdup(why);
+	if (kl_state_prepare(l, state_dir, &err) < 0) {
+		kl_debug("fail-open not recorded: %s", err.msg);
+		goto out;
+	}
+	/* No monitors were added: name none. */
+	free(steal_pointer(&l->agent_socket));
+	free(steal_pointer(&l->query_socket));
+	free(steal_pointer(&l->agent_log));
+	if (kl_state_write(l, &err) < 0)
+		kl_debug("fail-open not recorded: %s", err.msg);
+out:
+	if (name)
+		l->vm.name = NULL;
 }
 
 static int launch_main(const struct kl_options *o)
@@ -200,6 +230,8 @@ static int launch_main(const struct kl_options *o)
 	if (!l.untouched_why && !l.failed_open) {
 		log_decisions(&l);
 		set_up_state(&l, choose_state_dir(o, policy));
+	} else if (l.failed_open && !l.untouched_why) {
+		record_failed_open(&l, choose_state_dir(o, policy), err.msg);
 	}
 	kl_exec_guard_disarm();
 	fflush(NULL);
@@ -272,6 +304,17 @@ int main(int argc, char **argv)
 		int rc = kl_status_main(choose_state_dir(&o, p), name, o.json, o.prometheus);
 		kl_policy_free(p);
 		return rc;
+	}
+	case KL_MODE_TOP: {
+		if (o.rest_argc > 0) {
+			kl_err("--top takes no operand ('%s')", o.rest_argv[0]);
+			return 2;
+		}
+		struct kl_policy *p = policy_for_globals(&o);
+		const char *dir = choose_state_dir(&o, p);
+		_cleanup_free_ char *d = dir ? xstrdup(dir) : NULL;
+		kl_policy_free(p);
+		return kl_top_main(d, o.interval);
 	}
 	case KL_MODE_SET: {
 		struct kl_policy *p = policy_for_globals(&o);

@@ -16,6 +16,7 @@ enum {
 	OPT_CONFIG, OPT_QEMU, OPT_STATE_DIR, OPT_DRY_RUN, OPT_EXPLAIN, OPT_JSON, OPT_PROMETHEUS,
 	OPT_STATUS, OPT_SET, OPT_CHECK_POLICY, OPT_CALIBRATE, OPT_AGENT, OPT_HELP, OPT_VERSION,
 	OPT_VERBOSE, OPT_DEBUG, OPT_TRACE_QMP, OPT_FORCE, OPT_WRITE, OPT_SECONDS,
+	OPT_TOP, OPT_INTERVAL,
 };
 
 /* None of these is a QEMU option (QEMU takes both -opt and --opt spellings,
@@ -41,6 +42,8 @@ static const struct option_def defs[] = {
 	{ "--debug", false, OPT_DEBUG },
 	{ "--trace-qmp", false, OPT_TRACE_QMP },
 	{ "--force", false, OPT_FORCE },
+	{ "--top", false, OPT_TOP },
+	{ "--interval", true, OPT_INTERVAL },
 };
 
 static const struct option_def *find_option(const char *arg, const char **inline_value)
@@ -92,6 +95,15 @@ static int apply_option(const struct option_def *d, const char *value, int argc,
 	case OPT_JSON: o->json = true; break;
 	case OPT_PROMETHEUS: o->prometheus = true; break;
 	case OPT_STATUS: return set_mode(o, KL_MODE_STATUS, d->name, err);
+	case OPT_TOP: return set_mode(o, KL_MODE_TOP, d->name, err);
+	case OPT_INTERVAL: {
+		char *end;
+		double s = strtod(value, &end);
+		if (*value == '\0' || *end || !(s >= 0.5 && s <= 3600))
+			return kl_error_fail(err, "--interval: expected 0.5 to 3600 seconds, got '%s'", value);
+		o->interval = value;
+		break;
+	}
 	case OPT_SET: return set_mode(o, KL_MODE_SET, d->name, err);
 	case OPT_CHECK_POLICY: return set_mode(o, KL_MODE_CHECK_POLICY, d->name, err);
 	case OPT_CALIBRATE:
@@ -121,7 +133,7 @@ static int apply_option(const struct option_def *d, const char *value, int argc,
 
 static bool mode_takes_operands(enum kl_mode mode)
 {
-	return mode == KL_MODE_STATUS || mode == KL_MODE_SET || mode == KL_MODE_CHECK_POLICY ||
+	return mode == KL_MODE_STATUS || mode == KL_MODE_SET || mode == KL_MODE_TOP || mode == KL_MODE_CHECK_POLICY ||
 	       mode == KL_MODE_CALIBRATE || mode == KL_MODE_HELP || mode == KL_MODE_VERSION;
 }
 
@@ -179,6 +191,7 @@ void kl_usage(FILE *f)
 	      "       kvm-launch --explain [--json] -- QEMU-ARGS...\n"
 	      "       kvm-launch --dry-run [--json] -- QEMU-ARGS...\n"
 	      "       kvm-launch --status [NAME] [--json | --prometheus]\n"
+	      "       kvm-launch --top [--interval S]\n"
 	      "       kvm-launch --set NAME DISK SETTING... [--force]\n"
 	      "       kvm-launch --check-policy [FILE]\n"
 	      "       kvm-launch --calibrate PATH [--seconds N] [--write] [--json]\n"
@@ -196,6 +209,8 @@ void kl_usage(FILE *f)
 	      "  --json              JSON output for --dry-run, --explain, --status and --calibrate\n"
 	      "  --prometheus        Prometheus text format for --status\n"
 	      "  --status [NAME]     every VM launched through kvm-launch: disks, modes, live I/O\n"
+	      "  --top               live view of every VM's disks: IOPS, MB/s, latency, settings\n"
+	      "  --interval S        seconds between --top refreshes (default 2)\n"
 	      "  --set NAME DISK S.. change a running VM: cache=none|writeback|unsafe, iops=N, bps=N, ...\n"
 	      "  --force             allow --set changes that are refused by default\n"
 	      "  --check-policy [F]  validate a policy file; exit 1 on errors\n"

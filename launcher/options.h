@@ -18,6 +18,7 @@ enum kl_mode {
 	KL_MODE_CHECK_POLICY,
 	KL_MODE_CALIBRATE,
 	KL_MODE_AGENT,
+	KL_MODE_TOP,
 	KL_MODE_HELP,
 	KL_MODE_VERSION,
 };
@@ -33,6 +34,7 @@ struct kl_options {
 	bool force;
 	bool write;              /* --calibrate --write */
 	int seconds;             /* --calibrate --seconds N */
+	const char *interval;    /* --top --interval S (checked by kvm-launch-top) */
 	int verbose;             /* -v/--verbose count; --debug = 2 */
 	bool trace_qmp;
 	const char *mode_arg;    /* --check-policy [FILE], --agent STATEFILE, --calibrate PATH */

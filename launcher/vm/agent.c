@@ -225,6 +225,30 @@ static void append_capped(json_object *arr, json_object *items, size_t cap)
 		json_object_array_del_idx(arr, 0, n - cap);
 }
 
+/* agent.io_errors: BLOCK_IO_ERROR events counted per node (else device),
+ * for good; the events list itself is capped and would undercount. */
+static void count_io_errors(json_object *agent, json_object *events)
+{
+	for (size_t i = 0; events && i < json_object_array_length(events); i++) {
+		json_object *e = json_object_array_get_idx(events, i);
+		const char *name = kl_js_str(e, "event");
+		if (!name || strcmp(name, "BLOCK_IO_ERROR") != 0)
+			continue;
+		json_object *data = kl_js_get(e, "data", json_type_object);
+		const char *key = kl_js_str(data, "node-name");
+		if (!key || !*key)
+			key = kl_js_str(data, "device");
+		if (!key || !*key)
+			key = "?";
+		json_object *counts = kl_js_get(agent, "io_errors", json_type_object);
+		if (!counts) {
+			counts = json_object_new_object();
+			json_object_object_add(agent, "io_errors", counts);
+		}
+		json_object_object_add(counts, key, json_object_new_int64(kl_js_int(counts, key, 0) + 1));
+	}
+}
+
 static int apply_update(json_object *st, void *vctx, struct kl_error *err)
 {
 	struct agent_update *u = vctx;
@@ -244,8 +268,10 @@ static int apply_update(json_object *st, void *vctx, struct kl_error *err)
 		json_object_object_add(agent, "error", json_object_new_string(u->error));
 	if (u->applied)
 		append_capped(ensure_array(agent, "applied"), u->applied, 64);
-	if (u->events)
+	if (u->events) {
 		append_capped(ensure_array(agent, "events"), u->events, KL_STATE_MAX_EVENTS);
+		count_io_errors(agent, u->events);
+	}
 	if (u->dropped)
 		json_object_object_add(agent, "events_dropped", json_object_new_int64((int64_t)u->dropped));
 	return 1;

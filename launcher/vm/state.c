@@ -406,6 +406,9 @@ static json_object *disk_json(const struct kl_launch *l, size_t i)
 	json_object_object_add(o, "aio", str_or_null(effective_aio(d)));
 	json_object_object_add(o, "cache", json_object_new_string(
 		d->cache == KL_CACHE_UNSET ? "writeback" : kl_cache_name(d->cache)));
+	/* "cache" follows --set; this stays what the launch chose. */
+	json_object_object_add(o, "policy_cache", json_object_new_string(
+		d->cache == KL_CACHE_UNSET ? "writeback" : kl_cache_name(d->cache)));
 	json_object_object_add(o, "takes_aio", json_object_new_boolean(d->takes_aio));
 	json_object_object_add(o, "changed", json_object_new_boolean(d->decision.changed));
 	json_object_object_add(o, "rule", str_or_null(d->decision.rule));
@@ -450,15 +453,21 @@ json_object *kl_state_to_json(const struct kl_launch *l)
 			       l->host.aio_max_nr >= 0 ? json_object_new_int64(l->host.aio_max_nr) : NULL);
 	json_object_object_add(o, "host", host);
 
+	/* After a fail-open the disks were not all probed or decided: none are
+	 * listed, QEMU runs them as given. */
 	json_object *disks = json_object_new_array();
-	for (size_t i = 0; i < l->ndisks; i++)
+	for (size_t i = 0; !l->failed_open && i < l->ndisks; i++)
 		json_object_array_add(disks, disk_json(l, i));
 	json_object_object_add(o, "disks", disks);
+	if (l->failed_open) {
+		json_object_object_add(o, "failed_open", json_object_new_boolean(true));
+		json_object_object_add(o, "failed_open_why", str_or_null(l->failed_open_why));
+	}
 
 	json_object *agent = json_object_new_object();
 	json_object_object_add(agent, "pid", NULL);
 	json_object_object_add(agent, "start_ticks", NULL);
-	json_object_object_add(agent, "state", json_object_new_string("starting"));
+	json_object_object_add(agent, "state", json_object_new_string(l->failed_open ? "none" : "starting"));
 	json_object_object_add(agent, "applied", json_object_new_array());
 	json_object_object_add(agent, "events", json_object_new_array());
 	json_object_object_add(o, "agent", agent);

@@ -21,6 +21,7 @@
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
+#include "launcher/vm/status-policy.h"
 
 static long long monotonic_ms(void)
 {
@@ -202,6 +203,9 @@ static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 	json_object_object_add(o, "started", json_object_new_int64(kl_js_int(j, "started", 0)));
 	json_object_object_add(o, "state_file", json_object_new_string(e->file));
 	json_object_object_add(o, "incoming", json_object_new_boolean(kl_js_bool(j, "incoming", false)));
+	json_object_object_add(o, "failed_open", json_object_new_boolean(kl_js_bool(j, "failed_open", false)));
+	if (kl_js_bool(j, "failed_open", false))
+		json_object_object_add(o, "failed_open_why", str_json(kl_js_str(j, "failed_open_why")));
 
 	json_object *sa = kl_js_get(j, "agent", json_type_object);
 	json_object *agent = json_object_new_object();
@@ -211,6 +215,7 @@ static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 	json_object_object_add(agent, "error", str_json(kl_js_str(sa, "error")));
 	json_object_object_add(agent, "applied", copy_or_null(kl_js_get(sa, "applied", json_type_array)));
 	json_object_object_add(agent, "events", copy_or_null(kl_js_get(sa, "events", json_type_array)));
+	json_object_object_add(agent, "io_errors", copy_or_null(kl_js_get(sa, "io_errors", json_type_object)));
 	json_object_object_add(o, "agent", agent);
 
 	enum kl_tri uring = alive ? kl_proc_has_io_uring(e->pid) : KL_TRI_UNKNOWN;
@@ -222,11 +227,16 @@ static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 
 	json_object *disks = json_object_new_array();
 	json_object *sdisks = kl_js_get(j, "disks", json_type_array);
-	for (size_t i = 0; sdisks && i < json_object_array_length(sdisks); i++)
-		json_object_array_add(disks, disk_view(json_object_array_get_idx(sdisks, i), &a));
+	for (size_t i = 0; sdisks && i < json_object_array_length(sdisks); i++) {
+		json_object *sd = json_object_array_get_idx(sdisks, i);
+		json_object *view = disk_view(sd, &a);
+		kl_status_disk_policy(view, j, sd);
+		json_object_array_add(disks, view);
+	}
 	json_object_object_add(o, "disks", disks);
 	if (alive)
 		json_object_object_add(o, "aio_in_use", kl_aio_use_json(disks, uring, libaio));
+	json_object_object_add(o, "unmanaged_disks", a.responsive ? kl_status_unmanaged(a.blocks, sdisks) : NULL);
 	json_object_object_add(o, "changes", copy_or_null(kl_js_get(j, "changes", json_type_array)));
 	answers_free(&a);
 	return o;
@@ -342,6 +352,20 @@ static const char *const col_names[NCOLS] = {
 	"RD OPS", "WR OPS", "RD BYTES", "WR BYTES", "FLUSHES", "AVG LAT", "PATH",
 };
 
+/* What runs outside the policy: a fail-open start, disks added past kvm-launch. */
+static void print_outside_policy(json_object *vm, FILE *out)
+{
+	if (kl_js_bool(vm, "failed_open", false))
+		fprintf(out, "  failed open: %s (QEMU runs the original command line, no policy applied)\n",
+			s_or(vm, "failed_open_why", "?"));
+	json_object *u = kl_js_get(vm, "unmanaged_disks", json_type_array);
+	for (size_t i = 0; u && i < json_object_array_length(u); i++) {
+		json_object *d = json_object_array_get_idx(u, i);
+		fprintf(out, "  disk %s (%s): added while the VM runs, no policy decided it\n", s_or(d, "disk", "?"),
+			s_or(d, "path", s_or(d, "node", "?")));
+	}
+}
+
 static void print_vm(json_object *vm, FILE *out)
 {
 	const char *state = s_or(vm, "state", "?");
@@ -378,6 +402,7 @@ static void print_vm(json_object *vm, FILE *out)
 		fprintf(out, "  %s: %s\n", state, kl_js_str(vm, "why"));
 	if (kl_js_str(agent, "error"))
 		fprintf(out, "  agent: %s\n", kl_js_str(agent, "error"));
+	print_outside_policy(vm, out);
 
 	json_object *disks = kl_js_get(vm, "disks", json_type_array);
 	size_t n = disks ? json_object_array_length(disks) : 0;
@@ -441,6 +466,8 @@ static void print_vm(json_object *vm, FILE *out)
 		const char *planned = kl_js_str(d, "cache_planned"), *cache = kl_js_str(d, "cache");
 		if (planned && cache && strcmp(planned, cache) != 0)
 			fprintf(out, "      note: QEMU runs cache=%s, kvm-launch recorded %s\n", cache, planned);
+		if (kl_js_get(d, "settings_match_policy", json_type_boolean) && !kl_js_bool(d, "settings_match_policy", true))
+			fprintf(out, "      note: the policy chose cache=%s at launch\n", s_or(d, "cache_policy", "?"));
 		if (kl_js_str(d, "note"))
 			fprintf(out, "      note: %s\n", kl_js_str(d, "note"));
 		if (kl_js_str(d, "calibration"))
@@ -591,6 +618,129 @@ static void prom_guest_wc(FILE *out, json_object *vms, char **vm_label)
 	strbuf_free(&b);
 }
 
+static const char *disk_label(json_object *d)
+{
+	return s_or(d, "id", s_or(d, "node", ""));
+}
+
+/* kvm_launch_disk_policy_match: 1 when QEMU runs the cache mode the policy
+ * chose at launch, 0 after a --set or any other change; no sample while
+ * QEMU cannot be asked. */
+static void prom_policy_match(FILE *out, json_object *vms, char **vm_label)
+{
+	struct strbuf b = STRBUF_INIT;
+	prom_head(out, "kvm_launch_disk_policy_match", "gauge",
+		  "1 if the disk runs the cache mode the policy chose at launch (policy_cache), 0 if not.");
+	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+		json_object *disks = kl_js_get(json_object_array_get_idx(vms, i), "disks", json_type_array);
+		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
+			json_object *d = json_object_array_get_idx(disks, k), *m;
+			if (!json_object_object_get_ex(d, "settings_match_policy", &m) || !m)
+				continue;
+			const char *l[] = { "vm", vm_label[i], "disk", disk_label(d),
+					    "policy_cache", kl_js_str(d, "cache_policy"), NULL };
+			strbuf_reset(&b);
+			prom_labels(&b, l);
+			fprintf(out, "kvm_launch_disk_policy_match%s %d\n", strbuf_str(&b), json_object_get_boolean(m) ? 1 : 0);
+		}
+	}
+	strbuf_free(&b);
+}
+
+/* kvm_launch_disk_unmanaged: one sample per disk QEMU has that kvm-launch
+ * never decided (added at runtime past it). */
+static void prom_unmanaged(FILE *out, json_object *vms, char **vm_label)
+{
+	struct strbuf b = STRBUF_INIT;
+	prom_head(out, "kvm_launch_disk_unmanaged", "gauge",
+		  "1 for a disk QEMU runs that no policy decided (added at runtime past kvm-launch).");
+	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+		json_object *u = kl_js_get(json_object_array_get_idx(vms, i), "unmanaged_disks", json_type_array);
+		for (size_t k = 0; u && k < json_object_array_length(u); k++) {
+			json_object *d = json_object_array_get_idx(u, k);
+			const char *l[] = { "vm", vm_label[i], "disk", s_or(d, "disk", ""), "node", kl_js_str(d, "node"),
+					    "path", kl_js_str(d, "path"), NULL };
+			strbuf_reset(&b);
+			prom_labels(&b, l);
+			fprintf(out, "kvm_launch_disk_unmanaged%s 1\n", strbuf_str(&b));
+		}
+	}
+	strbuf_free(&b);
+}
+
+/* kvm_launch_vm_failed_open and kvm_launch_vm_io_error_paused, 0 or 1 per VM. */
+static void prom_vm_flags(FILE *out, json_object *vms, char **vm_label)
+{
+	struct strbuf b = STRBUF_INIT;
+	size_t n = vms ? json_object_array_length(vms) : 0;
+	prom_head(out, "kvm_launch_vm_failed_open", "gauge",
+		  "1 if kvm-launch failed open for this VM: QEMU got the original command line, no policy applied.");
+	for (size_t i = 0; i < n; i++) {
+		const char *l[] = { "vm", vm_label[i], NULL };
+		strbuf_reset(&b);
+		prom_labels(&b, l);
+		fprintf(out, "kvm_launch_vm_failed_open%s %d\n", strbuf_str(&b),
+			kl_js_bool(json_object_array_get_idx(vms, i), "failed_open", false));
+	}
+	prom_head(out, "kvm_launch_vm_io_error_paused", "gauge",
+		  "1 if QEMU paused the guest on an I/O error (query-status: io-error).");
+	for (size_t i = 0; i < n; i++) {
+		const char *gs = kl_js_str(json_object_array_get_idx(vms, i), "guest_status");
+		const char *l[] = { "vm", vm_label[i], NULL };
+		strbuf_reset(&b);
+		prom_labels(&b, l);
+		fprintf(out, "kvm_launch_vm_io_error_paused%s %d\n", strbuf_str(&b), gs && strcmp(gs, "io-error") == 0);
+	}
+	strbuf_free(&b);
+}
+
+/* The state disk an agent.io_errors key (node name, else device) names. */
+static const char *io_error_disk(json_object *disks, const char *key)
+{
+	for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
+		json_object *d = json_object_array_get_idx(disks, k);
+		const char *node = kl_js_str(d, "node"), *qn = kl_js_str(d, "qemu_node"), *id = kl_js_str(d, "id");
+		if ((node && strcmp(node, key) == 0) || (qn && strcmp(qn, key) == 0) || (id && strcmp(id, key) == 0))
+			return disk_label(d);
+	}
+	return key;
+}
+
+/* kvm_launch_disk_io_error_events_total: QEMU's BLOCK_IO_ERROR events, as
+ * the agent counted them. */
+static void prom_io_errors(FILE *out, json_object *vms, char **vm_label)
+{
+	struct strbuf b = STRBUF_INIT;
+	prom_head(out, "kvm_launch_disk_io_error_events_total", "counter",
+		  "BLOCK_IO_ERROR events QEMU reported for the disk (counted by the VM's agent).");
+	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		json_object *counts = kl_js_get(kl_js_get(vm, "agent", json_type_object), "io_errors", json_type_object);
+		if (!counts)
+			continue;
+		json_object_object_foreach(counts, key, val) {
+			const char *l[] = { "vm", vm_label[i], "disk",
+					    io_error_disk(kl_js_get(vm, "disks", json_type_array), key), NULL };
+			strbuf_reset(&b);
+			prom_labels(&b, l);
+			fprintf(out, "kvm_launch_disk_io_error_events_total%s %" PRId64 "\n", strbuf_str(&b),
+				json_object_get_int64(val));
+		}
+	}
+	strbuf_free(&b);
+}
+
+/* kvm_launch_host_libaio_headroom: 0 when new aio=native contexts may fail. */
+static void prom_host_headroom(FILE *out, json_object *host)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(host, "libaio_headroom", &v) || !v)
+		return;
+	prom_head(out, "kvm_launch_host_libaio_headroom", "gauge",
+		  "1 if fs.aio-nr leaves room for new aio=native VMs, 0 if kernel AIO is nearly exhausted.");
+	fprintf(out, "kvm_launch_host_libaio_headroom %d\n", json_object_get_boolean(v) ? 1 : 0);
+}
+
 void kl_status_print_prometheus(json_object *doc, FILE *out)
 {
 	json_object *vms = kl_js_get(doc, "vms", json_type_array);
@@ -734,6 +884,11 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		prom_head(out, "kvm_launch_host_aio_max_nr", "gauge", "Kernel AIO events allowed (fs.aio-max-nr).");
 		fprintf(out, "kvm_launch_host_aio_max_nr %lld\n", kl_js_int(host, "aio_max_nr", 0));
 	}
+	prom_host_headroom(out, host);
+	prom_policy_match(out, vms, vm_label);
+	prom_unmanaged(out, vms, vm_label);
+	prom_vm_flags(out, vms, vm_label);
+	prom_io_errors(out, vms, vm_label);
 	strbuf_free(&b);
 	for (size_t i = 0; i < n; i++)
 		free(vm_label[i]);

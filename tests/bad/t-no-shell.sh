@@ -1,6 +1,6 @@
 #!/bin/bash
-# Nothing runs through a shell: the sources of launcher/, policy/, qmp/ and
-# common/ call no system(), popen(), wordexp(), no exec or spawn that
+# Nothing runs through a shell: the sources of launcher/, policy/, qmp/,
+# common/ and top/ call no system(), popen(), wordexp(), no exec or spawn that
 # searches PATH (execlp, execvp, execvpe, posix_spawnp), name no shell
 # ("/bin/sh", "/bin/bash", "sh -c"), and every exec is execve()/execv()
 # of an absolute path (QEMU's, /proc/self/exe) with an argv array.  The
@@ -8,7 +8,7 @@
 . "${KL_TOP:-.}/tests/functions.sh"
 requires grep
 cd "$KL_TOP" || fail "cd $KL_TOP"
-SRC=$(ls launcher/*.[ch] launcher/*/*.[ch] policy/*.[ch] policy/*/*.[ch] qmp/*.[ch] common/*.[ch])
+SRC=$(ls launcher/*.[ch] launcher/*/*.[ch] policy/*.[ch] policy/*/*.[ch] qmp/*.[ch] common/*.[ch] top/*.[ch])
 [ -n "$SRC" ] || fail "no sources found"
 
 # Calls, not mentions in comments: strip /* */ and // comments first
@@ -47,6 +47,9 @@ while IFS= read -r l; do
 	case $l in
 	*'execve("/proc/self/exe", argv, environ)'* | *'execve(guard_argv[0], guard_argv, environ)'* | \
 	*'execve(argv[0], argv, environ)'* | *'execv(qemu, args)'*) ;;
+	# --top: kvm-launch-top beside /proc/self/exe's target, else in PKGLIBDIR
+	# (launcher/top.c: kl_top_program), both absolute.
+	*'execve(prog, strvec_terminate(&argv), environ)'*) ;;
 	*) fail "an exec not reviewed here: $l (check it runs no shell, then add it to tests/bad/t-no-shell.sh)" ;;
 	esac
 done < "$TMPDIR_NS/execs"

@@ -44,9 +44,15 @@ grep -q '^kvm-launch: .*refus' "$TMP/err" || fail "no refusal message"
 # An unreadable policy: QEMU still starts with the original arguments.
 printf 'this is = not [valid\n' > "$TMP/broken.conf"
 rm -f "$KL_RECORD"
-"$KL" --config "$TMP/broken.conf" --qemu "$fake" -- -name x -m 64 2> "$TMP/err" || fail "broken policy: exit $?"
+# (--state-dir: the policy that would name one is unreadable, and the
+# fail-open state file must not land in the system's directory.)
+"$KL" --config "$TMP/broken.conf" --state-dir "$TMP/state" --qemu "$fake" -- -name x -m 64 2> "$TMP/err" ||
+	fail "broken policy: exit $?"
 printf '%s\0' "$fake" -name x -m 64 | cmp -s - "$KL_RECORD" || fail "broken policy: arguments changed"
 grep -q '^kvm-launch: ' "$TMP/err" || fail "broken policy: no message"
+# The fail-open start is recorded: the VM's name, why, the original command line.
+[ "$("$KL" --state-dir "$TMP/state" --status x --json | "$KL_TOP/tests/helpers/json-get" - vms.0.failed_open)" = true ] ||
+	fail "broken policy: the fail-open start is not recorded"
 echo "fail-open: ok"
 
 # A policy with an error that says on-error = refuse: refused, QEMU not started.

@@ -18,6 +18,7 @@
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/status.h"
+#include "launcher/vm/status-policy.h"
 
 static char tmpdir[PATH_MAX];
 
@@ -80,6 +81,67 @@ static void test_prometheus(void)
 		CHECK(line[0] == '#' || strncmp(line, "kvm_launch_", 11) == 0);
 	free(p);
 	json_object_put(doc);
+}
+
+/* The metrics the alert rules (contrib/prometheus) need. */
+static const char *health_text =
+	"{\"vms\":[{\"name\":\"a\",\"pid\":42,\"running\":true,\"guest_status\":\"io-error\",\"failed_open\":false,"
+	"\"agent\":{\"alive\":true,\"io_errors\":{\"fmt0\":3,\"other\":1}},"
+	"\"disks\":[{\"id\":\"vd0\",\"node\":\"fmt0\",\"cache\":\"writeback\",\"cache_policy\":\"none\","
+	"\"settings_match_policy\":false},{\"id\":\"vd1\",\"cache\":\"none\",\"cache_policy\":\"none\","
+	"\"settings_match_policy\":true},{\"id\":\"vd2\",\"settings_match_policy\":null}],"
+	"\"unmanaged_disks\":[{\"disk\":\"hot1\",\"node\":\"n1\",\"path\":\"/x.img\"}]},"
+	"{\"name\":\"b\",\"pid\":43,\"running\":true,\"failed_open\":true,\"agent\":{\"alive\":false},\"disks\":[]}],"
+	"\"host\":{\"io_uring\":true,\"libaio\":true,\"aio_nr\":65000,\"aio_max_nr\":65536,\"libaio_headroom\":false}}";
+
+static void test_prometheus_health(void)
+{
+	json_object *doc = parse(health_text);
+	char *p = render(kl_status_print_prometheus, doc);
+	CHECK(strstr(p, "kvm_launch_disk_policy_match{vm=\"a\",disk=\"vd0\",policy_cache=\"none\"} 0\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_disk_policy_match{vm=\"a\",disk=\"vd1\",policy_cache=\"none\"} 1\n") != NULL);
+	CHECK(strstr(p, "disk=\"vd2\",policy") == NULL); /* not asked: no sample */
+	CHECK(strstr(p, "kvm_launch_disk_unmanaged{vm=\"a\",disk=\"hot1\",node=\"n1\",path=\"/x.img\"} 1\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_vm_failed_open{vm=\"a\"} 0\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_vm_failed_open{vm=\"b\"} 1\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_vm_io_error_paused{vm=\"a\"} 1\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_vm_io_error_paused{vm=\"b\"} 0\n") != NULL);
+	/* A node name maps back to its disk; an unknown key stays as it is. */
+	CHECK(strstr(p, "kvm_launch_disk_io_error_events_total{vm=\"a\",disk=\"vd0\"} 3\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_disk_io_error_events_total{vm=\"a\",disk=\"other\"} 1\n") != NULL);
+	CHECK(strstr(p, "# TYPE kvm_launch_disk_io_error_events_total counter\n") != NULL);
+	CHECK(strstr(p, "kvm_launch_host_libaio_headroom 0\n") != NULL);
+	free(p);
+	/* The table says the same in words. */
+	char *t = render(kl_status_print_table, doc);
+	CHECK(strstr(t, "      note: the policy chose cache=none at launch\n") != NULL);
+	CHECK(strstr(t, "  disk hot1 (/x.img): added while the VM runs, no policy decided it\n") != NULL);
+	CHECK(strstr(t, "  failed open: ? (QEMU runs the original command line, no policy applied)\n") != NULL);
+	free(t);
+	json_object_put(doc);
+}
+
+static void test_unmanaged(void)
+{
+	json_object *blocks = parse(
+		"[{\"device\":\"\",\"qdev\":\"/machine/peripheral/vd0/virtio-backend\",\"inserted\":{\"node-name\":\"f0\",\"file\":\"/a.img\"}},"
+		"{\"device\":\"\",\"qdev\":\"/machine/peripheral/hot1/virtio-backend\",\"inserted\":{\"node-name\":\"h1\",\"file\":\"/h.img\"}},"
+		"{\"device\":\"\",\"qdev\":\"/machine/system.flash0\",\"inserted\":{\"node-name\":\"libvirt-pflash0-format\",\"file\":\"/OVMF_CODE.fd\"}},"
+		"{\"device\":\"pflash1\",\"qdev\":\"/machine/system.flash1\",\"inserted\":{\"node-name\":\"#block1\",\"file\":\"/vars.fd\"}},"
+		"{\"device\":\"ide1-cd0\",\"qdev\":\"/machine/unattached/device[23]\"},"
+		"{\"device\":\"spare\",\"inserted\":{\"node-name\":\"#block9\",\"file\":\"/spare.img\"}}]");
+	json_object *disks = parse("[{\"id\":\"vd0\",\"node\":\"f0\"}]");
+	json_object *u = kl_status_unmanaged(blocks, disks);
+	/* Only the hot-added guest disk: not the launched one, not firmware,
+	 * not an empty drive, not a drive no device uses. */
+	CHECK_INTEQ(json_object_array_length(u), 1);
+	json_object *h = json_object_array_get_idx(u, 0);
+	CHECK_STREQ(kl_js_str(h, "disk"), "hot1");
+	CHECK_STREQ(kl_js_str(h, "node"), "h1");
+	CHECK_STREQ(kl_js_str(h, "path"), "/h.img");
+	json_object_put(u);
+	json_object_put(disks);
+	json_object_put(blocks);
 }
 
 static void test_table(void)
@@ -310,6 +372,8 @@ int main(void)
 	}
 	kl_log_set_level(KL_LOG_ERROR);
 	RUN(test_prometheus);
+	RUN(test_prometheus_health);
+	RUN(test_unmanaged);
 	RUN(test_table);
 	RUN(test_block_find);
 	RUN(test_throttle_args);
