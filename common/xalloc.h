@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Allocation that cannot fail: out of memory aborts with a message. */
 #ifndef KL_XALLOC_H
 #define KL_XALLOC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* One launch, as data: what came in, what the probes found, what the policy
  * decided, and what will be exec'd.  Built by kl_launch_prepare(); read by
  * the output modes (--dry-run, --explain), the state writer and the agent. */

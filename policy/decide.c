@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kl_decide: first matching rule -> its actions made concrete -> hard rules
  * -> what to change.  Pure and allocation-light: it runs once per disk on
  * every VM start. */

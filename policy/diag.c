@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Errors and warnings found in a policy file, each tied to a line. */
 #include "policy/policy-int.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The policy file's vocabulary: match keys, actions and their values. */
 #include "policy/policy-int.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The policy table: ordered rules (first match wins; the built-in defaults
  * come after the user's), global settings, and the decision engine with its
  * hard safety rules.  Pure: no QEMU, no I/O besides reading the policy file. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The rule table: lifetime, and matching one disk against a rule. */
 #include "policy/policy-int.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The vocabulary shared by probes, policy and launcher: what a disk is
  * (facts), what the command line asked for (given), and what we decided. */
 #ifndef KL_POLICY_TYPES_H

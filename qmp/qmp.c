@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* QMP client: see qmp.h.
  *
  * Reading: bytes arrive in a fixed read buffer and are fed to one incremental

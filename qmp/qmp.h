@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* A QMP client over a Unix socket, with json-c.  It knows nothing of policy.
  *
  *   struct qmp_client *c;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The -blockdev node graph and QEMU block driver knowledge.  See blockdev.h. */
 #include "launcher/argv/blockdev.h"
 

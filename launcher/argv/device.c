@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* One -device: parse, and set write-cache.  See device.h. */
 #include "launcher/argv/device.h"
 

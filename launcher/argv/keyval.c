@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* QEMU's key=value option syntax: parse, look up, edit, serialise.  See
  * keyval.h.  The grammar follows QEMU 7.2's util/qemu-option.c
  * (get_opt_name_value) and util/keyval.c (keyval_parse_one). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The argv model: walk QEMU's arguments, collect what kvm-launch needs
  * (-drive, -blockdev, -device, -name, -incoming, -machine, -daemonize,
  * -pidfile, -readconfig, -snapshot, -add-fd, -set, -global), find the disks,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The argv model: QEMU's command line as data.  It finds every disk (-drive,
  * and -blockdev node chains with their -device), lets the caller set each
  * disk's aio and cache, and writes the command line back out touching only

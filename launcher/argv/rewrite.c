@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Text-preserving JSON editing: a span-recording parser and a patch list.
  * See rewrite.h. */
 #include "launcher/argv/rewrite.h"

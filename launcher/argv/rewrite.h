@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Text-preserving editing of JSON option arguments (-blockdev, -device).
  *
  * A JSON argument is parsed into a tree that remembers where every value

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kvm-launch --set NAME DISK SETTING...: live changes to a running VM over
  * its query monitor.
  *

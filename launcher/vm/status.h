@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kvm-launch --status [NAME]: every VM launched through kvm-launch (its state
  * file), asked over its own query monitor what it really runs with
  * (query-status, query-block, query-blockstats), each VM bounded by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The three engines of the calibration, each as QEMU drives it: a pool of
  * threads doing pread/pwrite behind a queue (aio=threads), Linux AIO through
  * libaio (aio=native), one io_uring through liburing (aio=io_uring).

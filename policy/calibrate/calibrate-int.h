@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Inside the calibration: one run of one engine (calibrate-engines.c). */
 #ifndef KL_POLICY_CALIBRATE_INT_H
 #define KL_POLICY_CALIBRATE_INT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Calibration: the target (block device or temporary file), the plan of
  * runs, the ranking, and the stored result (see calibrate.h).  The engines
  * themselves are in calibrate-engines.c. */

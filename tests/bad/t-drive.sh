@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Malformed and odd -drive arguments.  Malformed (the model refuses them, as
 # QEMU would): fail-open with one "kvm-launch:" line and the original
 # arguments byte for byte, or exit 1 with on-error = refuse.  Valid but odd

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Every fuzz seed (tests/fuzz/corpus/NAME/) and every kept crash
 # (tests/fuzz/crashes/NAME-*) replays through its target's
 # LLVMFuzzerTestOneInput, built by the ordinary compiler with

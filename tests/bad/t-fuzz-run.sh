@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Each libFuzzer target for a short, fixed time (FUZZ_SECONDS, default 15):
 # CI fails on any crash.  `make fuzz` runs them longer.
 . "${KL_TOP:-.}/tests/functions.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The -blockdev node graph and the references around it: unknown nodes
 # (as file, backing, data-file, children, from -device drive= and -drive
 # file=), reference cycles (self, two, three nodes, through backing, through

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Malformed and odd -blockdev and -device arguments (JSON and dotted): cut
 # short, wrongly typed, not an object, QEMU's own refusals (duplicate keys,
 # \u0000, control characters, trailing garbage), deep nesting, huge

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Big but valid command lines: 3000 disks in libvirt's -blockdev shape (and
 # 3000 -drive), a 2000-node backing chain, and a command line of about 1 MB
 # (Linux caps one argument at 128 KiB, MAX_ARG_STRLEN, so the megabyte is

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Hostile VM names (-name) never write outside the state directory: slashes,
 # "..", newlines, control characters, shell syntax, 5000 characters,
 # guest=../../etc/x, bytes that are not UTF-8, and names that collide once

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Nothing runs through a shell: the sources of launcher/, policy/, qmp/ and
 # common/ call no system(), popen(), wordexp(), no exec or spawn that
 # searches PATH (execlp, execvp, execvpe, posix_spawnp), name no shell

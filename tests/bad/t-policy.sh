@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Bad policy files.  Every kind of syntax error is reported by
 # --check-policy as FILE:LINE (exit 1, within a timeout), and at launch it
 # fails open with one message (or refuses, when the file says

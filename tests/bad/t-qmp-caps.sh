@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Hostile QMP from QEMU's capability probe (kvm-launch asks the QEMU binary,
 # over `-qmp stdio`, whether it has io_uring).  QMP replies are untrusted
 # input: whatever the stand-in QEMU answers (null where a string belongs,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # kvm-launch under valgrind memcheck (leaks definite and indirect are
 # errors): dry runs, --explain and --json on libvirt's and hand-written
 # command lines, fail-open, --check-policy on every test policy, --status;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Exec contract: the real QEMU replaces kvm-launch (same PID), environment
 # and inherited fds are kept; libvirt's capability probe passes through; a
 # QEMU that is kvm-launch itself is refused; QEMU's own -help/-version pass.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Fail-open: whatever kvm-launch cannot handle reaches QEMU unchanged, with one
 # "kvm-launch:" line on stderr; on-error = refuse exits 1 instead.
 . "${KL_TOP:-.}/tests/functions.sh"

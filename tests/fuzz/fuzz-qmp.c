@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: the QMP client's reader (qmp/qmp.c) and what kvm-launch does
  * with QMP replies (launcher/set.c: kl_block_find, kl_throttle_*;
  * launcher/qemu_caps.c: the io_uring schema check).  The input is

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The man pages cover every option of `kvm-launch --help` (kvm-launch(8)), every
 # key the policy parser accepts (policy/keys.c: kvm-launch.conf(5)) and every
 # subcommand and option of kvm-launch-divert (kvm-launch-divert(8)); all three

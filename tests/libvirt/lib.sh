@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/libvirt/lib.sh — shared by tests/libvirt/t-*.sh (bash; source after tests/functions.sh).
 #
 # libvirt resets the environment and passes no options to its <emulator>, so the kvm-launch under test must find

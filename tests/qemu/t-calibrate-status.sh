@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A stored calibration reaches the decision and --status: calibrate the
 # filesystem of a preallocated image (whose built-in rule uses aio = auto),
 # launch a VM on it, and find the calibration named in --explain, the state

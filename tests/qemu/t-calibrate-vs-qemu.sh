@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # "Prove the policy pays": the calibration's engine ranking against QEMU's
 # own I/O paths, measured with `qemu-img bench` on the same storage.
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Calibration behaviour on this machine, short runs (2 s each):
 #   - a regular file as PATH: measured through a temporary file next to it,
 #     the file itself untouched, nothing left in the directory

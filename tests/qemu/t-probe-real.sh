@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The backend probes against this machine: sparse and preallocated raw files,
 # images made by the real qemu-img (every format it creates), a tmpfs, a loop
 # device with a partition, the root filesystem's disk, the host's io_uring and

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The real QEMU accepts every cache x aio combination kvm-launch can write, on
 # each disk shape (-drive, JSON -blockdev, dotted -blockdev, a qcow2 over a
 # backing file), and really runs with it: query-block's cache flags, the

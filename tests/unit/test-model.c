@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The argv model (launcher/model.c and friends): the facts it reads from
  * libvirt-shaped command lines, and the exact rewrite.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* --status without QEMU: collecting from state files (stale, unresponsive),
  * the table and Prometheus renderings, and the query-block helpers shared
  * with --set and the agent. */
