@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -107,16 +108,9 @@ static int fail_fast(const struct qmp_client *c, struct kl_error *err)
 
 typedef int64_t deadline_t; /* CLOCK_MONOTONIC nanoseconds; -1: none */
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static deadline_t deadline_in(int timeout_ms)
 {
-	return timeout_ms < 0 ? -1 : mono_ns() + (int64_t)timeout_ms * 1000000;
+	return timeout_ms < 0 ? -1 : kl_monotonic_ns() + (int64_t)timeout_ms * 1000000;
 }
 
 /* Time left as a timespec for ppoll (NULL: wait forever).  Never negative. */
@@ -124,7 +118,7 @@ static struct timespec *time_left(deadline_t dl, struct timespec *ts)
 {
 	if (dl < 0)
 		return NULL;
-	int64_t left = dl - mono_ns();
+	int64_t left = dl - kl_monotonic_ns();
 	if (left < 0)
 		left = 0;
 	ts->tv_sec = left / 1000000000;
@@ -134,7 +128,7 @@ static struct timespec *time_left(deadline_t dl, struct timespec *ts)
 
 static bool expired(deadline_t dl)
 {
-	return dl >= 0 && mono_ns() >= dl;
+	return dl >= 0 && kl_monotonic_ns() >= dl;
 }
 
 /* Waits for events on fd until the deadline: 1 ready, 0 timed out, -1 error
@@ -157,7 +151,7 @@ static int wait_fd(int fd, short events, deadline_t dl)
 static void sleep_until(int64_t ns_deadline)
 {
 	struct timespec ts;
-	while (mono_ns() < ns_deadline) {
+	while (kl_monotonic_ns() < ns_deadline) {
 		time_left(ns_deadline, &ts);
 		nanosleep(&ts, NULL);
 	}
@@ -610,7 +604,7 @@ static int unix_connect(const char *path, deadline_t dl, int timeout_ms, bool wa
 		if (expired(dl))
 			return qerr(err, ETIMEDOUT, "qmp: %s: connect: still failing after %d ms: %s", path, timeout_ms,
 				    strerror(e));
-		int64_t next = mono_ns() + (int64_t)QMP_RETRY_INTERVAL_MS * 1000000;
+		int64_t next = kl_monotonic_ns() + (int64_t)QMP_RETRY_INTERVAL_MS * 1000000;
 		sleep_until(dl >= 0 && dl < next ? dl : next);
 	}
 }

@@ -109,7 +109,7 @@ static const struct kl_jvalue *json_walk(const struct kl_jvalue *v, const char *
 		memcpy(frag, path, n);
 		frag[n] = '\0';
 		if (v->type == KL_J_OBJECT) {
-			v = kl_json_get(v, frag);
+			v = kl_jdoc_get(v, frag);
 		} else if (v->type == KL_J_ARRAY) {
 			char *end;
 			unsigned long i = strtoul(frag, &end, 10);
@@ -453,11 +453,11 @@ static int build_json(struct kl_bdgraph *g, size_t a, const struct kl_jvalue *ob
 	struct kl_bdnode *n = new_node(g, a, parent);
 	n->src.obj = obj;
 	*out = n;
-	const struct kl_jvalue *v = kl_json_get(obj, "driver");
+	const struct kl_jvalue *v = kl_jdoc_get(obj, "driver");
 	if (v && v->type != KL_J_STRING)
 		return kl_error_fail(err, "-blockdev argument %zu: 'driver' must be a string", kl_bd_argno(g, n));
 	n->driver = v ? v->str : NULL;
-	v = kl_json_get(obj, "node-name");
+	v = kl_jdoc_get(obj, "node-name");
 	if (v && v->type != KL_J_STRING)
 		return kl_error_fail(err, "-blockdev argument %zu: 'node-name' must be a string", kl_bd_argno(g, n));
 	n->name = v ? v->str : NULL;
@@ -607,7 +607,7 @@ static int bd_add(struct kl_bdgraph *g, const char *text, size_t argi, struct kl
 
 	if (text[0] == '{') {
 		arg->json = true;
-		if (kl_json_parse(text, &arg->doc, err) < 0) {
+		if (kl_jdoc_parse(text, &arg->doc, err) < 0) {
 			kl_error_prefix(err, "-blockdev argument %zu", argi + 1);
 			return -1;
 		}
@@ -698,7 +698,7 @@ void kl_bd_free(struct kl_bdgraph *g)
 	}
 	for (size_t i = 0; i < g->nargs; i++) {
 		if (g->args[i]->json)
-			kl_json_free(&g->args[i]->doc);
+			kl_jdoc_free(&g->args[i]->doc);
 		else
 			kl_kv_free(&g->args[i]->kv);
 		free(g->args[i]);
@@ -904,9 +904,9 @@ static const char *json_cache_anchor(const struct kl_jvalue *obj)
 			i++;
 		return obj->members[i].key;
 	}
-	if (kl_json_get(obj, "aio"))
+	if (kl_jdoc_get(obj, "aio"))
 		return "aio";
-	if (kl_json_get(obj, "filename"))
+	if (kl_jdoc_get(obj, "filename"))
 		return "filename";
 	return "driver";
 }
@@ -916,7 +916,7 @@ static int set_cache(struct kl_bdedits *e, const struct kl_bdnode *n, struct kl_
 	const char *d = fl.direct ? "true" : "false", *nf = fl.no_flush ? "true" : "false";
 	if (n->src.obj) {
 		struct kl_jedit *je = &e->je[n->arg];
-		const struct kl_jvalue *c = kl_json_get(n->src.obj, "cache");
+		const struct kl_jvalue *c = kl_jdoc_get(n->src.obj, "cache");
 		if (c) {
 			if (c->type != KL_J_OBJECT)
 				return kl_error_fail(err, "-blockdev argument %zu: 'cache' is not an object",

@@ -392,7 +392,7 @@ static int parse_value(struct parser *p, struct kl_jvalue **out)
 	return r;
 }
 
-int kl_json_parse(const char *text, struct kl_jdoc *doc, struct kl_error *err)
+int kl_jdoc_parse(const char *text, struct kl_jdoc *doc, struct kl_error *err)
 {
 	memset(doc, 0, sizeof *doc);
 	struct parser p = { 0 };
@@ -418,11 +418,11 @@ int kl_json_parse(const char *text, struct kl_jdoc *doc, struct kl_error *err)
 	free(p.mstack);
 	free(p.istack);
 	if (r < 0)
-		kl_json_free(doc);
+		kl_jdoc_free(doc);
 	return r;
 }
 
-void kl_json_free(struct kl_jdoc *doc)
+void kl_jdoc_free(struct kl_jdoc *doc)
 {
 	if (!doc)
 		return;
@@ -444,21 +444,21 @@ static ssize_t member_index(const struct kl_jvalue *obj, const char *key)
 	return -1;
 }
 
-const struct kl_jvalue *kl_json_get(const struct kl_jvalue *obj, const char *key)
+const struct kl_jvalue *kl_jdoc_get(const struct kl_jvalue *obj, const char *key)
 {
 	ssize_t i = member_index(obj, key);
 	return i < 0 ? NULL : obj->members[i].value;
 }
 
-const char *kl_json_get_str(const struct kl_jvalue *obj, const char *key)
+const char *kl_jdoc_get_str(const struct kl_jvalue *obj, const char *key)
 {
-	const struct kl_jvalue *v = kl_json_get(obj, key);
+	const struct kl_jvalue *v = kl_jdoc_get(obj, key);
 	return v && v->type == KL_J_STRING ? v->str : NULL;
 }
 
-int kl_json_get_bool(const struct kl_jvalue *obj, const char *key, bool *out)
+int kl_jdoc_get_bool(const struct kl_jvalue *obj, const char *key, bool *out)
 {
-	const struct kl_jvalue *v = kl_json_get(obj, key);
+	const struct kl_jvalue *v = kl_jdoc_get(obj, key);
 	if (!v)
 		return 0;
 	if (v->type == KL_J_TRUE || v->type == KL_J_FALSE) {
@@ -470,7 +470,7 @@ int kl_json_get_bool(const struct kl_jvalue *obj, const char *key, bool *out)
 	return -1;
 }
 
-void kl_json_quote(struct strbuf *b, const char *s)
+void kl_jdoc_quote(struct strbuf *b, const char *s)
 {
 	strbuf_appendc(b, '"');
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -542,7 +542,7 @@ bool kl_jedit_set(struct kl_jedit *e, const struct kl_jvalue *obj, const char *k
 				first = false;
 		if (!first)
 			strbuf_appendc(&b, ',');
-		kl_json_quote(&b, key);
+		kl_jdoc_quote(&b, key);
 		strbuf_appendc(&b, ':');
 		strbuf_append(&b, json_value);
 		add_patch(e, pos, pos, strbuf_steal(&b));
@@ -553,7 +553,7 @@ bool kl_jedit_set(struct kl_jedit *e, const struct kl_jvalue *obj, const char *k
 		anchor = member_index(obj, after[k]);
 	if (anchor < 0 && at_start) {
 		size_t pos = obj->members[0].key_start;
-		kl_json_quote(&b, key);
+		kl_jdoc_quote(&b, key);
 		strbuf_appendc(&b, ':');
 		strbuf_append(&b, json_value);
 		strbuf_appendc(&b, ',');
@@ -564,7 +564,7 @@ bool kl_jedit_set(struct kl_jedit *e, const struct kl_jvalue *obj, const char *k
 		anchor = (ssize_t)obj->n - 1;
 	size_t pos = obj->members[anchor].value->end;
 	strbuf_appendc(&b, ',');
-	kl_json_quote(&b, key);
+	kl_jdoc_quote(&b, key);
 	strbuf_appendc(&b, ':');
 	strbuf_append(&b, json_value);
 	add_patch(e, pos, pos, strbuf_steal(&b));

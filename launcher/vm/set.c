@@ -12,6 +12,7 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
@@ -41,28 +42,28 @@ char *kl_qdev_id(const char *qdev)
 
 static const char *entry_node(json_object *entry)
 {
-	const char *n = kl_js_str(kl_js_get(entry, "inserted", json_type_object), "node-name");
-	return n ? n : kl_js_str(entry, "node-name");
+	const char *n = kl_json_str(kl_json_get(entry, "inserted", json_type_object), "node-name");
+	return n ? n : kl_json_str(entry, "node-name");
 }
 
 json_object *kl_block_find(json_object *list, json_object *disk)
 {
-	const char *id = kl_js_str(disk, "id");
-	const char *node = kl_js_str(disk, "node");
+	const char *id = kl_json_str(disk, "id");
+	const char *node = kl_json_str(disk, "node");
 	size_t n = list && json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
 
 	for (int pass = 0; pass < 3; pass++) {
 		for (size_t i = 0; i < n; i++) {
 			json_object *e = json_object_array_get_idx(list, i);
 			const char *en = entry_node(e);
-			const char *dev = kl_js_str(e, "device");
+			const char *dev = kl_json_str(e, "device");
 			switch (pass) {
 			case 0:
 				if (node && en && strcmp(node, en) == 0)
 					return e;
 				break;
 			case 1: {
-				_cleanup_free_ char *qid = kl_qdev_id(kl_js_str(e, "qdev"));
+				_cleanup_free_ char *qid = kl_qdev_id(kl_json_str(e, "qdev"));
 				if (id && qid && strcmp(id, qid) == 0)
 					return e;
 				break;
@@ -76,23 +77,13 @@ json_object *kl_block_find(json_object *list, json_object *disk)
 	return NULL;
 }
 
-static const char *const throttle_base[] = { "bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr" };
-static const char *const throttle_extra[] = {
-	"bps_max", "bps_rd_max", "bps_wr_max", "iops_max", "iops_rd_max", "iops_wr_max",
-	"bps_max_length", "bps_rd_max_length", "bps_wr_max_length",
-	"iops_max_length", "iops_rd_max_length", "iops_wr_max_length",
-	"iops_size",
-};
+/* The limits by QMP name: kl_throttle_keys (policy/types.h); the first
+ * KL_THROTTLE_NBASE are the base limits. */
+#define TKEY(i) (kl_throttle_keys[i].name)
 
 static bool is_throttle_key(const char *k)
 {
-	for (size_t i = 0; i < 6; i++)
-		if (strcmp(k, throttle_base[i]) == 0)
-			return true;
-	for (size_t i = 0; i < sizeof throttle_extra / sizeof *throttle_extra; i++)
-		if (strcmp(k, throttle_extra[i]) == 0)
-			return true;
-	return strcmp(k, "group") == 0;
+	return kl_throttle_key_find(k) >= 0 || strcmp(k, "group") == 0;
 }
 
 /* "bps_rd_max_length" -> "bps_rd" ; "iops_size" -> NULL */
@@ -117,24 +108,24 @@ static int64_t value_of(json_object *o, const char *k, bool *present)
 
 json_object *kl_throttle_args(json_object *block, json_object *set)
 {
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
+	json_object *ins = kl_json_get(block, "inserted", json_type_object);
 	json_object *args = json_object_new_object();
-	const char *qdev = kl_js_str(block, "qdev");
-	const char *dev = kl_js_str(block, "device");
+	const char *qdev = kl_json_str(block, "qdev");
+	const char *dev = kl_json_str(block, "device");
 
 	if (qdev && *qdev)
 		json_object_object_add(args, "id", json_object_new_string(qdev));
 	else
 		json_object_object_add(args, "device", json_object_new_string(dev ? dev : ""));
-	for (size_t i = 0; i < 6; i++) {
+	for (size_t i = 0; i < KL_THROTTLE_NBASE; i++) {
 		bool given;
-		int64_t v = value_of(set, throttle_base[i], &given);
+		int64_t v = value_of(set, TKEY(i), &given);
 		if (!given)
-			v = value_of(ins, throttle_base[i], NULL);
-		json_object_object_add(args, throttle_base[i], json_object_new_int64(v));
+			v = value_of(ins, TKEY(i), NULL);
+		json_object_object_add(args, TKEY(i), json_object_new_int64(v));
 	}
-	for (size_t i = 0; i < sizeof throttle_extra / sizeof *throttle_extra; i++) {
-		const char *k = throttle_extra[i];
+	for (size_t i = KL_THROTTLE_NBASE; i < KL_THROTTLE_NKEYS; i++) {
+		const char *k = TKEY(i);
 		bool given;
 		int64_t v = value_of(set, k, &given);
 		if (!given) {
@@ -153,9 +144,9 @@ json_object *kl_throttle_args(json_object *block, json_object *set)
 		if (v)
 			json_object_object_add(args, k, json_object_new_int64(v));
 	}
-	const char *group = kl_js_str(set, "group");
+	const char *group = kl_json_str(set, "group");
 	if (!group)
-		group = kl_js_str(ins, "group");
+		group = kl_json_str(ins, "group");
 	if (group)
 		json_object_object_add(args, "group", json_object_new_string(group));
 	return args;
@@ -163,25 +154,25 @@ json_object *kl_throttle_args(json_object *block, json_object *set)
 
 json_object *kl_throttle_current(json_object *block)
 {
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
+	json_object *ins = kl_json_get(block, "inserted", json_type_object);
 	json_object *o = json_object_new_object();
 	bool any = false;
-	for (size_t i = 0; i < 6; i++) {
-		int64_t v = value_of(ins, throttle_base[i], NULL);
+	for (size_t i = 0; i < KL_THROTTLE_NBASE; i++) {
+		int64_t v = value_of(ins, TKEY(i), NULL);
 		if (v) {
-			json_object_object_add(o, throttle_base[i], json_object_new_int64(v));
+			json_object_object_add(o, TKEY(i), json_object_new_int64(v));
 			any = true;
 		}
 	}
-	for (size_t i = 0; i < sizeof throttle_extra / sizeof *throttle_extra; i++) {
-		int64_t v = value_of(ins, throttle_extra[i], NULL);
-		if (v && (any || strcmp(throttle_extra[i], "iops_size") != 0))
-			json_object_object_add(o, throttle_extra[i], json_object_new_int64(v));
+	for (size_t i = KL_THROTTLE_NBASE; i < KL_THROTTLE_NKEYS; i++) {
+		int64_t v = value_of(ins, TKEY(i), NULL);
+		if (v && (any || strcmp(TKEY(i), "iops_size") != 0))
+			json_object_object_add(o, TKEY(i), json_object_new_int64(v));
 	}
 	/* QEMU names the group after the device when none was given: only a
 	 * chosen group is worth showing. */
-	const char *group = kl_js_str(ins, "group");
-	const char *qdev = kl_js_str(block, "qdev"), *dev = kl_js_str(block, "device");
+	const char *group = kl_json_str(ins, "group");
+	const char *qdev = kl_json_str(block, "qdev"), *dev = kl_json_str(block, "device");
 	if (any && group && !(qdev && strcmp(group, qdev) == 0) && !(dev && strcmp(group, dev) == 0))
 		json_object_object_add(o, "group", json_object_new_string(group));
 	return o;
@@ -190,14 +181,14 @@ json_object *kl_throttle_current(json_object *block)
 char *kl_throttle_text(json_object *t)
 {
 	struct strbuf b = STRBUF_INIT;
-	for (size_t i = 0; i < 6 + sizeof throttle_extra / sizeof *throttle_extra; i++) {
-		const char *k = i < 6 ? throttle_base[i] : throttle_extra[i - 6];
+	for (size_t i = 0; i < KL_THROTTLE_NKEYS; i++) {
+		const char *k = TKEY(i);
 		bool present;
 		int64_t v = value_of(t, k, &present);
 		if (present && v)
 			strbuf_appendf(&b, "%s%s=%" PRId64, b.len ? " " : "", k, v);
 	}
-	const char *g = kl_js_str(t, "group");
+	const char *g = kl_json_str(t, "group");
 	if (g && b.len)
 		strbuf_appendf(&b, " group=%s", g);
 	if (!b.len)
@@ -284,7 +275,7 @@ static bool same_file(const char *a, const char *b)
 
 static json_object *find_disk(json_object *state, const char *name, struct kl_error *err)
 {
-	json_object *disks = kl_js_get(state, "disks", json_type_array);
+	json_object *disks = kl_json_get(state, "disks", json_type_array);
 	size_t n = disks ? json_object_array_length(disks) : 0;
 	json_object *found = NULL;
 	int matches = 0;
@@ -292,9 +283,9 @@ static json_object *find_disk(json_object *state, const char *name, struct kl_er
 	for (int pass = 0; pass < 2 && !found; pass++) {
 		for (size_t i = 0; i < n; i++) {
 			json_object *d = json_object_array_get_idx(disks, i);
-			const char *id = kl_js_str(d, "id"), *node = kl_js_str(d, "node");
+			const char *id = kl_json_str(d, "id"), *node = kl_json_str(d, "node");
 			bool m = pass == 0 ? (id && strcmp(id, name) == 0) || (node && strcmp(node, name) == 0)
-					   : same_file(kl_js_str(d, "path"), name);
+					   : same_file(kl_json_str(d, "path"), name);
 			if (m) {
 				if (!found)
 					found = d;
@@ -361,7 +352,7 @@ static void put_dotted(json_object *o, const char *key, const char *value)
 		return;
 	}
 	_cleanup_free_ char *head = xstrndup(key, (size_t)(dot - key));
-	json_object *child = kl_js_get(o, head, json_type_object);
+	json_object *child = kl_json_get(o, head, json_type_object);
 	if (!child) {
 		child = json_object_new_object();
 		json_object_object_add(o, head, child);
@@ -404,7 +395,7 @@ static void set_cache(json_object *opts, struct kl_cache_flags f)
 	/* Children given inline are reopened with their parent. */
 	json_object_object_foreach(opts, k, v) {
 		(void)k;
-		if (json_object_is_type(v, json_type_object) && kl_js_str(v, "driver"))
+		if (json_object_is_type(v, json_type_object) && kl_json_str(v, "driver"))
 			set_cache(v, f);
 	}
 }
@@ -420,7 +411,7 @@ static void add_chain(json_object *nodes, const char *name, json_object *list, j
 	if (err->set || json_object_object_get_ex(seen, name, NULL))
 		return;
 	json_object_object_add(seen, name, NULL);
-	json_object *opts = kl_js_get(nodes, name, json_type_object);
+	json_object *opts = kl_json_get(nodes, name, json_type_object);
 	if (!opts) {
 		kl_error_set(err, "node '%s' is not defined by a -blockdev argument of the command line", name);
 		return;
@@ -429,18 +420,18 @@ static void add_chain(json_object *nodes, const char *name, json_object *list, j
 	json_object_deep_copy(opts, &copy, NULL);
 	set_cache(copy, f);
 	json_object_array_add(list, copy);
-	const char *filename = kl_js_str(copy, "filename");
+	const char *filename = kl_json_str(copy, "filename");
 	if (filename && !*image)
 		*image = xstrdup(filename);
 	static const char *const refs[] = { "file", "backing", "data-file" };
 	for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
-		const char *child = kl_js_str(copy, refs[i]);
+		const char *child = kl_json_str(copy, refs[i]);
 		if (child)
 			add_chain(nodes, child, list, seen, f, image, err);
 		else if (!*image && strcmp(refs[i], "file") == 0) {
-			json_object *inl = kl_js_get(copy, "file", json_type_object);
-			if (inl && kl_js_str(inl, "filename"))
-				*image = xstrdup(kl_js_str(inl, "filename"));
+			json_object *inl = kl_json_get(copy, "file", json_type_object);
+			if (inl && kl_json_str(inl, "filename"))
+				*image = xstrdup(kl_json_str(inl, "filename"));
 		}
 	}
 }
@@ -457,7 +448,7 @@ static int plan_blockdev(json_object *argv, const char *top, struct kl_cache_fla
 		if (!a || (strcmp(a, "-blockdev") != 0 && strcmp(a, "--blockdev") != 0))
 			continue;
 		json_object *o = blockdev_options(json_object_get_string(json_object_array_get_idx(argv, i + 1)));
-		const char *nn = kl_js_str(o, "node-name");
+		const char *nn = kl_json_str(o, "node-name");
 		if (nn)
 			json_object_object_add(nodes, nn, o);
 		else if (o)
@@ -471,9 +462,9 @@ static int plan_blockdev(json_object *argv, const char *top, struct kl_cache_fla
 static int plan_drive(json_object *argv, json_object *block, json_object *named_nodes, struct kl_cache_flags f,
 		      struct reopen_plan *p, struct kl_error *err)
 {
-	const char *drive_id = kl_js_str(block, "device");
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
-	const char *top = kl_js_str(ins, "node-name");
+	const char *drive_id = kl_json_str(block, "device");
+	json_object *ins = kl_json_get(block, "inserted", json_type_object);
+	const char *top = kl_json_str(ins, "node-name");
 	size_t n = json_object_array_length(argv);
 	struct kl_kv kv = KL_KV_INIT;
 	bool found = false;
@@ -515,13 +506,13 @@ static int plan_drive(json_object *argv, json_object *block, json_object *named_
 	const char *sdrv = kl_kv_get(&kv, "file.driver");
 	for (size_t i = 0; !sdrv && named_nodes && i < json_object_array_length(named_nodes); i++) {
 		json_object *nd = json_object_array_get_idx(named_nodes, i);
-		const char *name = kl_js_str(nd, "node-name");
+		const char *name = kl_json_str(nd, "node-name");
 		if (name && strcmp(name, fnn) == 0)
-			sdrv = kl_js_str(nd, "drv");
+			sdrv = kl_json_str(nd, "drv");
 	}
 	const char *fdrv = kl_kv_get(&kv, "format");
 	if (!fdrv)
-		fdrv = kl_js_str(ins, "drv");
+		fdrv = kl_json_str(ins, "drv");
 	if (!sdrv || !fdrv) {
 		kl_error_set(err, "cannot tell the drivers of nodes %s and %s", nn, fnn);
 		goto out;
@@ -614,11 +605,11 @@ static int record_fn(json_object *st, void *vctx, struct kl_error *err)
 {
 	struct set_record *r = vctx;
 	(void)err;
-	json_object *disks = kl_js_get(st, "disks", json_type_array);
-	const char *id = kl_js_str(r->disk, "id"), *node = kl_js_str(r->disk, "node");
+	json_object *disks = kl_json_get(st, "disks", json_type_array);
+	const char *id = kl_json_str(r->disk, "id"), *node = kl_json_str(r->disk, "node");
 	for (size_t i = 0; disks && i < json_object_array_length(disks); i++) {
 		json_object *d = json_object_array_get_idx(disks, i);
-		const char *did = kl_js_str(d, "id"), *dnode = kl_js_str(d, "node");
+		const char *did = kl_json_str(d, "id"), *dnode = kl_json_str(d, "node");
 		bool same = (id && did && strcmp(id, did) == 0) || (!id && !did && node && dnode && strcmp(node, dnode) == 0);
 		if (!same)
 			continue;
@@ -632,7 +623,7 @@ static int record_fn(json_object *st, void *vctx, struct kl_error *err)
 		}
 		break;
 	}
-	json_object *changes = kl_js_get(st, "changes", json_type_array);
+	json_object *changes = kl_json_get(st, "changes", json_type_array);
 	if (!changes) {
 		changes = json_object_new_array();
 		json_object_object_add(st, "changes", changes);
@@ -720,10 +711,10 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 		kl_error_prefix(err, "%s", vm);
 		goto out;
 	}
-	const char *label = kl_js_str(disk, "id") ? kl_js_str(disk, "id") : kl_js_str(disk, "node");
+	const char *label = kl_json_str(disk, "id") ? kl_json_str(disk, "id") : kl_json_str(disk, "node");
 	if (!label)
 		label = argv[1];
-	const char *sock = kl_js_str(e.json, "query_socket");
+	const char *sock = kl_json_str(e.json, "query_socket");
 	if (!sock) {
 		kl_error_set(err, "%s: started without kvm-launch's query monitor: nothing can be changed live", vm);
 		goto out;
@@ -737,7 +728,7 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 		goto out;
 	}
 	json_object *block = kl_block_find(blocks, disk);
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
+	json_object *ins = kl_json_get(block, "inserted", json_type_object);
 	if (!block || !ins) {
 		kl_error_set(err, "%s: disk %s: QEMU does not list it (or it has no medium)", vm, label);
 		goto out;
@@ -760,20 +751,20 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 			goto out;
 		}
 		if (cur.direct && !want.direct) {
-			const char *aio = kl_js_str(disk, "aio");
+			const char *aio = kl_json_str(disk, "aio");
 			if (aio && strcmp(aio, "native") == 0) {
 				kl_error_set(err, "%s: disk %s: it runs aio=native, which needs O_DIRECT: cache=%s would drop "
 						  "O_DIRECT under it (QEMU does not re-check this on reopen); aio cannot "
 						  "change while the VM runs", vm, label, kl_cache_name(req.cache));
 				goto out;
 			}
-			if (kl_js_bool(disk, "shared", false) && !force) {
+			if (kl_json_bool(disk, "shared", false) && !force) {
 				kl_error_set(err, "%s: disk %s: on shared storage, dropping O_DIRECT (cache=%s) makes "
 						  "migration unsafe (libvirt still believes cache=none): add --force if you mean it",
 					     vm, label, kl_cache_name(req.cache));
 				goto out;
 			}
-			if (kl_js_bool(e.json, "incoming", false) && !force) {
+			if (kl_json_bool(e.json, "incoming", false) && !force) {
 				kl_error_set(err, "%s: the VM was started with -incoming: dropping O_DIRECT (cache=%s) on "
 						  "disk %s can make a migration unsafe: add --force if you mean it",
 					     vm, kl_cache_name(req.cache), label);
@@ -782,9 +773,9 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 		}
 		cache_change = want.direct != cur.direct || want.no_flush != cur.no_flush;
 		if (cache_change) {
-			json_object *argvj = kl_js_get(e.json, "argv", json_type_array);
-			const char *top = kl_js_str(ins, "node-name");
-			const char *dev = kl_js_str(block, "device");
+			json_object *argvj = kl_json_get(e.json, "argv", json_type_array);
+			const char *top = kl_json_str(ins, "node-name");
+			const char *dev = kl_json_str(block, "device");
 			/* -drive always makes a named BlockBackend; -blockdev never. */
 			bool is_drive = dev && *dev;
 			if (!argvj) {
@@ -795,7 +786,7 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 			if (is_drive) {
 				r = plan_drive(argvj, block, named, want, &plan, err);
 			} else {
-				r = plan_blockdev(argvj, top ? top : kl_js_str(disk, "node"), want, &plan, err);
+				r = plan_blockdev(argvj, top ? top : kl_json_str(disk, "node"), want, &plan, err);
 			}
 			if (r < 0) {
 				kl_error_prefix(err, "%s: disk %s: cannot change the cache mode live", vm, label);
@@ -833,7 +824,7 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 		}
 		kl_debug("after the reopen: %s", strbuf_str(&nodes));
 		_cleanup_strbuf_ struct strbuf what = STRBUF_INIT;
-		const char *image = plan.image ? plan.image : kl_js_str(disk, "path");
+		const char *image = plan.image ? plan.image : kl_json_str(disk, "path");
 		if (image && check_odirect(e.pid, image, want.direct, &what, err) < 0) {
 			kl_error_prefix(err, "%s: disk %s", vm, label);
 			goto out;
@@ -858,28 +849,24 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 		json_object *nb = kl_block_find(after, disk);
 		new_throttle = kl_throttle_current(nb);
 		bool printed = false;
-		static const char *const keys[] = {
-			"bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr", "bps_max", "bps_rd_max", "bps_wr_max",
-			"iops_max", "iops_rd_max", "iops_wr_max", "bps_max_length", "bps_rd_max_length",
-			"bps_wr_max_length", "iops_max_length", "iops_rd_max_length", "iops_wr_max_length", "iops_size",
-		};
-		for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-			int64_t a = value_of(old_throttle, keys[i], NULL), b = value_of(new_throttle, keys[i], NULL);
-			bool asked = json_object_object_get_ex(req.throttle, keys[i], NULL);
+		for (size_t i = 0; i < KL_THROTTLE_NKEYS; i++) {
+			const char *key = TKEY(i);
+			int64_t a = value_of(old_throttle, key, NULL), b = value_of(new_throttle, key, NULL);
+			bool asked = json_object_object_get_ex(req.throttle, key, NULL);
 			if (a == b && !asked)
 				continue;
-			printf("%s: %s: %s %" PRId64 " -> %" PRId64 "\n", vm, label, keys[i], a, b);
+			printf("%s: %s: %s %" PRId64 " -> %" PRId64 "\n", vm, label, key, a, b);
 			printed = true;
-			json_object_array_add(changes, change_entry(label, keys[i], json_object_new_int64(a),
+			json_object_array_add(changes, change_entry(label, key, json_object_new_int64(a),
 								    json_object_new_int64(b)));
-			if (asked && b != value_of(req.throttle, keys[i], NULL)) {
+			if (asked && b != value_of(req.throttle, key, NULL)) {
 				kl_error_set(err, "%s: disk %s: QEMU accepted %s=%" PRId64 " but reports %" PRId64, vm,
-					     label, keys[i], value_of(req.throttle, keys[i], NULL), b);
+					     label, key, value_of(req.throttle, key, NULL), b);
 				goto record;
 			}
 		}
-		if (kl_js_str(req.throttle, "group"))
-			printf("%s: %s: group %s\n", vm, label, kl_js_str(req.throttle, "group"));
+		if (kl_json_str(req.throttle, "group"))
+			printf("%s: %s: group %s\n", vm, label, kl_json_str(req.throttle, "group"));
 		else if (!printed)
 			printf("%s: %s: throttle unchanged\n", vm, label);
 	}

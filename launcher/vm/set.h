@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <json-c/json.h>
+#include "policy/types.h"
 
 /* argv = NAME DISK SETTING...  Returns the exit code (0, or 1 with a
  * "kvm-launch:" message on stderr). */
@@ -31,6 +32,10 @@ char *kl_qdev_id(const char *qdev);
  * disk `disk` (matched by node name, then device id, then drive name).
  * Borrowed from list; NULL if none. */
 json_object *kl_block_find(json_object *list, json_object *disk);
+/* The cache flags QEMU reports in a query-block entry's "inserted" object
+ * (QEMU's defaults for any it leaves out).  Returns false, with the
+ * defaults, when ins has no "cache" object. */
+bool kl_inserted_cache(json_object *ins, struct kl_cache_flags *out);
 /* block_set_io_throttle arguments for a query-block entry: the current
  * values from its "inserted" overridden by the members of `set` (QMP names:
  * "iops", "bps_max"...; a base value set to 0 also clears its bursts unless

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/clock.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
@@ -22,28 +24,6 @@
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
-
-static long long monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static json_object *tri_json(enum kl_tri t)
-{
-	return t == KL_TRI_UNKNOWN ? NULL : json_object_new_boolean(t == KL_TRI_YES);
-}
-
-static json_object *copy_or_null(json_object *o)
-{
-	return o ? json_object_get(o) : NULL;
-}
-
-static json_object *str_json(const char *s)
-{
-	return s ? json_object_new_string(s) : NULL;
-}
 
 /* ---- asking QEMU ---- */
 
@@ -70,7 +50,7 @@ static void ask_qemu(const char *sock, int timeout_ms, struct answers *a)
 {
 	struct kl_error err = KL_ERROR_INIT;
 	struct qmp_client *c = NULL;
-	long long deadline = monotonic_ms() + timeout_ms;
+	long long deadline = kl_monotonic_ms() + timeout_ms;
 	static const char *const cmds[] = { "query-status", "query-block", "query-blockstats" };
 	json_object **outs[] = { &a->status, &a->blocks, &a->stats };
 
@@ -83,7 +63,7 @@ static void ask_qemu(const char *sock, int timeout_ms, struct answers *a)
 		return;
 	}
 	for (size_t i = 0; i < 3; i++) {
-		long long left = deadline - monotonic_ms();
+		long long left = deadline - kl_monotonic_ms();
 		if (left < 1)
 			left = 1;
 		kl_error_clear(&err);
@@ -101,7 +81,7 @@ static void ask_qemu(const char *sock, int timeout_ms, struct answers *a)
 
 static json_object *disk_stats(json_object *st)
 {
-	json_object *s = kl_js_get(st, "stats", json_type_object);
+	json_object *s = kl_json_get(st, "stats", json_type_object);
 	if (!s)
 		return NULL;
 	json_object *o = json_object_new_object();
@@ -111,9 +91,9 @@ static json_object *disk_stats(json_object *st)
 		"failed_rd_operations", "failed_wr_operations", "failed_flush_operations",
 	};
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
-		json_object_object_add(o, keys[i], json_object_new_int64(kl_js_int(s, keys[i], 0)));
-	long long rops = kl_js_int(s, "rd_operations", 0), wops = kl_js_int(s, "wr_operations", 0);
-	long long rns = kl_js_int(s, "rd_total_time_ns", 0), wns = kl_js_int(s, "wr_total_time_ns", 0);
+		json_object_object_add(o, keys[i], json_object_new_int64(kl_json_int(s, keys[i], 0)));
+	long long rops = kl_json_int(s, "rd_operations", 0), wops = kl_json_int(s, "wr_operations", 0);
+	long long rns = kl_json_int(s, "rd_total_time_ns", 0), wns = kl_json_int(s, "wr_total_time_ns", 0);
 	json_object_object_add(o, "rd_latency_ms", rops ? json_object_new_double((double)rns / rops / 1e6) : NULL);
 	json_object_object_add(o, "wr_latency_ms", wops ? json_object_new_double((double)wns / wops / 1e6) : NULL);
 	json_object_object_add(o, "avg_latency_ms",
@@ -125,7 +105,7 @@ static json_object *disk_stats(json_object *st)
  * apart, the guest's write cache now (cachemode.h says why they differ). */
 static void disk_cache_view(json_object *o, json_object *sd, json_object *block)
 {
-	json_object *cache = kl_js_get(kl_js_get(block, "inserted", json_type_object), "cache", json_type_object);
+	json_object *cache = kl_json_get(kl_json_get(block, "inserted", json_type_object), "cache", json_type_object);
 	struct kl_cache_view v;
 	kl_cache_view_of(sd, block, NULL, &v);
 	if (cache) {
@@ -134,10 +114,10 @@ static void disk_cache_view(json_object *o, json_object *sd, json_object *block)
 		json_object_object_add(o, "cache_source", json_object_new_string("qemu"));
 		json_object_object_add(o, "cache_flags", json_object_get(cache));
 	} else {
-		json_object_object_add(o, "cache", str_json(kl_js_str(sd, "cache")));
+		json_object_object_add(o, "cache", kl_json_string(kl_json_str(sd, "cache")));
 		json_object_object_add(o, "cache_source", json_object_new_string("state"));
 	}
-	json_object_object_add(o, "guest_write_cache", tri_json(v.guest_wc));
+	json_object_object_add(o, "guest_write_cache", kl_json_tri(v.guest_wc));
 }
 
 static json_object *disk_view(json_object *sd, const struct answers *a)
@@ -145,22 +125,22 @@ static json_object *disk_view(json_object *sd, const struct answers *a)
 	json_object *o = json_object_new_object();
 	static const char *const copy[] = { "id", "node", "path", "backend", "fs", "format", "aio" };
 	for (size_t i = 0; i < sizeof copy / sizeof *copy; i++)
-		json_object_object_add(o, copy[i], str_json(kl_js_str(sd, copy[i])));
+		json_object_object_add(o, copy[i], kl_json_string(kl_json_str(sd, copy[i])));
 
 	json_object *block = a->responsive ? kl_block_find(a->blocks, sd) : NULL;
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
+	json_object *ins = kl_json_get(block, "inserted", json_type_object);
 	disk_cache_view(o, sd, block);
-	json_object_object_add(o, "cache_planned", str_json(kl_js_str(sd, "cache")));
-	json_object_object_add(o, "cache_given", str_json(kl_js_str(sd, "given_cache")));
-	json_object_object_add(o, "aio_given", str_json(kl_js_str(sd, "given_aio")));
-	json_object_object_add(o, "rule", str_json(kl_js_str(sd, "rule")));
-	json_object_object_add(o, "calibration", str_json(kl_js_str(sd, "calibration")));
-	json_object_object_add(o, "reasons", copy_or_null(kl_js_get(sd, "reasons", json_type_array)));
+	json_object_object_add(o, "cache_planned", kl_json_string(kl_json_str(sd, "cache")));
+	json_object_object_add(o, "cache_given", kl_json_string(kl_json_str(sd, "given_cache")));
+	json_object_object_add(o, "aio_given", kl_json_string(kl_json_str(sd, "given_aio")));
+	json_object_object_add(o, "rule", kl_json_string(kl_json_str(sd, "rule")));
+	json_object_object_add(o, "calibration", kl_json_string(kl_json_str(sd, "calibration")));
+	json_object_object_add(o, "reasons", json_object_get(kl_json_get(sd, "reasons", json_type_array)));
 	if (ins) {
 		json_object_object_add(o, "throttle", kl_throttle_current(block));
-		json_object_object_add(o, "qemu_node", str_json(kl_js_str(ins, "node-name")));
+		json_object_object_add(o, "qemu_node", kl_json_string(kl_json_str(ins, "node-name")));
 	} else {
-		json_object *t = kl_js_get(sd, "throttle", json_type_object);
+		json_object *t = kl_json_get(sd, "throttle", json_type_object);
 		json_object_object_add(o, "throttle", t ? json_object_get(t) : json_object_new_object());
 	}
 	json_object *st = a->responsive ? kl_block_find(a->stats, sd) : NULL;
@@ -181,54 +161,54 @@ static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 	const char *state;
 
 	if (alive)
-		ask_qemu(kl_js_str(j, "query_socket"), timeout_ms, &a);
+		ask_qemu(kl_json_str(j, "query_socket"), timeout_ms, &a);
 	state = !alive ? "stopped" : a.responsive ? "running" : "unresponsive";
 
 	json_object_object_add(o, "name", json_object_new_string(e->name));
-	json_object_object_add(o, "stem", str_json(kl_js_str(j, "stem")));
+	json_object_object_add(o, "stem", kl_json_string(kl_json_str(j, "stem")));
 	json_object_object_add(o, "pid", json_object_new_int64(e->pid));
 	json_object_object_add(o, "state", json_object_new_string(state));
 	json_object_object_add(o, "running", json_object_new_boolean(alive));
 	json_object_object_add(o, "responsive", json_object_new_boolean(a.responsive));
 	if (alive && !a.responsive) {
 		char pst = kl_proc_state_char(e->pid);
-		json_object_object_add(o, "why", str_json(a.why));
+		json_object_object_add(o, "why", kl_json_string(a.why));
 		if (pst == 'T' || pst == 't')
 			json_object_object_add(o, "process_stopped", json_object_new_boolean(true));
 	}
 	if (!alive)
 		json_object_object_add(o, "why", json_object_new_string(
 			e->proc == KL_PROC_REUSED ? "its PID now belongs to another process" : "its process is gone"));
-	json_object_object_add(o, "guest_status", str_json(kl_js_str(a.status, "status")));
-	json_object_object_add(o, "started", json_object_new_int64(kl_js_int(j, "started", 0)));
+	json_object_object_add(o, "guest_status", kl_json_string(kl_json_str(a.status, "status")));
+	json_object_object_add(o, "started", json_object_new_int64(kl_json_int(j, "started", 0)));
 	json_object_object_add(o, "state_file", json_object_new_string(e->file));
-	json_object_object_add(o, "incoming", json_object_new_boolean(kl_js_bool(j, "incoming", false)));
+	json_object_object_add(o, "incoming", json_object_new_boolean(kl_json_bool(j, "incoming", false)));
 
-	json_object *sa = kl_js_get(j, "agent", json_type_object);
+	json_object *sa = kl_json_get(j, "agent", json_type_object);
 	json_object *agent = json_object_new_object();
 	json_object_object_add(agent, "pid", e->agent_pid > 0 ? json_object_new_int64(e->agent_pid) : NULL);
 	json_object_object_add(agent, "alive", json_object_new_boolean(e->agent == KL_PROC_ALIVE));
-	json_object_object_add(agent, "state", str_json(kl_js_str(sa, "state")));
-	json_object_object_add(agent, "error", str_json(kl_js_str(sa, "error")));
-	json_object_object_add(agent, "applied", copy_or_null(kl_js_get(sa, "applied", json_type_array)));
-	json_object_object_add(agent, "events", copy_or_null(kl_js_get(sa, "events", json_type_array)));
+	json_object_object_add(agent, "state", kl_json_string(kl_json_str(sa, "state")));
+	json_object_object_add(agent, "error", kl_json_string(kl_json_str(sa, "error")));
+	json_object_object_add(agent, "applied", json_object_get(kl_json_get(sa, "applied", json_type_array)));
+	json_object_object_add(agent, "events", json_object_get(kl_json_get(sa, "events", json_type_array)));
 	json_object_object_add(o, "agent", agent);
 
 	enum kl_tri uring = alive ? kl_proc_has_io_uring(e->pid) : KL_TRI_UNKNOWN;
 	enum kl_tri libaio = alive ? kl_proc_has_libaio(e->pid) : KL_TRI_UNKNOWN;
 	json_object *seen = json_object_new_object();
-	json_object_object_add(seen, "io_uring", tri_json(uring));
-	json_object_object_add(seen, "libaio", tri_json(libaio));
+	json_object_object_add(seen, "io_uring", kl_json_tri(uring));
+	json_object_object_add(seen, "libaio", kl_json_tri(libaio));
 	json_object_object_add(o, "aio_seen", seen);
 
 	json_object *disks = json_object_new_array();
-	json_object *sdisks = kl_js_get(j, "disks", json_type_array);
+	json_object *sdisks = kl_json_get(j, "disks", json_type_array);
 	for (size_t i = 0; sdisks && i < json_object_array_length(sdisks); i++)
 		json_object_array_add(disks, disk_view(json_object_array_get_idx(sdisks, i), &a));
 	json_object_object_add(o, "disks", disks);
 	if (alive)
 		json_object_object_add(o, "aio_in_use", kl_aio_use_json(disks, uring, libaio));
-	json_object_object_add(o, "changes", copy_or_null(kl_js_get(j, "changes", json_type_array)));
+	json_object_object_add(o, "changes", json_object_get(kl_json_get(j, "changes", json_type_array)));
 	answers_free(&a);
 	return o;
 }
@@ -244,18 +224,18 @@ static json_object *host_view(void)
 	if (kl_probe_host(&kl_probe_env_real, &h, &err) < 0) {
 		json_object_object_add(o, "error", json_object_new_string(err.msg));
 	}
-	json_object_object_add(o, "io_uring", tri_json(h.io_uring_kernel));
-	json_object_object_add(o, "libaio", tri_json(h.libaio));
+	json_object_object_add(o, "io_uring", kl_json_tri(h.io_uring_kernel));
+	json_object_object_add(o, "libaio", kl_json_tri(h.libaio));
 	json_object_object_add(o, "aio_nr", h.aio_nr >= 0 ? json_object_new_int64(h.aio_nr) : NULL);
 	json_object_object_add(o, "aio_max_nr", h.aio_max_nr >= 0 ? json_object_new_int64(h.aio_max_nr) : NULL);
-	json_object_object_add(o, "libaio_headroom", tri_json(h.libaio_headroom));
+	json_object_object_add(o, "libaio_headroom", kl_json_tri(h.libaio_headroom));
 	kl_host_facts_free(&h);
 	return o;
 }
 
 static bool matches(const struct kl_state_entry *e, const char *filter)
 {
-	const char *stem = kl_js_str(e->json, "stem");
+	const char *stem = kl_json_str(e->json, "stem");
 	return !filter || fnmatch(filter, e->name, 0) == 0 || (stem && fnmatch(filter, stem, 0) == 0);
 }
 
@@ -294,7 +274,7 @@ json_object *kl_status_collect(const char *state_dir, const char *name_filter, i
 
 static const char *s_or(json_object *o, const char *key, const char *dflt)
 {
-	const char *s = kl_js_str(o, key);
+	const char *s = kl_json_str(o, key);
 	return s && *s ? s : dflt;
 }
 
@@ -346,41 +326,41 @@ static const char *const col_names[NCOLS] = {
 static void print_vm(json_object *vm, FILE *out)
 {
 	const char *state = s_or(vm, "state", "?");
-	_cleanup_free_ char *started = fmt_time(kl_js_int(vm, "started", 0));
-	json_object *agent = kl_js_get(vm, "agent", json_type_object);
-	json_object *seen = kl_js_get(vm, "aio_seen", json_type_object);
+	_cleanup_free_ char *started = fmt_time(kl_json_int(vm, "started", 0));
+	json_object *agent = kl_json_get(vm, "agent", json_type_object);
+	json_object *seen = kl_json_get(vm, "aio_seen", json_type_object);
 	struct strbuf h = STRBUF_INIT;
 
-	strbuf_appendf(&h, "VM %s: pid %lld, %s", s_or(vm, "name", "?"), kl_js_int(vm, "pid", 0), state);
-	if (kl_js_str(vm, "guest_status"))
-		strbuf_appendf(&h, " (guest %s)", kl_js_str(vm, "guest_status"));
-	if (kl_js_bool(vm, "process_stopped", false))
+	strbuf_appendf(&h, "VM %s: pid %lld, %s", s_or(vm, "name", "?"), kl_json_int(vm, "pid", 0), state);
+	if (kl_json_str(vm, "guest_status"))
+		strbuf_appendf(&h, " (guest %s)", kl_json_str(vm, "guest_status"));
+	if (kl_json_bool(vm, "process_stopped", false))
 		strbuf_append(&h, " (process stopped by a signal)");
 	strbuf_appendf(&h, ", started %s", started);
-	if (kl_js_bool(agent, "alive", false))
-		strbuf_appendf(&h, ", agent alive (pid %lld, %s)", kl_js_int(agent, "pid", 0), s_or(agent, "state", "?"));
+	if (kl_json_bool(agent, "alive", false))
+		strbuf_appendf(&h, ", agent alive (pid %lld, %s)", kl_json_int(agent, "pid", 0), s_or(agent, "state", "?"));
 	else
 		strbuf_appendf(&h, ", agent gone");
-	if (kl_js_get(vm, "aio_in_use", json_type_object)) {
-		_cleanup_free_ char *use = kl_aio_use_text(kl_js_get(vm, "aio_in_use", json_type_object));
+	if (kl_json_get(vm, "aio_in_use", json_type_object)) {
+		_cleanup_free_ char *use = kl_aio_use_text(kl_json_get(vm, "aio_in_use", json_type_object));
 		strbuf_appendf(&h, ", kernel aio in use: %s", use);
-	} else if (kl_js_bool(vm, "running", false)) {
+	} else if (kl_json_bool(vm, "running", false)) {
 		struct strbuf eng = STRBUF_INIT;
-		if (kl_js_bool(seen, "io_uring", false))
+		if (kl_json_bool(seen, "io_uring", false))
 			strbuf_append(&eng, "io_uring");
-		if (kl_js_bool(seen, "libaio", false))
+		if (kl_json_bool(seen, "libaio", false))
 			strbuf_appendf(&eng, "%slibaio", eng.len ? ", " : "");
 		strbuf_appendf(&h, ", kernel aio in use: %s", eng.len ? strbuf_str(&eng) : "none");
 		strbuf_free(&eng);
 	}
 	fprintf(out, "%s\n", strbuf_str(&h));
 	strbuf_free(&h);
-	if (strcmp(state, "running") != 0 && kl_js_str(vm, "why"))
-		fprintf(out, "  %s: %s\n", state, kl_js_str(vm, "why"));
-	if (kl_js_str(agent, "error"))
-		fprintf(out, "  agent: %s\n", kl_js_str(agent, "error"));
+	if (strcmp(state, "running") != 0 && kl_json_str(vm, "why"))
+		fprintf(out, "  %s: %s\n", state, kl_json_str(vm, "why"));
+	if (kl_json_str(agent, "error"))
+		fprintf(out, "  agent: %s\n", kl_json_str(agent, "error"));
 
-	json_object *disks = kl_js_get(vm, "disks", json_type_array);
+	json_object *disks = kl_json_get(vm, "disks", json_type_array);
 	size_t n = disks ? json_object_array_length(disks) : 0;
 	if (n == 0) {
 		fprintf(out, "  (no disks)\n");
@@ -392,7 +372,7 @@ static void print_vm(json_object *vm, FILE *out)
 		width[c] = strlen(col_names[c]);
 	for (size_t i = 0; i < n; i++) {
 		json_object *d = json_object_array_get_idx(disks, i);
-		json_object *st = kl_js_get(d, "stats", json_type_object);
+		json_object *st = kl_json_get(d, "stats", json_type_object);
 		char **row = cells[i] = xcalloc(NCOLS, sizeof *row);
 		bool from_qemu = strcmp(s_or(d, "cache_source", ""), "qemu") == 0;
 		row[0] = xstrdup(s_or(d, "id", "-"));
@@ -404,14 +384,14 @@ static void print_vm(json_object *vm, FILE *out)
 		row[6] = xasprintf("%s%s", s_or(d, "cache", "-"), from_qemu ? "" : "?");
 		row[7] = xstrdup(wc_word(d));
 		row[8] = xstrdup(s_or(d, "rule", "-"));
-		row[9] = kl_throttle_text(kl_js_get(d, "throttle", json_type_object));
+		row[9] = kl_throttle_text(kl_json_get(d, "throttle", json_type_object));
 		if (st) {
-			row[10] = xasprintf("%lld", kl_js_int(st, "rd_operations", 0));
-			row[11] = xasprintf("%lld", kl_js_int(st, "wr_operations", 0));
-			row[12] = human_bytes(kl_js_int(st, "rd_bytes", 0));
-			row[13] = human_bytes(kl_js_int(st, "wr_bytes", 0));
-			row[14] = xasprintf("%lld", kl_js_int(st, "flush_operations", 0));
-			json_object *lat = kl_js_get(st, "avg_latency_ms", json_type_double);
+			row[10] = xasprintf("%lld", kl_json_int(st, "rd_operations", 0));
+			row[11] = xasprintf("%lld", kl_json_int(st, "wr_operations", 0));
+			row[12] = human_bytes(kl_json_int(st, "rd_bytes", 0));
+			row[13] = human_bytes(kl_json_int(st, "wr_bytes", 0));
+			row[14] = xasprintf("%lld", kl_json_int(st, "flush_operations", 0));
+			json_object *lat = kl_json_get(st, "avg_latency_ms", json_type_double);
 			row[15] = lat ? xasprintf("%.2f ms", json_object_get_double(lat)) : xstrdup("-");
 		} else {
 			for (size_t c = 10; c <= 15; c++)
@@ -439,14 +419,14 @@ static void print_vm(json_object *vm, FILE *out)
 		}
 		fprintf(out, "\n");
 		free(cells[i]);
-		const char *planned = kl_js_str(d, "cache_planned"), *cache = kl_js_str(d, "cache");
+		const char *planned = kl_json_str(d, "cache_planned"), *cache = kl_json_str(d, "cache");
 		if (planned && cache && strcmp(planned, cache) != 0)
 			fprintf(out, "      note: QEMU runs cache=%s, kvm-launch recorded %s\n", cache, planned);
-		if (kl_js_str(d, "note"))
-			fprintf(out, "      note: %s\n", kl_js_str(d, "note"));
-		if (kl_js_str(d, "calibration"))
-			fprintf(out, "      aio chosen from calibration %s\n", kl_js_str(d, "calibration"));
-		json_object *reasons = kl_js_get(d, "reasons", json_type_array);
+		if (kl_json_str(d, "note"))
+			fprintf(out, "      note: %s\n", kl_json_str(d, "note"));
+		if (kl_json_str(d, "calibration"))
+			fprintf(out, "      aio chosen from calibration %s\n", kl_json_str(d, "calibration"));
+		json_object *reasons = kl_json_get(d, "reasons", json_type_array);
 		for (size_t r = 0; reasons && r < json_object_array_length(reasons); r++)
 			fprintf(out, "      %s\n", json_object_get_string(json_object_array_get_idx(reasons, r)));
 	}
@@ -489,17 +469,17 @@ void kl_status_print_table(json_object *doc, FILE *out)
 		scrub(copy);
 		doc = copy;
 	}
-	json_object *vms = kl_js_get(doc, "vms", json_type_array);
+	json_object *vms = kl_json_get(doc, "vms", json_type_array);
 	size_t n = vms ? json_object_array_length(vms) : 0;
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			fprintf(out, "\n");
 		print_vm(json_object_array_get_idx(vms, i), out);
 	}
-	json_object *host = kl_js_get(doc, "host", json_type_object);
+	json_object *host = kl_json_get(doc, "host", json_type_object);
 	fprintf(out, "%shost: io_uring %s, libaio %s", n ? "\n" : "", tri_word(host, "io_uring"), tri_word(host, "libaio"));
-	if (kl_js_get(host, "aio_nr", json_type_int))
-		fprintf(out, ", aio-nr %lld of %lld", kl_js_int(host, "aio_nr", 0), kl_js_int(host, "aio_max_nr", 0));
+	if (kl_json_get(host, "aio_nr", json_type_int))
+		fprintf(out, ", aio-nr %lld of %lld", kl_json_int(host, "aio_nr", 0), kl_json_int(host, "aio_max_nr", 0));
 	fprintf(out, "\n");
 }
 
@@ -578,7 +558,7 @@ static void prom_guest_wc(FILE *out, json_object *vms, char **vm_label)
 	prom_head(out, "kvm_launch_disk_guest_write_cache", "gauge",
 		  "1 if the guest has the disk's write cache on now, 0 if it turned it off (absent: not known).");
 	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
-		json_object *disks = kl_js_get(json_object_array_get_idx(vms, i), "disks", json_type_array);
+		json_object *disks = kl_json_get(json_object_array_get_idx(vms, i), "disks", json_type_array);
 		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
 			json_object *d = json_object_array_get_idx(disks, k), *v;
 			if (!json_object_object_get_ex(d, "guest_write_cache", &v) || !json_object_is_type(v, json_type_boolean))
@@ -594,7 +574,7 @@ static void prom_guest_wc(FILE *out, json_object *vms, char **vm_label)
 
 void kl_status_print_prometheus(json_object *doc, FILE *out)
 {
-	json_object *vms = kl_js_get(doc, "vms", json_type_array);
+	json_object *vms = kl_json_get(doc, "vms", json_type_array);
 	size_t n = vms ? json_object_array_length(vms) : 0;
 	struct strbuf b = STRBUF_INIT;
 	/* The vm label of each VM: its name, or NAME@PID for a later VM of the
@@ -608,7 +588,7 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		bool dup = false;
 		for (size_t j = 0; j < i && !dup; j++)
 			dup = strcmp(name, s_or(json_object_array_get_idx(vms, j), "name", "")) == 0;
-		vm_label[i] = dup ? xasprintf("%s@%lld", name, kl_js_int(vm, "pid", 0)) : xstrdup(name);
+		vm_label[i] = dup ? xasprintf("%s@%lld", name, kl_json_int(vm, "pid", 0)) : xstrdup(name);
 	}
 
 	static const struct {
@@ -627,10 +607,10 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 			const char *l[] = { "vm", vm_label[i], NULL };
 			long long v = 0;
 			switch (vm_metrics[m].what) {
-			case 0: v = kl_js_bool(vm, "running", false); break;
-			case 1: v = kl_js_bool(vm, "responsive", false); break;
-			case 2: v = kl_js_bool(kl_js_get(vm, "agent", json_type_object), "alive", false); break;
-			default: v = kl_js_int(vm, "started", 0);
+			case 0: v = kl_json_bool(vm, "running", false); break;
+			case 1: v = kl_json_bool(vm, "responsive", false); break;
+			case 2: v = kl_json_bool(kl_json_get(vm, "agent", json_type_object), "alive", false); break;
+			default: v = kl_json_int(vm, "started", 0);
 			}
 			strbuf_reset(&b);
 			prom_labels(&b, l);
@@ -642,14 +622,14 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		  "The settings of each disk (value 1): aio and cache QEMU runs with, and the rule that chose them.");
 	for (size_t i = 0; i < n; i++) {
 		json_object *vm = json_object_array_get_idx(vms, i);
-		json_object *disks = kl_js_get(vm, "disks", json_type_array);
+		json_object *disks = kl_json_get(vm, "disks", json_type_array);
 		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
 			json_object *d = json_object_array_get_idx(disks, k);
 			const char *l[] = { "vm", vm_label[i], "disk", s_or(d, "id", s_or(d, "node", "")),
-					    "node", kl_js_str(d, "node"), "path", kl_js_str(d, "path"),
-					    "backend", kl_js_str(d, "backend"), "fs", kl_js_str(d, "fs"),
-					    "format", kl_js_str(d, "format"), "aio", kl_js_str(d, "aio"),
-					    "cache", kl_js_str(d, "cache"), "rule", kl_js_str(d, "rule"), NULL };
+					    "node", kl_json_str(d, "node"), "path", kl_json_str(d, "path"),
+					    "backend", kl_json_str(d, "backend"), "fs", kl_json_str(d, "fs"),
+					    "format", kl_json_str(d, "format"), "aio", kl_json_str(d, "aio"),
+					    "cache", kl_json_str(d, "cache"), "rule", kl_json_str(d, "rule"), NULL };
 			strbuf_reset(&b);
 			prom_labels(&b, l);
 			fprintf(out, "kvm_launch_disk_info%s 1\n", strbuf_str(&b));
@@ -673,29 +653,29 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		prom_head(out, dm[m].name, "counter", dm[m].help);
 		for (size_t i = 0; i < n; i++) {
 			json_object *vm = json_object_array_get_idx(vms, i);
-			json_object *disks = kl_js_get(vm, "disks", json_type_array);
+			json_object *disks = kl_json_get(vm, "disks", json_type_array);
 			for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
 				json_object *d = json_object_array_get_idx(disks, k);
-				json_object *st = kl_js_get(d, "stats", json_type_object);
+				json_object *st = kl_json_get(d, "stats", json_type_object);
 				if (!st)
 					continue;
 				/* Only labels that never change while the VM runs: a
 				 * --set cache= must not split a counter into a new
 				 * series.  aio and cache are on kvm_launch_disk_info. */
 				const char *l[] = { "vm", vm_label[i], "disk", s_or(d, "id", s_or(d, "node", "")),
-						    "backend", kl_js_str(d, "backend"), NULL };
+						    "backend", kl_json_str(d, "backend"), NULL };
 				strbuf_reset(&b);
 				prom_labels(&b, l);
 				if (!dm[m].stat) {
-					long long v = kl_js_int(st, "failed_rd_operations", 0) +
-						      kl_js_int(st, "failed_wr_operations", 0) +
-						      kl_js_int(st, "failed_flush_operations", 0);
+					long long v = kl_json_int(st, "failed_rd_operations", 0) +
+						      kl_json_int(st, "failed_wr_operations", 0) +
+						      kl_json_int(st, "failed_flush_operations", 0);
 					fprintf(out, "%s%s %lld\n", dm[m].name, strbuf_str(&b), v);
 				} else if (dm[m].scale == 1) {
-					fprintf(out, "%s%s %lld\n", dm[m].name, strbuf_str(&b), kl_js_int(st, dm[m].stat, 0));
+					fprintf(out, "%s%s %lld\n", dm[m].name, strbuf_str(&b), kl_json_int(st, dm[m].stat, 0));
 				} else {
 					fprintf(out, "%s%s %.9f\n", dm[m].name, strbuf_str(&b),
-						(double)kl_js_int(st, dm[m].stat, 0) * dm[m].scale);
+						(double)kl_json_int(st, dm[m].stat, 0) * dm[m].scale);
 				}
 			}
 		}
@@ -705,10 +685,10 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		  "I/O limits in force on a disk (block_set_io_throttle), by limit name.");
 	for (size_t i = 0; i < n; i++) {
 		json_object *vm = json_object_array_get_idx(vms, i);
-		json_object *disks = kl_js_get(vm, "disks", json_type_array);
+		json_object *disks = kl_json_get(vm, "disks", json_type_array);
 		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
 			json_object *d = json_object_array_get_idx(disks, k);
-			json_object *t = kl_js_get(d, "throttle", json_type_object);
+			json_object *t = kl_json_get(d, "throttle", json_type_object);
 			if (!t)
 				continue;
 			json_object_object_foreach(t, key, val) {
@@ -724,16 +704,16 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		}
 	}
 
-	json_object *host = kl_js_get(doc, "host", json_type_object);
+	json_object *host = kl_json_get(doc, "host", json_type_object);
 	json_object *v;
 	prom_head(out, "kvm_launch_host_io_uring", "gauge", "1 if the kernel lets processes use io_uring.");
 	fprintf(out, "kvm_launch_host_io_uring %d\n",
 		json_object_object_get_ex(host, "io_uring", &v) && v && json_object_get_boolean(v) ? 1 : 0);
-	if (kl_js_get(host, "aio_nr", json_type_int)) {
+	if (kl_json_get(host, "aio_nr", json_type_int)) {
 		prom_head(out, "kvm_launch_host_aio_nr", "gauge", "Kernel AIO events allocated (fs.aio-nr).");
-		fprintf(out, "kvm_launch_host_aio_nr %lld\n", kl_js_int(host, "aio_nr", 0));
+		fprintf(out, "kvm_launch_host_aio_nr %lld\n", kl_json_int(host, "aio_nr", 0));
 		prom_head(out, "kvm_launch_host_aio_max_nr", "gauge", "Kernel AIO events allowed (fs.aio-max-nr).");
-		fprintf(out, "kvm_launch_host_aio_max_nr %lld\n", kl_js_int(host, "aio_max_nr", 0));
+		fprintf(out, "kvm_launch_host_aio_max_nr %lld\n", kl_json_int(host, "aio_max_nr", 0));
 	}
 	strbuf_free(&b);
 	for (size_t i = 0; i < n; i++)
@@ -746,8 +726,8 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 int kl_status_main(const char *state_dir, const char *name_filter, bool json, bool prometheus)
 {
 	_cleanup_json_ json_object *doc = kl_status_collect(state_dir, name_filter, KL_STATUS_TIMEOUT_MS);
-	json_object *vms = kl_js_get(doc, "vms", json_type_array);
-	json_object *errors = kl_js_get(doc, "errors", json_type_array);
+	json_object *vms = kl_json_get(doc, "vms", json_type_array);
+	json_object *errors = kl_json_get(doc, "errors", json_type_array);
 	size_t n = vms ? json_object_array_length(vms) : 0;
 	int rc = 0;
 

@@ -21,6 +21,7 @@
 
 #include "common/cleanup.h"
 #include "common/fileutil.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "policy/calibrate/calibrate-int.h"
@@ -696,11 +697,6 @@ static json_object *num(double v, int decimals)
 	return json_object_new_double_s(v, buf);
 }
 
-static json_object *str_or_null(const char *s)
-{
-	return s && s[0] ? json_object_new_string(s) : NULL;
-}
-
 static json_object *ranking_json(const struct kl_cal_ranking *r)
 {
 	json_object *a = json_object_new_array();
@@ -719,11 +715,11 @@ json_object *kl_calibration_json(const struct kl_calibration *c)
 	json_object_object_add(o, "version", json_object_new_int(1));
 	json_object_object_add(o, "storage_id", json_object_new_string(c->storage_id));
 	json_object_object_add(o, "label", json_object_new_string(c->label));
-	json_object_object_add(o, "path", str_or_null(c->path));
+	json_object_object_add(o, "path", kl_json_nonempty(c->path));
 	json_object_object_add(o, "kind", json_object_new_string(c->backend == KL_BACKEND_BLOCK ? "block" : "file"));
-	json_object_object_add(o, "fs", str_or_null(c->fs));
+	json_object_object_add(o, "fs", kl_json_nonempty(c->fs));
 	json_object_object_add(o, "fs_magic", json_object_new_int64((int64_t)c->fs_magic));
-	json_object_object_add(o, "mount", str_or_null(c->mount));
+	json_object_object_add(o, "mount", kl_json_nonempty(c->mount));
 	json_object_object_add(o, "time", json_object_new_string(c->time));
 	json_object_object_add(o, "timestamp", json_object_new_int64(c->timestamp));
 	json_object_object_add(o, "seconds", json_object_new_int(c->seconds));
@@ -731,7 +727,7 @@ json_object *kl_calibration_json(const struct kl_calibration *c)
 	json_object_object_add(o, "temp_file", json_object_new_boolean(c->temp_file));
 	json_object_object_add(o, "write", json_object_new_boolean(c->wrote));
 	json_object_object_add(o, "odirect", json_object_new_boolean(c->odirect));
-	json_object_object_add(o, "odirect_error", str_or_null(c->odirect_error));
+	json_object_object_add(o, "odirect_error", kl_json_nonempty(c->odirect_error));
 
 	json_object *engines = json_object_new_array();
 	for (size_t i = 0; i < KL_CAL_NENGINES; i++) {
@@ -741,7 +737,7 @@ json_object *kl_calibration_json(const struct kl_calibration *c)
 		json_object *e = json_object_new_object();
 		json_object_object_add(e, "engine", json_object_new_string(kl_aio_name(es->engine)));
 		json_object_object_add(e, "available", json_object_new_boolean(es->available));
-		json_object_object_add(e, "reason", str_or_null(es->reason));
+		json_object_object_add(e, "reason", kl_json_nonempty(es->reason));
 		json_object_array_add(engines, e);
 	}
 	json_object_object_add(o, "engines", engines);
@@ -756,7 +752,7 @@ json_object *kl_calibration_json(const struct kl_calibration *c)
 		json_object_object_add(e, "pattern", json_object_new_string(kl_cal_pattern_name(r->pattern)));
 		json_object_object_add(e, "block_size", json_object_new_int((int)r->block_size));
 		json_object_object_add(e, "ok", json_object_new_boolean(r->ok));
-		json_object_object_add(e, "error", str_or_null(r->error));
+		json_object_object_add(e, "error", kl_json_nonempty(r->error));
 		json_object_object_add(e, "iops", num(r->iops, 0));
 		json_object_object_add(e, "mbps", num(r->mbps, 1));
 		json_object_object_add(e, "lat_us", num(r->lat_us, 1));
@@ -773,9 +769,9 @@ json_object *kl_calibration_json(const struct kl_calibration *c)
 		c->wrote ? "geometric mean of randread QD1, randread QD32, randwrite QD1 and randwrite QD32 IOPS"
 			 : "geometric mean of randread QD1 and randread QD32 IOPS"));
 	json_object_object_add(rk, "direct", ranking_json(&c->rank_direct));
-	json_object_object_add(rk, "direct_excluded", str_or_null(c->rank_direct.excluded));
+	json_object_object_add(rk, "direct_excluded", kl_json_nonempty(c->rank_direct.excluded));
 	json_object_object_add(rk, "buffered", ranking_json(&c->rank_buffered));
-	json_object_object_add(rk, "buffered_excluded", str_or_null(c->rank_buffered.excluded));
+	json_object_object_add(rk, "buffered_excluded", kl_json_nonempty(c->rank_buffered.excluded));
 	json_object_object_add(rk, "used_by_launch", json_object_new_string(
 		c->rank_direct.order[0] != KL_AIO_UNSET ? "direct" : "buffered"));
 	json_object_object_add(o, "ranking", rk);
@@ -977,19 +973,10 @@ void kl_calibration_lookup(const char *cache_dir, struct kl_disk_facts *facts)
 			kl_debug("calibration %s ignored: %s", path, err.msg);
 		return;
 	}
-	json_tokener *tok = json_tokener_new();
-	size_t len = strlen(text);
-	_cleanup_json_ json_object *o = json_tokener_parse_ex(tok, text, (int)len);
-	enum json_tokener_error jerr = json_tokener_get_error(tok);
-	size_t used = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (!o || jerr != json_tokener_success) {
-		kl_debug("calibration %s ignored: %s", path,
-			 jerr == json_tokener_continue ? "truncated JSON" : json_tokener_error_desc(jerr));
-		return;
-	}
-	if (text[used + strspn(text + used, " \t\r\n")] != '\0') {
-		kl_debug("calibration %s ignored: data after the JSON object", path);
+	_cleanup_json_ json_object *o = NULL;
+	const char *bad;
+	if (kl_json_parse_object(text, strlen(text), &o, &bad) < 0) {
+		kl_debug("calibration %s ignored: %s", path, bad);
 		return;
 	}
 	enum kl_aio ranking[4];
