@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "launcher/vm/set.h"
+#include "launcher/vm/set-int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,180 +24,16 @@
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/state.h"
 
+#define TKEY(i) (kl_throttle_keys[i].name)
 #define SET_CONNECT_TIMEOUT_MS 3000
 #define SET_CALL_TIMEOUT_MS 10000
 
-/* ---- shared helpers ---- */
-
-char *kl_qdev_id(const char *qdev)
-{
-	static const char prefix[] = "/machine/peripheral/";
-	if (!qdev)
-		return NULL;
-	if (strncmp(qdev, prefix, sizeof prefix - 1) == 0) {
-		const char *id = qdev + sizeof prefix - 1;
-		return xstrndup(id, strcspn(id, "/"));
-	}
-	return xstrdup(qdev);
-}
-
-static const char *entry_node(json_object *entry)
-{
-	const char *n = kl_json_str(kl_json_get(entry, "inserted", json_type_object), "node-name");
-	return n ? n : kl_json_str(entry, "node-name");
-}
-
-json_object *kl_block_find(json_object *list, json_object *disk)
-{
-	const char *id = kl_json_str(disk, "id");
-	const char *node = kl_json_str(disk, "node");
-	size_t n = list && json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
-
-	for (int pass = 0; pass < 3; pass++) {
-		for (size_t i = 0; i < n; i++) {
-			json_object *e = json_object_array_get_idx(list, i);
-			const char *en = entry_node(e);
-			const char *dev = kl_json_str(e, "device");
-			switch (pass) {
-			case 0:
-				if (node && en && strcmp(node, en) == 0)
-					return e;
-				break;
-			case 1: {
-				_cleanup_free_ char *qid = kl_qdev_id(kl_json_str(e, "qdev"));
-				if (id && qid && strcmp(id, qid) == 0)
-					return e;
-				break;
-			}
-			default:
-				if (dev && *dev && ((id && strcmp(id, dev) == 0) || (node && strcmp(node, dev) == 0)))
-					return e;
-			}
-		}
-	}
-	return NULL;
-}
-
-/* The limits by QMP name: kl_throttle_keys (policy/types.h); the first
- * KL_THROTTLE_NBASE are the base limits. */
-#define TKEY(i) (kl_throttle_keys[i].name)
+/* ---- the request ---- */
 
 static bool is_throttle_key(const char *k)
 {
 	return kl_throttle_key_find(k) >= 0 || strcmp(k, "group") == 0;
 }
-
-/* "bps_rd_max_length" -> "bps_rd" ; "iops_size" -> NULL */
-static char *base_of_key(const char *k)
-{
-	const char *m = strstr(k, "_max");
-	return m ? xstrndup(k, (size_t)(m - k)) : NULL;
-}
-
-static int64_t value_of(json_object *o, const char *k, bool *present)
-{
-	json_object *v;
-	if (o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_int)) {
-		if (present)
-			*present = true;
-		return json_object_get_int64(v);
-	}
-	if (present)
-		*present = false;
-	return 0;
-}
-
-json_object *kl_throttle_args(json_object *block, json_object *set)
-{
-	json_object *ins = kl_json_get(block, "inserted", json_type_object);
-	json_object *args = json_object_new_object();
-	const char *qdev = kl_json_str(block, "qdev");
-	const char *dev = kl_json_str(block, "device");
-
-	if (qdev && *qdev)
-		json_object_object_add(args, "id", json_object_new_string(qdev));
-	else
-		json_object_object_add(args, "device", json_object_new_string(dev ? dev : ""));
-	for (size_t i = 0; i < KL_THROTTLE_NBASE; i++) {
-		bool given;
-		int64_t v = value_of(set, TKEY(i), &given);
-		if (!given)
-			v = value_of(ins, TKEY(i), NULL);
-		json_object_object_add(args, TKEY(i), json_object_new_int64(v));
-	}
-	for (size_t i = KL_THROTTLE_NBASE; i < KL_THROTTLE_NKEYS; i++) {
-		const char *k = TKEY(i);
-		bool given;
-		int64_t v = value_of(set, k, &given);
-		if (!given) {
-			v = value_of(ins, k, NULL);
-			/* A burst without its base value is refused by QEMU: drop the
-			 * old burst when the base was just set to 0. */
-			_cleanup_free_ char *base = base_of_key(k);
-			if (base && value_of(args, base, NULL) == 0)
-				v = 0;
-			if (base && strstr(k, "_length")) {
-				_cleanup_free_ char *max = xasprintf("%s_max", base);
-				if (value_of(args, max, NULL) == 0 && !value_of(set, max, NULL))
-					v = 0;
-			}
-		}
-		if (v)
-			json_object_object_add(args, k, json_object_new_int64(v));
-	}
-	const char *group = kl_json_str(set, "group");
-	if (!group)
-		group = kl_json_str(ins, "group");
-	if (group)
-		json_object_object_add(args, "group", json_object_new_string(group));
-	return args;
-}
-
-json_object *kl_throttle_current(json_object *block)
-{
-	json_object *ins = kl_json_get(block, "inserted", json_type_object);
-	json_object *o = json_object_new_object();
-	bool any = false;
-	for (size_t i = 0; i < KL_THROTTLE_NBASE; i++) {
-		int64_t v = value_of(ins, TKEY(i), NULL);
-		if (v) {
-			json_object_object_add(o, TKEY(i), json_object_new_int64(v));
-			any = true;
-		}
-	}
-	for (size_t i = KL_THROTTLE_NBASE; i < KL_THROTTLE_NKEYS; i++) {
-		int64_t v = value_of(ins, TKEY(i), NULL);
-		if (v && (any || strcmp(TKEY(i), "iops_size") != 0))
-			json_object_object_add(o, TKEY(i), json_object_new_int64(v));
-	}
-	/* QEMU names the group after the device when none was given: only a
-	 * chosen group is worth showing. */
-	const char *group = kl_json_str(ins, "group");
-	const char *qdev = kl_json_str(block, "qdev"), *dev = kl_json_str(block, "device");
-	if (any && group && !(qdev && strcmp(group, qdev) == 0) && !(dev && strcmp(group, dev) == 0))
-		json_object_object_add(o, "group", json_object_new_string(group));
-	return o;
-}
-
-char *kl_throttle_text(json_object *t)
-{
-	struct strbuf b = STRBUF_INIT;
-	for (size_t i = 0; i < KL_THROTTLE_NKEYS; i++) {
-		const char *k = TKEY(i);
-		bool present;
-		int64_t v = value_of(t, k, &present);
-		if (present && v)
-			strbuf_appendf(&b, "%s%s=%" PRId64, b.len ? " " : "", k, v);
-	}
-	const char *g = kl_json_str(t, "group");
-	if (g && b.len)
-		strbuf_appendf(&b, " group=%s", g);
-	if (!b.len)
-		strbuf_append(&b, "-");
-	return strbuf_steal(&b);
-}
-
-/* ---- the request ---- */
 
 struct set_request {
 	enum kl_cache cache;          /* UNSET: no cache change */
@@ -298,270 +135,6 @@ static json_object *find_disk(json_object *state, const char *name, struct kl_er
 	else if (matches > 1)
 		kl_error_set(err, "'%s' names %d disks: give the device id instead", name, matches);
 	return matches == 1 ? found : NULL;
-}
-
-/* ---- node options for blockdev-reopen ---- */
-
-/* Leaves of -blockdev/-drive keyval options that QMP wants typed. */
-static bool bool_leaf(const char *k)
-{
-	static const char *const b[] = {
-		"read-only", "auto-read-only", "force-share", "direct", "no-flush", "x-check-cache-dropped",
-		"lazy-refcounts", "pass-discard-request", "pass-discard-snapshot", "pass-discard-other",
-		"skip-cbw", "deny-write", "exclusive", "backing",
-	};
-	for (size_t i = 0; i < sizeof b / sizeof *b; i++)
-		if (strcmp(k, b[i]) == 0)
-			return true;
-	return false;
-}
-
-static bool int_leaf(const char *k)
-{
-	static const char *const n[] = {
-		"cache-size", "l2-cache-size", "l2-cache-entry-size", "refcount-cache-size", "cache-clean-interval",
-		"offset", "size", "timeout", "reconnect-delay", "open-timeout", "sslverify", "readahead",
-	};
-	for (size_t i = 0; i < sizeof n / sizeof *n; i++)
-		if (strcmp(k, n[i]) == 0)
-			return true;
-	return false;
-}
-
-static json_object *typed_value(const char *leaf, const char *value)
-{
-	bool b;
-	if (bool_leaf(leaf) && kl_kv_parse_bool(value, &b) == 0)
-		return json_object_new_boolean(b);
-	if (int_leaf(leaf)) {
-		char *end;
-		errno = 0;
-		long long v = strtoll(value, &end, 10);
-		if (!errno && end != value && !*end)
-			return json_object_new_int64(v);
-	}
-	return json_object_new_string(value);
-}
-
-/* Put a dotted key into nested objects. */
-static void put_dotted(json_object *o, const char *key, const char *value)
-{
-	const char *dot = strchr(key, '.');
-	if (!dot) {
-		json_object_object_add(o, key, typed_value(key, value));
-		return;
-	}
-	_cleanup_free_ char *head = xstrndup(key, (size_t)(dot - key));
-	json_object *child = kl_json_get(o, head, json_type_object);
-	if (!child) {
-		child = json_object_new_object();
-		json_object_object_add(o, head, child);
-	}
-	put_dotted(child, dot + 1, value);
-}
-
-/* A -blockdev argument as a JSON object (caller puts); NULL if unparsable. */
-static json_object *blockdev_options(const char *arg)
-{
-	if (arg[0] == '{') {
-		json_tokener *tok = json_tokener_new();
-		json_object *o = json_tokener_parse_ex(tok, arg, (int)strlen(arg));
-		bool ok = o && json_tokener_get_error(tok) == json_tokener_success &&
-			  json_object_is_type(o, json_type_object);
-		json_tokener_free(tok);
-		if (!ok && o) {
-			json_object_put(o);
-			o = NULL;
-		}
-		return o;
-	}
-	struct kl_kv kv = KL_KV_INIT;
-	if (kl_kv_parse(arg, KL_KV_KEYVAL, NULL, &kv, NULL) < 0)
-		return NULL;
-	json_object *o = json_object_new_object();
-	for (size_t i = 0; i < kv.n; i++)
-		if (!kv.v[i].removed && kl_kv_find(&kv, kv.v[i].key) == (ssize_t)i)
-			put_dotted(o, kv.v[i].key, kv.v[i].value);
-	kl_kv_free(&kv);
-	return o;
-}
-
-static void set_cache(json_object *opts, struct kl_cache_flags f)
-{
-	json_object *c = json_object_new_object();
-	json_object_object_add(c, "direct", json_object_new_boolean(f.direct));
-	json_object_object_add(c, "no-flush", json_object_new_boolean(f.no_flush));
-	json_object_object_add(opts, "cache", c);
-	/* Children given inline are reopened with their parent. */
-	json_object_object_foreach(opts, k, v) {
-		(void)k;
-		if (json_object_is_type(v, json_type_object) && kl_json_str(v, "driver"))
-			set_cache(v, f);
-	}
-}
-
-struct reopen_plan {
-	json_object *options;         /* array for blockdev-reopen */
-	char *image;                  /* storage file to check in /proc/PID/fdinfo */
-};
-
-static void add_chain(json_object *nodes, const char *name, json_object *list, json_object *seen,
-		      struct kl_cache_flags f, char **image, struct kl_error *err)
-{
-	if (err->set || json_object_object_get_ex(seen, name, NULL))
-		return;
-	json_object_object_add(seen, name, NULL);
-	json_object *opts = kl_json_get(nodes, name, json_type_object);
-	if (!opts) {
-		kl_error_set(err, "node '%s' is not defined by a -blockdev argument of the command line", name);
-		return;
-	}
-	json_object *copy = NULL;
-	json_object_deep_copy(opts, &copy, NULL);
-	set_cache(copy, f);
-	json_object_array_add(list, copy);
-	const char *filename = kl_json_str(copy, "filename");
-	if (filename && !*image)
-		*image = xstrdup(filename);
-	static const char *const refs[] = { "file", "backing", "data-file" };
-	for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
-		const char *child = kl_json_str(copy, refs[i]);
-		if (child)
-			add_chain(nodes, child, list, seen, f, image, err);
-		else if (!*image && strcmp(refs[i], "file") == 0) {
-			json_object *inl = kl_json_get(copy, "file", json_type_object);
-			if (inl && kl_json_str(inl, "filename"))
-				*image = xstrdup(kl_json_str(inl, "filename"));
-		}
-	}
-}
-
-static int plan_blockdev(json_object *argv, const char *top, struct kl_cache_flags f, struct reopen_plan *p,
-			 struct kl_error *err)
-{
-	_cleanup_json_ json_object *nodes = json_object_new_object();
-	_cleanup_json_ json_object *seen = json_object_new_object();
-	size_t n = json_object_array_length(argv);
-
-	for (size_t i = 0; i + 1 < n; i++) {
-		const char *a = json_object_get_string(json_object_array_get_idx(argv, i));
-		if (!a || (strcmp(a, "-blockdev") != 0 && strcmp(a, "--blockdev") != 0))
-			continue;
-		json_object *o = blockdev_options(json_object_get_string(json_object_array_get_idx(argv, i + 1)));
-		const char *nn = kl_json_str(o, "node-name");
-		if (nn)
-			json_object_object_add(nodes, nn, o);
-		else if (o)
-			json_object_put(o);
-	}
-	p->options = json_object_new_array();
-	add_chain(nodes, top, p->options, seen, f, &p->image, err);
-	return err->set ? -1 : 0;
-}
-
-static int plan_drive(json_object *argv, json_object *block, json_object *named_nodes, struct kl_cache_flags f,
-		      struct reopen_plan *p, struct kl_error *err)
-{
-	const char *drive_id = kl_json_str(block, "device");
-	json_object *ins = kl_json_get(block, "inserted", json_type_object);
-	const char *top = kl_json_str(ins, "node-name");
-	size_t n = json_object_array_length(argv);
-	struct kl_kv kv = KL_KV_INIT;
-	bool found = false;
-
-	for (size_t i = 0; i + 1 < n && !found; i++) {
-		const char *a = json_object_get_string(json_object_array_get_idx(argv, i));
-		if (!a || (strcmp(a, "-drive") != 0 && strcmp(a, "--drive") != 0))
-			continue;
-		const char *v = json_object_get_string(json_object_array_get_idx(argv, i + 1));
-		if (kl_kv_parse(v, KL_KV_QEMUOPTS, NULL, &kv, NULL) < 0)
-			continue;
-		const char *id = kl_kv_get(&kv, "id");
-		const char *nn = kl_kv_get(&kv, "node-name");
-		if ((drive_id && *drive_id && id && strcmp(id, drive_id) == 0) || (top && nn && strcmp(top, nn) == 0))
-			found = true;
-		else
-			kl_kv_free(&kv);
-	}
-	if (!found)
-		return kl_error_fail(err, "the -drive of this disk is not in the command line");
-
-	int rc = -1;
-	const char *nn = kl_kv_get(&kv, "node-name");
-	const char *fnn = kl_kv_get(&kv, "file.node-name");
-	const char *filename = kl_kv_get(&kv, "file");
-	if (!filename)
-		filename = kl_kv_get(&kv, "file.filename");
-	if (!nn || !fnn || !top || top[0] == '#') {
-		kl_error_set(err, "this disk is a -drive without node-name= and file.node-name=: QEMU names its nodes "
-				  "itself (%s), and blockdev-reopen cannot address such nodes (QEMU 7.2 answers "
-				  "\"Cannot change the option 'node-name'\"), so its cache mode is fixed until the VM "
-				  "restarts", top ? top : "#blockNNN");
-		goto out;
-	}
-	if (!filename) {
-		kl_error_set(err, "the -drive of this disk has no file=");
-		goto out;
-	}
-	const char *sdrv = kl_kv_get(&kv, "file.driver");
-	for (size_t i = 0; !sdrv && named_nodes && i < json_object_array_length(named_nodes); i++) {
-		json_object *nd = json_object_array_get_idx(named_nodes, i);
-		const char *name = kl_json_str(nd, "node-name");
-		if (name && strcmp(name, fnn) == 0)
-			sdrv = kl_json_str(nd, "drv");
-	}
-	const char *fdrv = kl_kv_get(&kv, "format");
-	if (!fdrv)
-		fdrv = kl_json_str(ins, "drv");
-	if (!sdrv || !fdrv) {
-		kl_error_set(err, "cannot tell the drivers of nodes %s and %s", nn, fnn);
-		goto out;
-	}
-	bool ro = false;
-	const char *rov = kl_kv_get(&kv, "readonly");
-	if (rov)
-		kl_kv_parse_bool(rov, &ro);
-
-	/* The format node: what -drive put in its options. */
-	json_object *fmt = json_object_new_object();
-	json_object_object_add(fmt, "driver", json_object_new_string(fdrv));
-	json_object_object_add(fmt, "node-name", json_object_new_string(nn));
-	json_object_object_add(fmt, "file", json_object_new_string(fnn));
-	json_object_object_add(fmt, "read-only", json_object_new_boolean(ro));
-	static const char *const fmt_keys[] = { "discard", "detect-zeroes", "force-share" };
-	for (size_t i = 0; i < sizeof fmt_keys / sizeof *fmt_keys; i++)
-		if (kl_kv_get(&kv, fmt_keys[i]))
-			json_object_object_add(fmt, fmt_keys[i], typed_value(fmt_keys[i], kl_kv_get(&kv, fmt_keys[i])));
-	set_cache(fmt, f);
-
-	/* The storage node: inherited read-only, discard=unmap by default
-	 * (bdrv_inherited_options), plus every file.* key given.  -drive's own
-	 * aio= is a flag, not an option of the node: it is left out. */
-	json_object *st = json_object_new_object();
-	json_object_object_add(st, "driver", json_object_new_string(sdrv));
-	json_object_object_add(st, "filename", json_object_new_string(filename));
-	json_object_object_add(st, "node-name", json_object_new_string(fnn));
-	json_object_object_add(st, "read-only", json_object_new_boolean(ro));
-	json_object_object_add(st, "discard", json_object_new_string("unmap"));
-	for (size_t i = 0; i < kv.n; i++) {
-		const char *k = kv.v[i].key;
-		if (kv.v[i].removed || strncmp(k, "file.", 5) != 0 || kl_kv_find(&kv, k) != (ssize_t)i)
-			continue;
-		if (strcmp(k, "file.node-name") == 0 || strcmp(k, "file.driver") == 0 || strcmp(k, "file.filename") == 0 ||
-		    strncmp(k, "file.cache.", 11) == 0)
-			continue;
-		put_dotted(st, k + 5, kv.v[i].value);
-	}
-	set_cache(st, f);
-
-	p->options = json_object_new_array();
-	json_object_array_add(p->options, st);
-	json_object_array_add(p->options, fmt);
-	p->image = xstrdup(filename);
-	rc = 0;
-out:
-	kl_kv_free(&kv);
-	return rc;
 }
 
 /* ---- verification ---- */
@@ -784,9 +357,9 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 			}
 			int r;
 			if (is_drive) {
-				r = plan_drive(argvj, block, named, want, &plan, err);
+				r = kl_set_plan_drive(argvj, block, named, want, &plan, err);
 			} else {
-				r = plan_blockdev(argvj, top ? top : kl_json_str(disk, "node"), want, &plan, err);
+				r = kl_set_plan_blockdev(argvj, top ? top : kl_json_str(disk, "node"), want, &plan, err);
 			}
 			if (r < 0) {
 				kl_error_prefix(err, "%s: disk %s: cannot change the cache mode live", vm, label);
@@ -851,7 +424,7 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 		bool printed = false;
 		for (size_t i = 0; i < KL_THROTTLE_NKEYS; i++) {
 			const char *key = TKEY(i);
-			int64_t a = value_of(old_throttle, key, NULL), b = value_of(new_throttle, key, NULL);
+			int64_t a = kl_throttle_value(old_throttle, key, NULL), b = kl_throttle_value(new_throttle, key, NULL);
 			bool asked = json_object_object_get_ex(req.throttle, key, NULL);
 			if (a == b && !asked)
 				continue;
@@ -859,9 +432,9 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 			printed = true;
 			json_object_array_add(changes, change_entry(label, key, json_object_new_int64(a),
 								    json_object_new_int64(b)));
-			if (asked && b != value_of(req.throttle, key, NULL)) {
+			if (asked && b != kl_throttle_value(req.throttle, key, NULL)) {
 				kl_error_set(err, "%s: disk %s: QEMU accepted %s=%" PRId64 " but reports %" PRId64, vm,
-					     label, key, value_of(req.throttle, key, NULL), b);
+					     label, key, kl_throttle_value(req.throttle, key, NULL), b);
 				goto record;
 			}
 		}
