@@ -165,70 +165,31 @@ int kl_set_plan_blockdev(json_object *argv, const char *top, struct kl_cache_fla
 	return err->set ? -1 : 0;
 }
 
-int kl_set_plan_drive(json_object *argv, json_object *block, json_object *named_nodes, struct kl_cache_flags f,
-		      struct reopen_plan *p, struct kl_error *err)
+/* The -drive of the recorded argv whose id= is drive_id or whose
+ * node-name= is top, parsed into kv.  Returns false when none is. */
+static bool find_drive_arg(json_object *argv, const char *drive_id, const char *top, struct kl_kv *kv)
 {
-	const char *drive_id = kl_json_str(block, "device");
-	json_object *ins = kl_json_get(block, "inserted", json_type_object);
-	const char *top = kl_json_str(ins, "node-name");
 	size_t n = json_object_array_length(argv);
-	struct kl_kv kv = KL_KV_INIT;
-	bool found = false;
-
-	for (size_t i = 0; i + 1 < n && !found; i++) {
+	for (size_t i = 0; i + 1 < n; i++) {
 		const char *a = json_object_get_string(json_object_array_get_idx(argv, i));
 		if (!a || (strcmp(a, "-drive") != 0 && strcmp(a, "--drive") != 0))
 			continue;
 		const char *v = json_object_get_string(json_object_array_get_idx(argv, i + 1));
-		if (kl_kv_parse(v, KL_KV_QEMUOPTS, NULL, &kv, NULL) < 0)
+		if (kl_kv_parse(v, KL_KV_QEMUOPTS, NULL, kv, NULL) < 0)
 			continue;
-		const char *id = kl_kv_get(&kv, "id");
-		const char *nn = kl_kv_get(&kv, "node-name");
+		const char *id = kl_kv_get(kv, "id");
+		const char *nn = kl_kv_get(kv, "node-name");
 		if ((drive_id && *drive_id && id && strcmp(id, drive_id) == 0) || (top && nn && strcmp(top, nn) == 0))
-			found = true;
-		else
-			kl_kv_free(&kv);
+			return true;
+		kl_kv_free(kv);
 	}
-	if (!found)
-		return kl_error_fail(err, "the -drive of this disk is not in the command line");
+	return false;
+}
 
-	int rc = -1;
-	const char *nn = kl_kv_get(&kv, "node-name");
-	const char *fnn = kl_kv_get(&kv, "file.node-name");
-	const char *filename = kl_kv_get(&kv, "file");
-	if (!filename)
-		filename = kl_kv_get(&kv, "file.filename");
-	if (!nn || !fnn || !top || top[0] == '#') {
-		kl_error_set(err, "this disk is a -drive without node-name= and file.node-name=: QEMU names its nodes "
-				  "itself (%s), and blockdev-reopen cannot address such nodes (QEMU 7.2 answers "
-				  "\"Cannot change the option 'node-name'\"), so its cache mode is fixed until the VM "
-				  "restarts", top ? top : "#blockNNN");
-		goto out;
-	}
-	if (!filename) {
-		kl_error_set(err, "the -drive of this disk has no file=");
-		goto out;
-	}
-	const char *sdrv = kl_kv_get(&kv, "file.driver");
-	for (size_t i = 0; !sdrv && named_nodes && i < json_object_array_length(named_nodes); i++) {
-		json_object *nd = json_object_array_get_idx(named_nodes, i);
-		const char *name = kl_json_str(nd, "node-name");
-		if (name && strcmp(name, fnn) == 0)
-			sdrv = kl_json_str(nd, "drv");
-	}
-	const char *fdrv = kl_kv_get(&kv, "format");
-	if (!fdrv)
-		fdrv = kl_json_str(ins, "drv");
-	if (!sdrv || !fdrv) {
-		kl_error_set(err, "cannot tell the drivers of nodes %s and %s", nn, fnn);
-		goto out;
-	}
-	bool ro = false;
-	const char *rov = kl_kv_get(&kv, "readonly");
-	if (rov)
-		kl_kv_parse_bool(rov, &ro);
-
-	/* The format node: what -drive put in its options. */
+/* The format node: what -drive put in its options. */
+static json_object *drive_format_node(const struct kl_kv *kv, const char *fdrv, const char *nn, const char *fnn,
+				      bool ro, struct kl_cache_flags f)
+{
 	json_object *fmt = json_object_new_object();
 	json_object_object_add(fmt, "driver", json_object_new_string(fdrv));
 	json_object_object_add(fmt, "node-name", json_object_new_string(nn));
@@ -236,37 +197,86 @@ int kl_set_plan_drive(json_object *argv, json_object *block, json_object *named_
 	json_object_object_add(fmt, "read-only", json_object_new_boolean(ro));
 	static const char *const fmt_keys[] = { "discard", "detect-zeroes", "force-share" };
 	for (size_t i = 0; i < sizeof fmt_keys / sizeof *fmt_keys; i++)
-		if (kl_kv_get(&kv, fmt_keys[i]))
-			json_object_object_add(fmt, fmt_keys[i], typed_value(fmt_keys[i], kl_kv_get(&kv, fmt_keys[i])));
+		if (kl_kv_get(kv, fmt_keys[i]))
+			json_object_object_add(fmt, fmt_keys[i], typed_value(fmt_keys[i], kl_kv_get(kv, fmt_keys[i])));
 	set_cache(fmt, f);
+	return fmt;
+}
 
-	/* The storage node: inherited read-only, discard=unmap by default
-	 * (bdrv_inherited_options), plus every file.* key given.  -drive's own
-	 * aio= is a flag, not an option of the node: it is left out. */
+/* The storage node: inherited read-only, discard=unmap by default
+ * (bdrv_inherited_options), plus every file.* key given.  -drive's own
+ * aio= is a flag, not an option of the node: it is left out. */
+static json_object *drive_storage_node(const struct kl_kv *kv, const char *sdrv, const char *filename,
+				       const char *fnn, bool ro, struct kl_cache_flags f)
+{
 	json_object *st = json_object_new_object();
 	json_object_object_add(st, "driver", json_object_new_string(sdrv));
 	json_object_object_add(st, "filename", json_object_new_string(filename));
 	json_object_object_add(st, "node-name", json_object_new_string(fnn));
 	json_object_object_add(st, "read-only", json_object_new_boolean(ro));
 	json_object_object_add(st, "discard", json_object_new_string("unmap"));
-	for (size_t i = 0; i < kv.n; i++) {
-		const char *k = kv.v[i].key;
-		if (kv.v[i].removed || strncmp(k, "file.", 5) != 0 || kl_kv_find(&kv, k) != (ssize_t)i)
+	for (size_t i = 0; i < kv->n; i++) {
+		const char *k = kv->v[i].key;
+		if (kv->v[i].removed || strncmp(k, "file.", 5) != 0 || kl_kv_find(kv, k) != (ssize_t)i)
 			continue;
 		if (strcmp(k, "file.node-name") == 0 || strcmp(k, "file.driver") == 0 || strcmp(k, "file.filename") == 0 ||
 		    strncmp(k, "file.cache.", 11) == 0)
 			continue;
-		put_dotted(st, k + 5, kv.v[i].value);
+		put_dotted(st, k + 5, kv->v[i].value);
 	}
 	set_cache(st, f);
-
-	p->options = json_object_new_array();
-	json_object_array_add(p->options, st);
-	json_object_array_add(p->options, fmt);
-	p->image = xstrdup(filename);
-	rc = 0;
-out:
-	kl_kv_free(&kv);
-	return rc;
+	return st;
 }
 
+/* The driver of node `name` in query-named-block-nodes, NULL if unknown. */
+static const char *named_node_driver(json_object *named_nodes, const char *name)
+{
+	for (size_t i = 0; named_nodes && i < json_object_array_length(named_nodes); i++) {
+		json_object *nd = json_object_array_get_idx(named_nodes, i);
+		const char *nn = kl_json_str(nd, "node-name");
+		if (nn && strcmp(nn, name) == 0)
+			return kl_json_str(nd, "drv");
+	}
+	return NULL;
+}
+
+int kl_set_plan_drive(json_object *argv, json_object *block, json_object *named_nodes, struct kl_cache_flags f,
+		      struct reopen_plan *p, struct kl_error *err)
+{
+	json_object *ins = kl_json_get(block, "inserted", json_type_object);
+	const char *top = kl_json_str(ins, "node-name");
+	_cleanup_(kl_kv_free) struct kl_kv kv = KL_KV_INIT;
+
+	if (!find_drive_arg(argv, kl_json_str(block, "device"), top, &kv))
+		return kl_error_fail(err, "the -drive of this disk is not in the command line");
+	const char *nn = kl_kv_get(&kv, "node-name");
+	const char *fnn = kl_kv_get(&kv, "file.node-name");
+	const char *filename = kl_kv_get(&kv, "file");
+	if (!filename)
+		filename = kl_kv_get(&kv, "file.filename");
+	if (!nn || !fnn || !top || top[0] == '#')
+		return kl_error_fail(err, "this disk is a -drive without node-name= and file.node-name=: QEMU names its "
+					  "nodes itself (%s), and blockdev-reopen cannot address such nodes (QEMU 7.2 "
+					  "answers \"Cannot change the option 'node-name'\"), so its cache mode is fixed "
+					  "until the VM restarts", top ? top : "#blockNNN");
+	if (!filename)
+		return kl_error_fail(err, "the -drive of this disk has no file=");
+	const char *sdrv = kl_kv_get(&kv, "file.driver");
+	if (!sdrv)
+		sdrv = named_node_driver(named_nodes, fnn);
+	const char *fdrv = kl_kv_get(&kv, "format");
+	if (!fdrv)
+		fdrv = kl_json_str(ins, "drv");
+	if (!sdrv || !fdrv)
+		return kl_error_fail(err, "cannot tell the drivers of nodes %s and %s", nn, fnn);
+	bool ro = false;
+	const char *rov = kl_kv_get(&kv, "readonly");
+	if (rov)
+		kl_kv_parse_bool(rov, &ro);
+
+	p->options = json_object_new_array();
+	json_object_array_add(p->options, drive_storage_node(&kv, sdrv, filename, fnn, ro, f));
+	json_object_array_add(p->options, drive_format_node(&kv, fdrv, nn, fnn, ro, f));
+	p->image = xstrdup(filename);
+	return 0;
+}

@@ -257,219 +257,247 @@ static int check_write_cache(const char *vm, const char *label, enum kl_cache wa
 			     kl_cache_view_mode(v));
 }
 
-static int set_run(const char *state_dir, int argc, char **argv, bool force, struct kl_error *err)
-{
+/* One --set, from the request to the record in the state file. */
+struct set_run {
 	struct kl_state_entry e;
-	struct set_request req = { KL_CACHE_UNSET, NULL };
-	struct reopen_plan plan = { NULL, NULL };
-	struct qmp_client *qmp = NULL;
-	json_object *blocks = NULL, *named = NULL, *throttle_args = NULL;
-	json_object *old_throttle = NULL, *new_throttle = NULL, *disk = NULL;
-	_cleanup_json_ json_object *changes = json_object_new_array();
-	int rc = -1;
+	bool have_entry;
+	const char *vm, *label;       /* for messages */
+	bool force;
+	struct set_request req;
+	json_object *disk;            /* the state's disk (borrowed from e.json) */
+	struct qmp_client *qmp;
+	json_object *blocks;          /* query-block */
+	json_object *block, *ins;     /* the disk's entry and its "inserted" (borrowed from blocks) */
+	json_object *named;           /* query-named-block-nodes, for a cache change */
+	struct kl_cache_view view;
+	struct kl_cache_flags cur, want;
+	bool cache_change, throttle_change;
+	struct reopen_plan plan;
+	json_object *throttle_args, *old_throttle, *new_throttle;
+	json_object *changes;         /* entries for the state file's "changes" */
+};
 
+static void set_run_free(struct set_run *r)
+{
+	if (r->qmp)
+		qmp_close(r->qmp);
+	json_object *const objs[] = { r->blocks, r->named, r->throttle_args, r->old_throttle, r->new_throttle,
+				      r->req.throttle, r->plan.options, r->changes };
+	for (size_t i = 0; i < sizeof objs / sizeof *objs; i++)
+		if (objs[i])
+			json_object_put(objs[i]);
+	free(r->plan.image);
+	if (r->have_entry)
+		kl_state_entries_free(&r->e, 1);
+}
+
+/* The VM (running), the request, the disk, QEMU's monitor and what
+ * query-block says of the disk. */
+static int set_open(struct set_run *r, const char *state_dir, int argc, char **argv, struct kl_error *err)
+{
 	if (argc < 3)
 		return kl_error_fail(err, "usage: kvm-launch --set NAME DISK SETTING... (e.g. cache=writeback iops=500)");
-	if (kl_state_find(state_dir, argv[0], &e, err) < 0)
+	if (kl_state_find(state_dir, argv[0], &r->e, err) < 0)
 		return -1;
-	const char *vm = e.name;
-	if (kl_state_entry_stale(&e)) {
-		kl_error_set(err, "%s: not running (pid %d is %s)", vm, (int)e.pid, kl_proc_state_name(e.proc));
-		goto out;
+	r->have_entry = true;
+	r->vm = r->e.name;
+	if (kl_state_entry_stale(&r->e))
+		return kl_error_fail(err, "%s: not running (pid %d is %s)", r->vm, (int)r->e.pid,
+				     kl_proc_state_name(r->e.proc));
+	if (parse_settings(argc - 2, argv + 2, &r->req, err) < 0)
+		return -1;
+	r->disk = find_disk(r->e.json, argv[1], err);
+	if (!r->disk) {
+		kl_error_prefix(err, "%s", r->vm);
+		return -1;
 	}
-	if (parse_settings(argc - 2, argv + 2, &req, err) < 0)
-		goto out;
-	disk = find_disk(e.json, argv[1], err);
-	if (!disk) {
-		kl_error_prefix(err, "%s", vm);
-		goto out;
+	r->label = kl_json_str(r->disk, "id") ? kl_json_str(r->disk, "id") : kl_json_str(r->disk, "node");
+	if (!r->label)
+		r->label = argv[1];
+	const char *sock = kl_json_str(r->e.json, "query_socket");
+	if (!sock)
+		return kl_error_fail(err, "%s: started without kvm-launch's query monitor: nothing can be changed live",
+				     r->vm);
+	if (qmp_connect(sock, SET_CONNECT_TIMEOUT_MS, &r->qmp, err) < 0) {
+		kl_error_prefix(err, "%s: cannot reach QEMU's monitor (%s)", r->vm, sock);
+		return -1;
 	}
-	const char *label = kl_json_str(disk, "id") ? kl_json_str(disk, "id") : kl_json_str(disk, "node");
-	if (!label)
-		label = argv[1];
-	const char *sock = kl_json_str(e.json, "query_socket");
-	if (!sock) {
-		kl_error_set(err, "%s: started without kvm-launch's query monitor: nothing can be changed live", vm);
-		goto out;
+	if (qmp_execute(r->qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &r->blocks, err) < 0) {
+		kl_error_prefix(err, "%s: query-block", r->vm);
+		return -1;
 	}
-	if (qmp_connect(sock, SET_CONNECT_TIMEOUT_MS, &qmp, err) < 0) {
-		kl_error_prefix(err, "%s: cannot reach QEMU's monitor (%s)", vm, sock);
-		goto out;
-	}
-	if (qmp_execute(qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &blocks, err) < 0) {
-		kl_error_prefix(err, "%s: query-block", vm);
-		goto out;
-	}
-	json_object *block = kl_block_find(blocks, disk);
-	json_object *ins = kl_json_get(block, "inserted", json_type_object);
-	if (!block || !ins) {
-		kl_error_set(err, "%s: disk %s: QEMU does not list it (or it has no medium)", vm, label);
-		goto out;
-	}
+	r->block = kl_block_find(r->blocks, r->disk);
+	r->ins = kl_json_get(r->block, "inserted", json_type_object);
+	if (!r->block || !r->ins)
+		return kl_error_fail(err, "%s: disk %s: QEMU does not list it (or it has no medium)", r->vm, r->label);
+	return 0;
+}
 
-	/* ---- check everything first ---- */
-	struct kl_cache_view view;
-	if (req.cache != KL_CACHE_UNSET)
-		named = named_nodes(qmp);
-	kl_cache_view_of(disk, block, named, &view);
-	struct kl_cache_flags cur = view.flags, want = cur;
-	bool cache_change = false;
-	if (req.cache != KL_CACHE_UNSET) {
-		want = kl_cache_flags(req.cache);
-		if (check_write_cache(vm, label, req.cache, &view, err) < 0)
-			goto out;
-		if (want.no_flush && !cur.no_flush && !force) {
-			kl_error_set(err, "%s: disk %s: cache=unsafe ignores the guest's flushes (a host crash loses data "
+/* May the cache mode change from r->cur to r->want on this disk? */
+static int check_cache_allowed(struct set_run *r, struct kl_error *err)
+{
+	const char *vm = r->vm, *label = r->label, *mode = kl_cache_name(r->req.cache);
+	if (check_write_cache(vm, label, r->req.cache, &r->view, err) < 0)
+		return -1;
+	if (r->want.no_flush && !r->cur.no_flush && !r->force)
+		return kl_error_fail(err, "%s: disk %s: cache=unsafe ignores the guest's flushes (a host crash loses data "
 					  "the guest believes is safe): add --force if you mean it", vm, label);
-			goto out;
-		}
-		if (cur.direct && !want.direct) {
-			const char *aio = kl_json_str(disk, "aio");
-			if (aio && strcmp(aio, "native") == 0) {
-				kl_error_set(err, "%s: disk %s: it runs aio=native, which needs O_DIRECT: cache=%s would drop "
-						  "O_DIRECT under it (QEMU does not re-check this on reopen); aio cannot "
-						  "change while the VM runs", vm, label, kl_cache_name(req.cache));
-				goto out;
-			}
-			if (kl_json_bool(disk, "shared", false) && !force) {
-				kl_error_set(err, "%s: disk %s: on shared storage, dropping O_DIRECT (cache=%s) makes "
-						  "migration unsafe (libvirt still believes cache=none): add --force if you mean it",
-					     vm, label, kl_cache_name(req.cache));
-				goto out;
-			}
-			if (kl_json_bool(e.json, "incoming", false) && !force) {
-				kl_error_set(err, "%s: the VM was started with -incoming: dropping O_DIRECT (cache=%s) on "
-						  "disk %s can make a migration unsafe: add --force if you mean it",
-					     vm, kl_cache_name(req.cache), label);
-				goto out;
-			}
-		}
-		cache_change = want.direct != cur.direct || want.no_flush != cur.no_flush;
-		if (cache_change) {
-			json_object *argvj = kl_json_get(e.json, "argv", json_type_array);
-			const char *top = kl_json_str(ins, "node-name");
-			const char *dev = kl_json_str(block, "device");
-			/* -drive always makes a named BlockBackend; -blockdev never. */
-			bool is_drive = dev && *dev;
-			if (!argvj) {
-				kl_error_set(err, "%s: the state file has no command line", vm);
-				goto out;
-			}
-			int r;
-			if (is_drive) {
-				r = kl_set_plan_drive(argvj, block, named, want, &plan, err);
-			} else {
-				r = kl_set_plan_blockdev(argvj, top ? top : kl_json_str(disk, "node"), want, &plan, err);
-			}
-			if (r < 0) {
-				kl_error_prefix(err, "%s: disk %s: cannot change the cache mode live", vm, label);
-				goto out;
-			}
-		}
-	}
-	bool throttle_change = json_object_object_length(req.throttle) > 0;
-	old_throttle = kl_throttle_current(block);
-	if (throttle_change)
-		throttle_args = kl_throttle_args(block, req.throttle);
+	if (!r->cur.direct || r->want.direct)
+		return 0;
+	const char *aio = kl_json_str(r->disk, "aio");
+	if (aio && strcmp(aio, "native") == 0)
+		return kl_error_fail(err, "%s: disk %s: it runs aio=native, which needs O_DIRECT: cache=%s would drop "
+					  "O_DIRECT under it (QEMU does not re-check this on reopen); aio cannot "
+					  "change while the VM runs", vm, label, mode);
+	if (kl_json_bool(r->disk, "shared", false) && !r->force)
+		return kl_error_fail(err, "%s: disk %s: on shared storage, dropping O_DIRECT (cache=%s) makes "
+					  "migration unsafe (libvirt still believes cache=none): add --force if you mean it",
+				     vm, label, mode);
+	if (kl_json_bool(r->e.json, "incoming", false) && !r->force)
+		return kl_error_fail(err, "%s: the VM was started with -incoming: dropping O_DIRECT (cache=%s) on "
+					  "disk %s can make a migration unsafe: add --force if you mean it", vm, mode, label);
+	return 0;
+}
 
-	/* ---- apply ---- */
-	if (req.cache != KL_CACHE_UNSET && !cache_change)
-		printf("%s: %s: cache is already %s\n", vm, label, kl_cache_name(req.cache));
-	if (cache_change) {
-		_cleanup_json_ json_object *args = json_object_new_object();
-		json_object_object_add(args, "options", json_object_get(plan.options));
-		kl_debug("blockdev-reopen %s", json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN));
-		if (qmp_execute(qmp, "blockdev-reopen", args, SET_CALL_TIMEOUT_MS, NULL, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s: blockdev-reopen refused (nothing changed)", vm, label);
-			goto out;
-		}
-		/* Every reopened node, as QEMU reports it now. */
-		_cleanup_json_ json_object *after = named_nodes(qmp);
-		_cleanup_strbuf_ struct strbuf nodes = STRBUF_INIT;
-		if (!after) {
-			kl_error_set(err, "%s: disk %s: QEMU accepted the reopen but query-named-block-nodes failed: "
+/* Check a cache change and plan its blockdev-reopen; nothing changes yet. */
+static int plan_cache(struct set_run *r, struct kl_error *err)
+{
+	if (r->req.cache != KL_CACHE_UNSET)
+		r->named = named_nodes(r->qmp);
+	kl_cache_view_of(r->disk, r->block, r->named, &r->view);
+	r->cur = r->want = r->view.flags;
+	if (r->req.cache == KL_CACHE_UNSET)
+		return 0;
+	r->want = kl_cache_flags(r->req.cache);
+	if (check_cache_allowed(r, err) < 0)
+		return -1;
+	r->cache_change = r->want.direct != r->cur.direct || r->want.no_flush != r->cur.no_flush;
+	if (!r->cache_change)
+		return 0;
+	json_object *argvj = kl_json_get(r->e.json, "argv", json_type_array);
+	const char *top = kl_json_str(r->ins, "node-name");
+	const char *dev = kl_json_str(r->block, "device");
+	if (!argvj)
+		return kl_error_fail(err, "%s: the state file has no command line", r->vm);
+	int rc;
+	if (dev && *dev) /* -drive always makes a named BlockBackend; -blockdev never */
+		rc = kl_set_plan_drive(argvj, r->block, r->named, r->want, &r->plan, err);
+	else
+		rc = kl_set_plan_blockdev(argvj, top ? top : kl_json_str(r->disk, "node"), r->want, &r->plan, err);
+	if (rc < 0)
+		kl_error_prefix(err, "%s: disk %s: cannot change the cache mode live", r->vm, r->label);
+	return rc;
+}
+
+/* blockdev-reopen, then check every reopened node and the kernel's fds. */
+static int apply_cache(struct set_run *r, struct kl_error *err)
+{
+	const char *vm = r->vm, *label = r->label;
+	if (r->req.cache != KL_CACHE_UNSET && !r->cache_change)
+		printf("%s: %s: cache is already %s\n", vm, label, kl_cache_name(r->req.cache));
+	if (!r->cache_change)
+		return 0;
+	_cleanup_json_ json_object *args = json_object_new_object();
+	json_object_object_add(args, "options", json_object_get(r->plan.options));
+	kl_debug("blockdev-reopen %s", json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN));
+	if (qmp_execute(r->qmp, "blockdev-reopen", args, SET_CALL_TIMEOUT_MS, NULL, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s: blockdev-reopen refused (nothing changed)", vm, label);
+		return -1;
+	}
+	/* Every reopened node, as QEMU reports it now. */
+	_cleanup_json_ json_object *after = named_nodes(r->qmp);
+	_cleanup_strbuf_ struct strbuf nodes = STRBUF_INIT;
+	if (!after)
+		return kl_error_fail(err, "%s: disk %s: QEMU accepted the reopen but query-named-block-nodes failed: "
 					  "the change is not verified", vm, label);
-			goto out;
-		}
-		if (kl_cache_check_nodes(after, plan.options, want, &nodes, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s", vm, label);
-			goto out;
-		}
-		kl_debug("after the reopen: %s", strbuf_str(&nodes));
-		_cleanup_strbuf_ struct strbuf what = STRBUF_INIT;
-		const char *image = plan.image ? plan.image : kl_json_str(disk, "path");
-		if (image && check_odirect(e.pid, image, want.direct, &what, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s", vm, label);
-			goto out;
-		}
-		printf("%s: %s: cache %s -> %s (O_DIRECT %s%s%s)\n", vm, label, flags_mode_name(cur),
-		       kl_cache_name(req.cache), want.direct ? "on" : "off", what.len ? ": " : "", strbuf_str(&what));
-		json_object_array_add(changes, change_entry(label, "cache", json_object_new_string(flags_mode_name(cur)),
-							    json_object_new_string(kl_cache_name(req.cache))));
+	if (kl_cache_check_nodes(after, r->plan.options, r->want, &nodes, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s", vm, label);
+		return -1;
 	}
-	if (throttle_change) {
-		kl_debug("block_set_io_throttle %s", json_object_to_json_string_ext(throttle_args, JSON_C_TO_STRING_PLAIN));
-		if (qmp_execute(qmp, "block_set_io_throttle", throttle_args, SET_CALL_TIMEOUT_MS, NULL, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s: block_set_io_throttle refused%s", vm, label,
-					cache_change ? " (the cache change above was made)" : " (nothing changed)");
-			goto record;
-		}
-		_cleanup_json_ json_object *after = NULL;
-		if (qmp_execute(qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &after, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s: query-block after throttling", vm, label);
-			goto record;
-		}
-		json_object *nb = kl_block_find(after, disk);
-		new_throttle = kl_throttle_current(nb);
-		bool printed = false;
-		for (size_t i = 0; i < KL_THROTTLE_NKEYS; i++) {
-			const char *key = TKEY(i);
-			int64_t a = kl_throttle_value(old_throttle, key, NULL), b = kl_throttle_value(new_throttle, key, NULL);
-			bool asked = json_object_object_get_ex(req.throttle, key, NULL);
-			if (a == b && !asked)
-				continue;
-			printf("%s: %s: %s %" PRId64 " -> %" PRId64 "\n", vm, label, key, a, b);
-			printed = true;
-			json_object_array_add(changes, change_entry(label, key, json_object_new_int64(a),
-								    json_object_new_int64(b)));
-			if (asked && b != kl_throttle_value(req.throttle, key, NULL)) {
-				kl_error_set(err, "%s: disk %s: QEMU accepted %s=%" PRId64 " but reports %" PRId64, vm,
-					     label, key, kl_throttle_value(req.throttle, key, NULL), b);
-				goto record;
-			}
-		}
-		if (kl_json_str(req.throttle, "group"))
-			printf("%s: %s: group %s\n", vm, label, kl_json_str(req.throttle, "group"));
-		else if (!printed)
-			printf("%s: %s: throttle unchanged\n", vm, label);
+	kl_debug("after the reopen: %s", strbuf_str(&nodes));
+	_cleanup_strbuf_ struct strbuf what = STRBUF_INIT;
+	const char *image = r->plan.image ? r->plan.image : kl_json_str(r->disk, "path");
+	if (image && check_odirect(r->e.pid, image, r->want.direct, &what, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s", vm, label);
+		return -1;
 	}
-	rc = 0;
-record:
-	if (json_object_array_length(changes) > 0) {
-		struct kl_error rerr = KL_ERROR_INIT;
-		struct set_record r = { disk, cache_change ? kl_cache_name(req.cache) : NULL, new_throttle, changes };
-		if (kl_state_update(e.file, e.pid, e.start_ticks, record_fn, &r, NULL, &rerr) < 0)
-			kl_warn("%s: the change was made but the state file was not updated: %s", vm, rerr.msg);
+	printf("%s: %s: cache %s -> %s (O_DIRECT %s%s%s)\n", vm, label, flags_mode_name(r->cur),
+	       kl_cache_name(r->req.cache), r->want.direct ? "on" : "off", what.len ? ": " : "", strbuf_str(&what));
+	json_object_array_add(r->changes, change_entry(label, "cache", json_object_new_string(flags_mode_name(r->cur)),
+						       json_object_new_string(kl_cache_name(r->req.cache))));
+	return 0;
+}
+
+/* block_set_io_throttle, then report each limit that moved or was asked. */
+static int apply_throttle(struct set_run *r, struct kl_error *err)
+{
+	const char *vm = r->vm, *label = r->label;
+	if (!r->throttle_change)
+		return 0;
+	kl_debug("block_set_io_throttle %s", json_object_to_json_string_ext(r->throttle_args, JSON_C_TO_STRING_PLAIN));
+	if (qmp_execute(r->qmp, "block_set_io_throttle", r->throttle_args, SET_CALL_TIMEOUT_MS, NULL, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s: block_set_io_throttle refused%s", vm, label,
+				r->cache_change ? " (the cache change above was made)" : " (nothing changed)");
+		return -1;
 	}
-out:
-	if (qmp)
-		qmp_close(qmp);
-	if (blocks)
-		json_object_put(blocks);
-	if (named)
-		json_object_put(named);
-	if (throttle_args)
-		json_object_put(throttle_args);
-	if (old_throttle)
-		json_object_put(old_throttle);
-	if (new_throttle)
-		json_object_put(new_throttle);
-	if (req.throttle)
-		json_object_put(req.throttle);
-	if (plan.options)
-		json_object_put(plan.options);
-	free(plan.image);
-	kl_state_entries_free(&e, 1);
+	_cleanup_json_ json_object *after = NULL;
+	if (qmp_execute(r->qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &after, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s: query-block after throttling", vm, label);
+		return -1;
+	}
+	r->new_throttle = kl_throttle_current(kl_block_find(after, r->disk));
+	bool printed = false;
+	for (size_t i = 0; i < KL_THROTTLE_NKEYS; i++) {
+		const char *key = TKEY(i);
+		int64_t a = kl_throttle_value(r->old_throttle, key, NULL), b = kl_throttle_value(r->new_throttle, key, NULL);
+		bool asked = json_object_object_get_ex(r->req.throttle, key, NULL);
+		if (a == b && !asked)
+			continue;
+		printf("%s: %s: %s %" PRId64 " -> %" PRId64 "\n", vm, label, key, a, b);
+		printed = true;
+		json_object_array_add(r->changes, change_entry(label, key, json_object_new_int64(a), json_object_new_int64(b)));
+		if (asked && b != kl_throttle_value(r->req.throttle, key, NULL))
+			return kl_error_fail(err, "%s: disk %s: QEMU accepted %s=%" PRId64 " but reports %" PRId64, vm,
+					     label, key, kl_throttle_value(r->req.throttle, key, NULL), b);
+	}
+	if (kl_json_str(r->req.throttle, "group"))
+		printf("%s: %s: group %s\n", vm, label, kl_json_str(r->req.throttle, "group"));
+	else if (!printed)
+		printf("%s: %s: throttle unchanged\n", vm, label);
+	return 0;
+}
+
+/* What changed goes into the state file; a failure there is only a warning:
+ * the VM has changed already. */
+static void record(struct set_run *r)
+{
+	if (json_object_array_length(r->changes) == 0)
+		return;
+	struct kl_error rerr = KL_ERROR_INIT;
+	struct set_record rec = { r->disk, r->cache_change ? kl_cache_name(r->req.cache) : NULL, r->new_throttle,
+				  r->changes };
+	if (kl_state_update(r->e.file, r->e.pid, r->e.start_ticks, record_fn, &rec, NULL, &rerr) < 0)
+		kl_warn("%s: the change was made but the state file was not updated: %s", r->vm, rerr.msg);
+}
+
+/* Everything is checked before anything changes; once something has
+ * changed, what was made is recorded even when a later step fails. */
+static int set_run(const char *state_dir, int argc, char **argv, bool force, struct kl_error *err)
+{
+	_cleanup_(set_run_free) struct set_run r = { .force = force, .req = { KL_CACHE_UNSET, NULL } };
+	r.changes = json_object_new_array();
+
+	if (set_open(&r, state_dir, argc, argv, err) < 0 || plan_cache(&r, err) < 0)
+		return -1;
+	r.throttle_change = json_object_object_length(r.req.throttle) > 0;
+	r.old_throttle = kl_throttle_current(r.block);
+	if (r.throttle_change)
+		r.throttle_args = kl_throttle_args(r.block, r.req.throttle);
+
+	if (apply_cache(&r, err) < 0)
+		return -1;
+	int rc = apply_throttle(&r, err);
+	record(&r);
 	return rc;
 }
 
