@@ -17,6 +17,12 @@ const char *kl_json_str(json_object *o, const char *key)
 	return v ? json_object_get_string(v) : NULL;
 }
 
+const char *kl_json_str_or(json_object *o, const char *key, const char *dflt)
+{
+	const char *s = kl_json_str(o, key);
+	return s && *s ? s : dflt;
+}
+
 long long kl_json_int(json_object *o, const char *key, long long dflt)
 {
 	json_object *v = kl_json_get(o, key, json_type_int);

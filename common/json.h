@@ -19,6 +19,8 @@ const char *kl_json_str(json_object *o, const char *key);
 long long kl_json_int(json_object *o, const char *key, long long dflt);
 bool kl_json_bool(json_object *o, const char *key, bool dflt);
 json_object *kl_json_get(json_object *o, const char *key, json_type type);
+/* The string member key, or dflt when it is absent, not a string, or "". */
+const char *kl_json_str_or(json_object *o, const char *key, const char *dflt);
 
 /* A string, or null for NULL. */
 json_object *kl_json_string(const char *s);

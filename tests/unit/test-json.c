@@ -19,7 +19,7 @@ static json_object *parse(const char *text)
 
 static void test_getters(void)
 {
-	json_object *o = parse("{\"s\": \"x\", \"i\": 42, \"b\": true, \"n\": null, \"a\": [1], \"o\": {\"k\": -7},"
+	json_object *o = parse("{\"s\": \"x\", \"empty\": \"\", \"i\": 42, \"b\": true, \"n\": null, \"a\": [1], \"o\": {\"k\": -7},"
 			       " \"big\": 9007199254740993, \"d\": 1.5}");
 	CHECK(o != NULL);
 	CHECK_STREQ(kl_json_str(o, "s"), "x");
@@ -27,6 +27,10 @@ static void test_getters(void)
 	CHECK(kl_json_str(o, "missing") == NULL);
 	CHECK(kl_json_str(o, "n") == NULL);          /* null */
 	CHECK(kl_json_str(NULL, "s") == NULL);       /* no object */
+	CHECK_STREQ(kl_json_str_or(o, "s", "-"), "x");
+	CHECK_STREQ(kl_json_str_or(o, "i", "-"), "-");
+	CHECK_STREQ(kl_json_str_or(o, "empty", "-"), "-");
+	CHECK_STREQ(kl_json_str_or(NULL, "s", "-"), "-");
 	CHECK_INTEQ(kl_json_int(o, "i", -1), 42);
 	CHECK_INTEQ(kl_json_int(o, "big", -1), 9007199254740993LL);
 	CHECK_INTEQ(kl_json_int(o, "s", -1), -1);
