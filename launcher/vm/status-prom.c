@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cleanup.h"
 #include "common/json.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
@@ -71,52 +72,60 @@ static void prom_head(FILE *out, const char *name, const char *type, const char 
 	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-struct disk_metric {
-	const char *name, *help, *stat;
-	double scale;
+/* The VMs of the document and the vm label of each: its name, or NAME@PID
+ * for a later VM of the same name (two QEMUs given one -name, or a user's
+ * and the system's state directory), since a repeated label set makes the
+ * whole text invalid for node_exporter. */
+struct prom_vms {
+	json_object *vms;
+	size_t n;
+	char **label;
 };
 
-/* The guest's write cache now, apart from the configured mode on
- * kvm_launch_disk_info: the guest switches it itself. */
-static void prom_guest_wc(FILE *out, json_object *vms, char **vm_label)
+static void prom_vms_init(struct prom_vms *p, json_object *doc)
 {
-	struct strbuf b = STRBUF_INIT;
-	prom_head(out, "kvm_launch_disk_guest_write_cache", "gauge",
-		  "1 if the guest has the disk's write cache on now, 0 if it turned it off (absent: not known).");
-	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
-		json_object *disks = kl_json_get(json_object_array_get_idx(vms, i), "disks", json_type_array);
-		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
-			json_object *d = json_object_array_get_idx(disks, k), *v;
-			if (!json_object_object_get_ex(d, "guest_write_cache", &v) || !json_object_is_type(v, json_type_boolean))
-				continue;
-			const char *l[] = { "vm", vm_label[i], "disk", kl_json_str_or(d, "id", kl_json_str_or(d, "node", "")), NULL };
-			strbuf_reset(&b);
-			prom_labels(&b, l);
-			fprintf(out, "kvm_launch_disk_guest_write_cache%s %d\n", strbuf_str(&b), json_object_get_boolean(v) ? 1 : 0);
-		}
-	}
-	strbuf_free(&b);
-}
-
-void kl_status_print_prometheus(json_object *doc, FILE *out)
-{
-	json_object *vms = kl_json_get(doc, "vms", json_type_array);
-	size_t n = vms ? json_object_array_length(vms) : 0;
-	struct strbuf b = STRBUF_INIT;
-	/* The vm label of each VM: its name, or NAME@PID for a later VM of the
-	 * same name (two QEMUs given one -name, or a user's and the system's
-	 * state directory), since a repeated label set makes the whole text
-	 * invalid for node_exporter. */
-	char **vm_label = xcalloc(n + 1, sizeof *vm_label);
-	for (size_t i = 0; i < n; i++) {
-		json_object *vm = json_object_array_get_idx(vms, i);
+	p->vms = kl_json_get(doc, "vms", json_type_array);
+	p->n = p->vms ? json_object_array_length(p->vms) : 0;
+	p->label = xcalloc(p->n + 1, sizeof *p->label);
+	for (size_t i = 0; i < p->n; i++) {
+		json_object *vm = json_object_array_get_idx(p->vms, i);
 		const char *name = kl_json_str_or(vm, "name", "");
 		bool dup = false;
 		for (size_t j = 0; j < i && !dup; j++)
-			dup = strcmp(name, kl_json_str_or(json_object_array_get_idx(vms, j), "name", "")) == 0;
-		vm_label[i] = dup ? xasprintf("%s@%lld", name, kl_json_int(vm, "pid", 0)) : xstrdup(name);
+			dup = strcmp(name, kl_json_str_or(json_object_array_get_idx(p->vms, j), "name", "")) == 0;
+		p->label[i] = dup ? xasprintf("%s@%lld", name, kl_json_int(vm, "pid", 0)) : xstrdup(name);
 	}
+}
 
+static void prom_vms_free(struct prom_vms *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->label[i]);
+	free(p->label);
+}
+
+/* Print one sample: NAME{labels} then the value text. */
+static void prom_sample(FILE *out, const char *name, const char *const *labels, const char *value)
+{
+	_cleanup_strbuf_ struct strbuf b = STRBUF_INIT;
+	prom_labels(&b, labels);
+	fprintf(out, "%s%s %s\n", name, strbuf_str(&b), value);
+}
+
+static void prom_sample_int(FILE *out, const char *name, const char *const *labels, long long v)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%lld", v);
+	prom_sample(out, name, labels, buf);
+}
+
+static const char *disk_label(json_object *d)
+{
+	return kl_json_str_or(d, "id", kl_json_str_or(d, "node", ""));
+}
+
+static void print_vm_metrics(const struct prom_vms *p, FILE *out)
+{
 	static const struct {
 		const char *name, *help;
 		int what;
@@ -128,9 +137,9 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 	};
 	for (size_t m = 0; m < sizeof vm_metrics / sizeof *vm_metrics; m++) {
 		prom_head(out, vm_metrics[m].name, "gauge", vm_metrics[m].help);
-		for (size_t i = 0; i < n; i++) {
-			json_object *vm = json_object_array_get_idx(vms, i);
-			const char *l[] = { "vm", vm_label[i], NULL };
+		for (size_t i = 0; i < p->n; i++) {
+			json_object *vm = json_object_array_get_idx(p->vms, i);
+			const char *l[] = { "vm", p->label[i], NULL };
 			long long v = 0;
 			switch (vm_metrics[m].what) {
 			case 0: v = kl_json_bool(vm, "running", false); break;
@@ -138,32 +147,89 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 			case 2: v = kl_json_bool(kl_json_get(vm, "agent", json_type_object), "alive", false); break;
 			default: v = kl_json_int(vm, "started", 0);
 			}
-			strbuf_reset(&b);
-			prom_labels(&b, l);
-			fprintf(out, "%s%s %lld\n", vm_metrics[m].name, strbuf_str(&b), v);
+			prom_sample_int(out, vm_metrics[m].name, l, v);
 		}
 	}
+}
 
-	prom_head(out, "kvm_launch_disk_info", "gauge",
-		  "The settings of each disk (value 1): aio and cache QEMU runs with, and the rule that chose them.");
-	for (size_t i = 0; i < n; i++) {
-		json_object *vm = json_object_array_get_idx(vms, i);
-		json_object *disks = kl_json_get(vm, "disks", json_type_array);
-		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
-			json_object *d = json_object_array_get_idx(disks, k);
-			const char *l[] = { "vm", vm_label[i], "disk", kl_json_str_or(d, "id", kl_json_str_or(d, "node", "")),
-					    "node", kl_json_str(d, "node"), "path", kl_json_str(d, "path"),
-					    "backend", kl_json_str(d, "backend"), "fs", kl_json_str(d, "fs"),
-					    "format", kl_json_str(d, "format"), "aio", kl_json_str(d, "aio"),
-					    "cache", kl_json_str(d, "cache"), "rule", kl_json_str(d, "rule"), NULL };
-			strbuf_reset(&b);
-			prom_labels(&b, l);
-			fprintf(out, "kvm_launch_disk_info%s 1\n", strbuf_str(&b));
-		}
+/* Calls fn for every disk of every VM, with the VM's label. */
+static void each_disk(const struct prom_vms *p, FILE *out, const void *ctx,
+		      void (*fn)(FILE *out, const char *vm_label, json_object *disk, const void *ctx))
+{
+	for (size_t i = 0; i < p->n; i++) {
+		json_object *disks = kl_json_get(json_object_array_get_idx(p->vms, i), "disks", json_type_array);
+		for (size_t k = 0; disks && k < json_object_array_length(disks); k++)
+			fn(out, p->label[i], json_object_array_get_idx(disks, k), ctx);
 	}
+}
 
-	prom_guest_wc(out, vms, vm_label);
+static void disk_info(FILE *out, const char *vm, json_object *d, const void *ctx)
+{
+	(void)ctx;
+	const char *l[] = { "vm", vm, "disk", disk_label(d), "node", kl_json_str(d, "node"),
+			    "path", kl_json_str(d, "path"), "backend", kl_json_str(d, "backend"),
+			    "fs", kl_json_str(d, "fs"), "format", kl_json_str(d, "format"),
+			    "aio", kl_json_str(d, "aio"), "cache", kl_json_str(d, "cache"),
+			    "rule", kl_json_str(d, "rule"), NULL };
+	prom_sample(out, "kvm_launch_disk_info", l, "1");
+}
 
+/* The guest's write cache now, apart from the configured mode on
+ * kvm_launch_disk_info: the guest switches it itself. */
+static void disk_guest_wc(FILE *out, const char *vm, json_object *d, const void *ctx)
+{
+	(void)ctx;
+	json_object *v;
+	if (!json_object_object_get_ex(d, "guest_write_cache", &v) || !json_object_is_type(v, json_type_boolean))
+		return;
+	const char *l[] = { "vm", vm, "disk", disk_label(d), NULL };
+	prom_sample(out, "kvm_launch_disk_guest_write_cache", l, json_object_get_boolean(v) ? "1" : "0");
+}
+
+struct disk_metric {
+	const char *name, *help, *stat;
+	double scale;
+};
+
+static void disk_counter(FILE *out, const char *vm, json_object *d, const void *ctx)
+{
+	const struct disk_metric *m = ctx;
+	json_object *st = kl_json_get(d, "stats", json_type_object);
+	if (!st)
+		return;
+	/* Only labels that never change while the VM runs: a --set cache=
+	 * must not split a counter into a new series.  aio and cache are on
+	 * kvm_launch_disk_info. */
+	const char *l[] = { "vm", vm, "disk", disk_label(d), "backend", kl_json_str(d, "backend"), NULL };
+	char buf[64];
+	if (!m->stat)
+		snprintf(buf, sizeof buf, "%lld", kl_json_int(st, "failed_rd_operations", 0) +
+			 kl_json_int(st, "failed_wr_operations", 0) + kl_json_int(st, "failed_flush_operations", 0));
+	else if (m->scale == 1)
+		snprintf(buf, sizeof buf, "%lld", kl_json_int(st, m->stat, 0));
+	else
+		snprintf(buf, sizeof buf, "%.9f", (double)kl_json_int(st, m->stat, 0) * m->scale);
+	prom_sample(out, m->name, l, buf);
+}
+
+static void disk_throttle(FILE *out, const char *vm, json_object *d, const void *ctx)
+{
+	(void)ctx;
+	json_object *t = kl_json_get(d, "throttle", json_type_object);
+	if (!t)
+		return;
+	json_object_object_foreach(t, key, val) {
+		if (!json_object_is_type(val, json_type_int))
+			continue;
+		const char *l[] = { "vm", vm, "disk", disk_label(d), "limit", key, NULL };
+		char buf[32];
+		snprintf(buf, sizeof buf, "%" PRId64, json_object_get_int64(val));
+		prom_sample(out, "kvm_launch_disk_throttle", l, buf);
+	}
+}
+
+static void print_disk_metrics(const struct prom_vms *p, FILE *out)
+{
 	static const struct disk_metric dm[] = {
 		{ "kvm_launch_disk_read_ops_total", "Read requests completed.", "rd_operations", 1 },
 		{ "kvm_launch_disk_write_ops_total", "Write requests completed.", "wr_operations", 1 },
@@ -175,62 +241,23 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		{ "kvm_launch_disk_flush_time_seconds_total", "Time spent in flush requests.", "flush_total_time_ns", 1e-9 },
 		{ "kvm_launch_disk_failed_ops_total", "Failed read, write and flush requests.", NULL, 1 },
 	};
+	prom_head(out, "kvm_launch_disk_info", "gauge",
+		  "The settings of each disk (value 1): aio and cache QEMU runs with, and the rule that chose them.");
+	each_disk(p, out, NULL, disk_info);
+	prom_head(out, "kvm_launch_disk_guest_write_cache", "gauge",
+		  "1 if the guest has the disk's write cache on now, 0 if it turned it off (absent: not known).");
+	each_disk(p, out, NULL, disk_guest_wc);
 	for (size_t m = 0; m < sizeof dm / sizeof *dm; m++) {
 		prom_head(out, dm[m].name, "counter", dm[m].help);
-		for (size_t i = 0; i < n; i++) {
-			json_object *vm = json_object_array_get_idx(vms, i);
-			json_object *disks = kl_json_get(vm, "disks", json_type_array);
-			for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
-				json_object *d = json_object_array_get_idx(disks, k);
-				json_object *st = kl_json_get(d, "stats", json_type_object);
-				if (!st)
-					continue;
-				/* Only labels that never change while the VM runs: a
-				 * --set cache= must not split a counter into a new
-				 * series.  aio and cache are on kvm_launch_disk_info. */
-				const char *l[] = { "vm", vm_label[i], "disk", kl_json_str_or(d, "id", kl_json_str_or(d, "node", "")),
-						    "backend", kl_json_str(d, "backend"), NULL };
-				strbuf_reset(&b);
-				prom_labels(&b, l);
-				if (!dm[m].stat) {
-					long long v = kl_json_int(st, "failed_rd_operations", 0) +
-						      kl_json_int(st, "failed_wr_operations", 0) +
-						      kl_json_int(st, "failed_flush_operations", 0);
-					fprintf(out, "%s%s %lld\n", dm[m].name, strbuf_str(&b), v);
-				} else if (dm[m].scale == 1) {
-					fprintf(out, "%s%s %lld\n", dm[m].name, strbuf_str(&b), kl_json_int(st, dm[m].stat, 0));
-				} else {
-					fprintf(out, "%s%s %.9f\n", dm[m].name, strbuf_str(&b),
-						(double)kl_json_int(st, dm[m].stat, 0) * dm[m].scale);
-				}
-			}
-		}
+		each_disk(p, out, &dm[m], disk_counter);
 	}
-
 	prom_head(out, "kvm_launch_disk_throttle", "gauge",
 		  "I/O limits in force on a disk (block_set_io_throttle), by limit name.");
-	for (size_t i = 0; i < n; i++) {
-		json_object *vm = json_object_array_get_idx(vms, i);
-		json_object *disks = kl_json_get(vm, "disks", json_type_array);
-		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
-			json_object *d = json_object_array_get_idx(disks, k);
-			json_object *t = kl_json_get(d, "throttle", json_type_object);
-			if (!t)
-				continue;
-			json_object_object_foreach(t, key, val) {
-				if (!json_object_is_type(val, json_type_int))
-					continue;
-				const char *l[] = { "vm", vm_label[i], "disk", kl_json_str_or(d, "id", kl_json_str_or(d, "node", "")),
-						    "limit", key, NULL };
-				strbuf_reset(&b);
-				prom_labels(&b, l);
-				fprintf(out, "kvm_launch_disk_throttle%s %" PRId64 "\n", strbuf_str(&b),
-					json_object_get_int64(val));
-			}
-		}
-	}
+	each_disk(p, out, NULL, disk_throttle);
+}
 
-	json_object *host = kl_json_get(doc, "host", json_type_object);
+static void print_host_metrics(json_object *host, FILE *out)
+{
 	json_object *v;
 	prom_head(out, "kvm_launch_host_io_uring", "gauge", "1 if the kernel lets processes use io_uring.");
 	fprintf(out, "kvm_launch_host_io_uring %d\n",
@@ -241,9 +268,14 @@ void kl_status_print_prometheus(json_object *doc, FILE *out)
 		prom_head(out, "kvm_launch_host_aio_max_nr", "gauge", "Kernel AIO events allowed (fs.aio-max-nr).");
 		fprintf(out, "kvm_launch_host_aio_max_nr %lld\n", kl_json_int(host, "aio_max_nr", 0));
 	}
-	strbuf_free(&b);
-	for (size_t i = 0; i < n; i++)
-		free(vm_label[i]);
-	free(vm_label);
 }
 
+void kl_status_print_prometheus(json_object *doc, FILE *out)
+{
+	struct prom_vms p;
+	prom_vms_init(&p, doc);
+	print_vm_metrics(&p, out);
+	print_disk_metrics(&p, out);
+	print_host_metrics(kl_json_get(doc, "host", json_type_object), out);
+	prom_vms_free(&p);
+}

@@ -59,13 +59,15 @@ static const char *const col_names[NCOLS] = {
 	"RD OPS", "WR OPS", "RD BYTES", "WR BYTES", "FLUSHES", "AVG LAT", "PATH",
 };
 
-static void print_vm(json_object *vm, FILE *out)
+/* "VM NAME: pid N, running (guest running), started ..., agent ..., kernel
+ * aio in use: ..." and, under it, why it is not running and the agent's error. */
+static void print_vm_head(json_object *vm, FILE *out)
 {
 	const char *state = kl_json_str_or(vm, "state", "?");
 	_cleanup_free_ char *started = fmt_time(kl_json_int(vm, "started", 0));
 	json_object *agent = kl_json_get(vm, "agent", json_type_object);
 	json_object *seen = kl_json_get(vm, "aio_seen", json_type_object);
-	struct strbuf h = STRBUF_INIT;
+	_cleanup_strbuf_ struct strbuf h = STRBUF_INIT;
 
 	strbuf_appendf(&h, "VM %s: pid %lld, %s", kl_json_str_or(vm, "name", "?"), kl_json_int(vm, "pid", 0), state);
 	if (kl_json_str(vm, "guest_status"))
@@ -74,76 +76,92 @@ static void print_vm(json_object *vm, FILE *out)
 		strbuf_append(&h, " (process stopped by a signal)");
 	strbuf_appendf(&h, ", started %s", started);
 	if (kl_json_bool(agent, "alive", false))
-		strbuf_appendf(&h, ", agent alive (pid %lld, %s)", kl_json_int(agent, "pid", 0), kl_json_str_or(agent, "state", "?"));
+		strbuf_appendf(&h, ", agent alive (pid %lld, %s)", kl_json_int(agent, "pid", 0),
+			       kl_json_str_or(agent, "state", "?"));
 	else
 		strbuf_appendf(&h, ", agent gone");
 	if (kl_json_get(vm, "aio_in_use", json_type_object)) {
 		_cleanup_free_ char *use = kl_aio_use_text(kl_json_get(vm, "aio_in_use", json_type_object));
 		strbuf_appendf(&h, ", kernel aio in use: %s", use);
 	} else if (kl_json_bool(vm, "running", false)) {
-		struct strbuf eng = STRBUF_INIT;
+		_cleanup_strbuf_ struct strbuf eng = STRBUF_INIT;
 		if (kl_json_bool(seen, "io_uring", false))
 			strbuf_append(&eng, "io_uring");
 		if (kl_json_bool(seen, "libaio", false))
 			strbuf_appendf(&eng, "%slibaio", eng.len ? ", " : "");
 		strbuf_appendf(&h, ", kernel aio in use: %s", eng.len ? strbuf_str(&eng) : "none");
-		strbuf_free(&eng);
 	}
 	fprintf(out, "%s\n", strbuf_str(&h));
-	strbuf_free(&h);
 	if (strcmp(state, "running") != 0 && kl_json_str(vm, "why"))
 		fprintf(out, "  %s: %s\n", state, kl_json_str(vm, "why"));
 	if (kl_json_str(agent, "error"))
 		fprintf(out, "  agent: %s\n", kl_json_str(agent, "error"));
+}
 
-	json_object *disks = kl_json_get(vm, "disks", json_type_array);
-	size_t n = disks ? json_object_array_length(disks) : 0;
-	if (n == 0) {
-		fprintf(out, "  (no disks)\n");
-		return;
+/* The NCOLS cells of one disk's row (caller frees each and the array). */
+static char **disk_cells(json_object *d)
+{
+	json_object *st = kl_json_get(d, "stats", json_type_object);
+	char **row = xcalloc(NCOLS, sizeof *row);
+	bool from_qemu = strcmp(kl_json_str_or(d, "cache_source", ""), "qemu") == 0;
+	row[0] = xstrdup(kl_json_str_or(d, "id", "-"));
+	row[1] = xstrdup(kl_json_str_or(d, "node", "-"));
+	row[2] = xstrdup(kl_json_str_or(d, "backend", "-"));
+	row[3] = xstrdup(kl_json_str_or(d, "fs", "-"));
+	row[4] = xstrdup(kl_json_str_or(d, "format", "-"));
+	row[5] = xstrdup(kl_json_str_or(d, "aio", "-"));
+	row[6] = xasprintf("%s%s", kl_json_str_or(d, "cache", "-"), from_qemu ? "" : "?");
+	row[7] = xstrdup(wc_word(d));
+	row[8] = xstrdup(kl_json_str_or(d, "rule", "-"));
+	row[9] = kl_throttle_text(kl_json_get(d, "throttle", json_type_object));
+	if (st) {
+		row[10] = xasprintf("%lld", kl_json_int(st, "rd_operations", 0));
+		row[11] = xasprintf("%lld", kl_json_int(st, "wr_operations", 0));
+		row[12] = human_bytes(kl_json_int(st, "rd_bytes", 0));
+		row[13] = human_bytes(kl_json_int(st, "wr_bytes", 0));
+		row[14] = xasprintf("%lld", kl_json_int(st, "flush_operations", 0));
+		json_object *lat = kl_json_get(st, "avg_latency_ms", json_type_double);
+		row[15] = lat ? xasprintf("%.2f ms", json_object_get_double(lat)) : xstrdup("-");
+	} else {
+		for (size_t c = 10; c <= 15; c++)
+			row[c] = xstrdup("-");
 	}
+	row[16] = xstrdup(kl_json_str_or(d, "path", "-"));
+	return row;
+}
+
+/* The lines under a disk's row: notes, calibration, reasons. */
+static void print_disk_notes(json_object *d, FILE *out)
+{
+	const char *planned = kl_json_str(d, "cache_planned"), *cache = kl_json_str(d, "cache");
+	if (planned && cache && strcmp(planned, cache) != 0)
+		fprintf(out, "      note: QEMU runs cache=%s, kvm-launch recorded %s\n", cache, planned);
+	if (kl_json_str(d, "note"))
+		fprintf(out, "      note: %s\n", kl_json_str(d, "note"));
+	if (kl_json_str(d, "calibration"))
+		fprintf(out, "      aio chosen from calibration %s\n", kl_json_str(d, "calibration"));
+	json_object *reasons = kl_json_get(d, "reasons", json_type_array);
+	for (size_t r = 0; reasons && r < json_object_array_length(reasons); r++)
+		fprintf(out, "      %s\n", json_object_get_string(json_object_array_get_idx(reasons, r)));
+}
+
+static void print_disks(json_object *disks, size_t n, FILE *out)
+{
 	char ***cells = xcalloc(n, sizeof *cells);
 	size_t width[NCOLS];
 	for (size_t c = 0; c < NCOLS; c++)
 		width[c] = strlen(col_names[c]);
 	for (size_t i = 0; i < n; i++) {
-		json_object *d = json_object_array_get_idx(disks, i);
-		json_object *st = kl_json_get(d, "stats", json_type_object);
-		char **row = cells[i] = xcalloc(NCOLS, sizeof *row);
-		bool from_qemu = strcmp(kl_json_str_or(d, "cache_source", ""), "qemu") == 0;
-		row[0] = xstrdup(kl_json_str_or(d, "id", "-"));
-		row[1] = xstrdup(kl_json_str_or(d, "node", "-"));
-		row[2] = xstrdup(kl_json_str_or(d, "backend", "-"));
-		row[3] = xstrdup(kl_json_str_or(d, "fs", "-"));
-		row[4] = xstrdup(kl_json_str_or(d, "format", "-"));
-		row[5] = xstrdup(kl_json_str_or(d, "aio", "-"));
-		row[6] = xasprintf("%s%s", kl_json_str_or(d, "cache", "-"), from_qemu ? "" : "?");
-		row[7] = xstrdup(wc_word(d));
-		row[8] = xstrdup(kl_json_str_or(d, "rule", "-"));
-		row[9] = kl_throttle_text(kl_json_get(d, "throttle", json_type_object));
-		if (st) {
-			row[10] = xasprintf("%lld", kl_json_int(st, "rd_operations", 0));
-			row[11] = xasprintf("%lld", kl_json_int(st, "wr_operations", 0));
-			row[12] = human_bytes(kl_json_int(st, "rd_bytes", 0));
-			row[13] = human_bytes(kl_json_int(st, "wr_bytes", 0));
-			row[14] = xasprintf("%lld", kl_json_int(st, "flush_operations", 0));
-			json_object *lat = kl_json_get(st, "avg_latency_ms", json_type_double);
-			row[15] = lat ? xasprintf("%.2f ms", json_object_get_double(lat)) : xstrdup("-");
-		} else {
-			for (size_t c = 10; c <= 15; c++)
-				row[c] = xstrdup("-");
-		}
-		row[16] = xstrdup(kl_json_str_or(d, "path", "-"));
+		cells[i] = disk_cells(json_object_array_get_idx(disks, i));
 		for (size_t c = 0; c < NCOLS; c++)
-			if (strlen(row[c]) > width[c])
-				width[c] = strlen(row[c]);
+			if (strlen(cells[i][c]) > width[c])
+				width[c] = strlen(cells[i][c]);
 	}
 	fprintf(out, " ");
 	for (size_t c = 0; c < NCOLS; c++)
 		fprintf(out, " %-*s", c + 1 < NCOLS ? (int)width[c] : 0, col_names[c]);
 	fprintf(out, "\n");
 	for (size_t i = 0; i < n; i++) {
-		json_object *d = json_object_array_get_idx(disks, i);
 		fprintf(out, " ");
 		for (size_t c = 0; c < NCOLS; c++) {
 			bool num = c >= 10 && c <= 15;
@@ -155,18 +173,20 @@ static void print_vm(json_object *vm, FILE *out)
 		}
 		fprintf(out, "\n");
 		free(cells[i]);
-		const char *planned = kl_json_str(d, "cache_planned"), *cache = kl_json_str(d, "cache");
-		if (planned && cache && strcmp(planned, cache) != 0)
-			fprintf(out, "      note: QEMU runs cache=%s, kvm-launch recorded %s\n", cache, planned);
-		if (kl_json_str(d, "note"))
-			fprintf(out, "      note: %s\n", kl_json_str(d, "note"));
-		if (kl_json_str(d, "calibration"))
-			fprintf(out, "      aio chosen from calibration %s\n", kl_json_str(d, "calibration"));
-		json_object *reasons = kl_json_get(d, "reasons", json_type_array);
-		for (size_t r = 0; reasons && r < json_object_array_length(reasons); r++)
-			fprintf(out, "      %s\n", json_object_get_string(json_object_array_get_idx(reasons, r)));
+		print_disk_notes(json_object_array_get_idx(disks, i), out);
 	}
 	free(cells);
+}
+
+static void print_vm(json_object *vm, FILE *out)
+{
+	print_vm_head(vm, out);
+	json_object *disks = kl_json_get(vm, "disks", json_type_array);
+	size_t n = disks ? json_object_array_length(disks) : 0;
+	if (n == 0)
+		fprintf(out, "  (no disks)\n");
+	else
+		print_disks(disks, n, out);
 }
 
 /* Strings in the table come from VM names, command lines and QMP replies:
