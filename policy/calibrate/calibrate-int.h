@@ -9,6 +9,20 @@
 
 #include "policy/calibrate/calibrate.h"
 
+/* The plan's sizes (calibrate.c), also named by the report. */
+#define BUF_ALIGN 4096
+#define SMALL_BS 4096u
+#define LARGE_BS (1u << 20)
+#define MAX_QD 32
+#define WARMUP_MAX 0.2
+
+/* The queue depths each engine runs at. */
+#define KLC_NQDS 2
+extern const int klc_qds[KLC_NQDS];
+
+/* "4 KiB", "1 MiB", "123 bytes" into buf. */
+void klc_human_size(uint64_t n, char *buf, size_t len);
+
 /* No completion for this long: the run fails rather than hanging. */
 #define KLC_STALL_SECONDS 30.0
 
