@@ -365,69 +365,46 @@ static void add_notes(struct kl_calibration *c)
 			     "measures them and destroys data on it)");
 }
 
-int kl_calibrate(const char *path, const struct kl_calibrate_options *o, struct kl_calibration **out,
-		 struct kl_error *err)
+/* Stat path and open what is measured: the block device itself, or a
+ * temporary file in the directory (of the file) given. */
+static int open_target(struct kl_calibration *c, const char *path, const struct kl_calibrate_options *o,
+		       struct target *t, struct kl_error *err)
 {
-	static const struct kl_calibrate_options defaults = { 0 };
-	struct target t = { .fd = -1 };
 	struct stat st;
-	unsigned char *bufs[MAX_QD] = { 0 };
-	struct plan_item plan[64];
-	bool stuck = false;
-	int rc = -1;
-
-	if (!o)
-		o = &defaults;
-	*out = NULL;
-	struct kl_calibration *c = xcalloc(1, sizeof *c);
-	c->path = xstrdup(path);
-	c->seconds = o->seconds > 0 ? o->seconds : KL_CALIBRATE_SECONDS_DEFAULT;
-	now_utc(c);
-
-	for (size_t i = 0; i < MAX_QD; i++)
-		if (posix_memalign((void **)&bufs[i], BUF_ALIGN, LARGE_BS) != 0) {
-			kl_error_fail(err, "out of memory for I/O buffers");
-			goto out;
-		}
-	uint64_t seed = 0x9e3779b97f4a7c15ULL;
-	for (size_t i = 0; i < MAX_QD; i++)
-		fill_pattern(bufs[i], LARGE_BS, &seed);
-
-	if (stat(path, &st) < 0) {
-		kl_error_errno(err, errno, "calibrate %s", path);
-		goto out;
-	}
+	if (stat(path, &st) < 0)
+		return kl_error_errno(err, errno, "calibrate %s", path);
 	if (S_ISBLK(st.st_mode)) {
 		c->backend = KL_BACKEND_BLOCK;
 		snprintf(c->storage_id, sizeof c->storage_id, "dev:%u:%u", major(st.st_rdev), minor(st.st_rdev));
-		if (open_block(c, path, o, &t, err) < 0)
-			goto out;
+		if (open_block(c, path, o, t, err) < 0)
+			return -1;
 		c->wrote = o->allow_write;
 		block_label(c, &st, path);
-	} else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
-		c->backend = KL_BACKEND_FILE;
-		snprintf(c->storage_id, sizeof c->storage_id, "dev:%u:%u", major(st.st_dev), minor(st.st_dev));
-		_cleanup_free_ char *dir = NULL;
-		if (S_ISDIR(st.st_mode)) {
-			dir = xstrdup(path);
-		} else {
-			const char *slash = strrchr(path, '/');
-			dir = slash ? (slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path)))
-				    : xstrdup(".");
-		}
-		fs_label(c, path, &st);
-		uint64_t size = o->file_size ? o->file_size : KL_CALIBRATE_FILE_SIZE_DEFAULT;
-		size = size < 2 * (uint64_t)LARGE_BS ? 2 * (uint64_t)LARGE_BS : size - size % LARGE_BS;
-		if (open_temp_file(c, dir, &st, size, &t, err) < 0)
-			goto out;
-		c->wrote = true;  /* our own file */
-	} else {
-		kl_error_fail(err, "calibrate %s: neither a block device, a directory nor a regular file", path);
-		goto out;
+		return 0;
 	}
+	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+		return kl_error_fail(err, "calibrate %s: neither a block device, a directory nor a regular file", path);
+	c->backend = KL_BACKEND_FILE;
+	snprintf(c->storage_id, sizeof c->storage_id, "dev:%u:%u", major(st.st_dev), minor(st.st_dev));
+	_cleanup_free_ char *dir = NULL;
+	if (S_ISDIR(st.st_mode)) {
+		dir = xstrdup(path);
+	} else {
+		const char *slash = strrchr(path, '/');
+		dir = slash ? (slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path))) : xstrdup(".");
+	}
+	fs_label(c, path, &st);
+	uint64_t size = o->file_size ? o->file_size : KL_CALIBRATE_FILE_SIZE_DEFAULT;
+	size = size < 2 * (uint64_t)LARGE_BS ? 2 * (uint64_t)LARGE_BS : size - size % LARGE_BS;
+	if (open_temp_file(c, dir, &st, size, t, err) < 0)
+		return -1;
+	c->wrote = true;  /* our own file */
+	return 0;
+}
 
-	c->odirect = check_odirect(t.fd, bufs[0], c->odirect_error, sizeof c->odirect_error);
-
+/* Which engines can be set up at all. */
+static void check_engines(struct kl_calibration *c)
+{
 	for (size_t i = 0; i < KL_CAL_NENGINES; i++) {
 		struct kl_cal_engine_status *es = &c->engines[i];
 		es->engine = kl_cal_engines[i];
@@ -440,91 +417,144 @@ int kl_calibrate(const char *path, const struct kl_calibrate_options *o, struct 
 		if (!es->available)
 			kl_debug("calibrate: %s unavailable: %s", kl_aio_name(es->engine), es->reason);
 	}
+}
+
+/* What the runs share: the target, the buffers, the time each gets, and
+ * the state one run leaves for the next. */
+struct runs {
+	struct target t;
+	unsigned char *bufs[MAX_QD];
+	double per, warmup;          /* seconds a run, of which warm-up */
+	bool last_direct, dirty;     /* O_DIRECT as last set; buffered writes not yet synced */
+	bool stuck;                  /* a run hung: its buffers may still be written to */
+};
+
+/* One engine's job (O_DIRECT already as asked) into r. */
+static void measure(struct runs *rs, const struct plan_item *p, size_t i, struct kl_cal_run *r)
+{
+	struct klc_job j = {
+		.fd = rs->t.fd, .direct = p->direct, .pattern = p->pattern, .bs = r->block_size, .qd = p->qd,
+		.region = rs->t.size, .warmup = rs->warmup, .measure = rs->per - rs->warmup, .bufs = rs->bufs,
+		.seed = 0x853c49e6748fea9bULL + i,
+	};
+	enum klc_status s = p->engine == KL_AIO_IO_URING ? klc_run_io_uring(&j)
+			  : p->engine == KL_AIO_NATIVE	 ? klc_run_libaio(&j)
+							 : klc_run_threads(&j);
+	if (p->pattern == KL_CAL_RANDWRITE && !p->direct)
+		rs->dirty = true;
+	if (j.stuck)
+		rs->stuck = true;
+	if (s != KLC_OK) {
+		snprintf(r->error, sizeof r->error, "%s", j.error[0] ? j.error : "failed");
+	} else if (j.ios == 0) {
+		snprintf(r->error, sizeof r->error, "no request completed in the %.2f s window", j.window);
+	} else {
+		r->ok = true;
+		r->ios = j.ios;
+		r->seconds = j.window;
+		r->iops = (double)j.ios / j.window;
+		r->mbps = r->iops * r->block_size / 1e6;
+		r->lat_us = j.lat_sum_us / (double)j.ios;
+	}
+}
+
+/* Run plan item i and add its result to c. */
+static void run_item(struct kl_calibration *c, struct runs *rs, const struct plan_item *p, size_t i, size_t n,
+		     const struct kl_calibrate_options *o)
+{
+	struct kl_cal_run r = {
+		.engine = p->engine, .direct = p->direct, .qd = p->qd, .pattern = p->pattern,
+		.block_size = p->pattern == KL_CAL_SEQREAD ? LARGE_BS : SMALL_BS,
+		.synchronous = p->engine == KL_AIO_NATIVE && !p->direct,
+		.page_cache = !p->direct && p->pattern != KL_CAL_RANDWRITE,
+	};
+	char what[96];
+	snprintf(what, sizeof what, "%s %s qd%d %s", kl_aio_name(p->engine), p->direct ? "direct" : "buffered", p->qd,
+		 kl_cal_pattern_name(p->pattern));
+	progress(o, (int)i, (int)n, what);
+	if (rs->stuck) {
+		snprintf(r.error, sizeof r.error, "not run: an earlier run hung");
+		kl_calibration_add_run(c, &r);
+		return;
+	}
+	if (rs->dirty || !p->direct) {
+		/* Written-back data and a cold page cache before each buffered run. */
+		fdatasync(rs->t.fd);
+		posix_fadvise(rs->t.fd, 0, 0, POSIX_FADV_DONTNEED);
+		rs->dirty = false;
+	}
+	if ((i == 0 || p->direct != rs->last_direct) && set_direct(rs->t.fd, p->direct) < 0) {
+		snprintf(r.error, sizeof r.error, "setting O_DIRECT %s: %s", p->direct ? "on" : "off", strerror(errno));
+		kl_calibration_add_run(c, &r);
+		return;
+	}
+	rs->last_direct = p->direct;
+	measure(rs, p, i, &r);
+	if (!r.ok)
+		kl_debug("calibrate: %s: %s", what, r.error);
+	kl_calibration_add_run(c, &r);
+}
+
+/* A hung run may still write into its buffers and use the fd: then both
+ * are left behind on purpose. */
+static void runs_free(struct runs *rs)
+{
+	if (rs->stuck)
+		return;
+	for (size_t i = 0; i < MAX_QD; i++)
+		free(rs->bufs[i]);
+	if (rs->t.fd >= 0)
+		close(rs->t.fd);
+}
+
+static void calibration_freep(struct kl_calibration **c)
+{
+	kl_calibration_free(*c);
+}
+
+int kl_calibrate(const char *path, const struct kl_calibrate_options *o, struct kl_calibration **out,
+		 struct kl_error *err)
+{
+	static const struct kl_calibrate_options defaults = { 0 };
+	_cleanup_(runs_free) struct runs rs = { .t = { .fd = -1 }, .last_direct = true };
+	struct plan_item plan[64];
+
+	if (!o)
+		o = &defaults;
+	*out = NULL;
+	_cleanup_(calibration_freep) struct kl_calibration *c = xcalloc(1, sizeof *c);
+	c->path = xstrdup(path);
+	c->seconds = o->seconds > 0 ? o->seconds : KL_CALIBRATE_SECONDS_DEFAULT;
+	now_utc(c);
+
+	for (size_t i = 0; i < MAX_QD; i++)
+		if (posix_memalign((void **)&rs.bufs[i], BUF_ALIGN, LARGE_BS) != 0)
+			return kl_error_fail(err, "out of memory for I/O buffers");
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+	for (size_t i = 0; i < MAX_QD; i++)
+		fill_pattern(rs.bufs[i], LARGE_BS, &seed);
+	if (open_target(c, path, o, &rs.t, err) < 0)
+		return -1;
+	c->odirect = check_odirect(rs.t.fd, rs.bufs[0], c->odirect_error, sizeof c->odirect_error);
+	check_engines(c);
 
 	size_t nplan = make_plan(c, plan, sizeof plan / sizeof *plan);
 	if (c->temp_file) {
 		progress(o, 0, (int)nplan, "preparing the test file");
-		if (fill_temp_file(&t, path, bufs[0], err) < 0)
-			goto out;
-		fill_pattern(bufs[0], LARGE_BS, &seed);
+		if (fill_temp_file(&rs.t, path, rs.bufs[0], err) < 0)
+			return -1;
+		fill_pattern(rs.bufs[0], LARGE_BS, &seed);
 	}
-	double per = nplan ? (double)c->seconds / (double)nplan : 0;
-	double warmup = per * 0.25 < WARMUP_MAX ? per * 0.25 : WARMUP_MAX;
-	bool last_direct = true, dirty = false;
-	for (size_t i = 0; i < nplan; i++) {
-		const struct plan_item *p = &plan[i];
-		struct kl_cal_run r = {
-			.engine = p->engine, .direct = p->direct, .qd = p->qd, .pattern = p->pattern,
-			.block_size = p->pattern == KL_CAL_SEQREAD ? LARGE_BS : SMALL_BS,
-			.synchronous = p->engine == KL_AIO_NATIVE && !p->direct,
-			.page_cache = !p->direct && p->pattern != KL_CAL_RANDWRITE,
-		};
-		char what[96];
-		snprintf(what, sizeof what, "%s %s qd%d %s", kl_aio_name(p->engine), p->direct ? "direct" : "buffered",
-			 p->qd, kl_cal_pattern_name(p->pattern));
-		progress(o, (int)i, (int)nplan, what);
-		if (stuck) {
-			snprintf(r.error, sizeof r.error, "not run: an earlier run hung");
-			kl_calibration_add_run(c, &r);
-			continue;
-		}
-		if (dirty || !p->direct) {
-			/* Written-back data and a cold page cache before each buffered run. */
-			fdatasync(t.fd);
-			posix_fadvise(t.fd, 0, 0, POSIX_FADV_DONTNEED);
-			dirty = false;
-		}
-		if ((i == 0 || p->direct != last_direct) && set_direct(t.fd, p->direct) < 0) {
-			snprintf(r.error, sizeof r.error, "setting O_DIRECT %s: %s", p->direct ? "on" : "off",
-				 strerror(errno));
-			kl_calibration_add_run(c, &r);
-			continue;
-		}
-		last_direct = p->direct;
-		struct klc_job j = {
-			.fd = t.fd, .direct = p->direct, .pattern = p->pattern, .bs = r.block_size, .qd = p->qd,
-			.region = t.size, .warmup = warmup, .measure = per - warmup, .bufs = bufs,
-			.seed = 0x853c49e6748fea9bULL + i,
-		};
-		enum klc_status s = p->engine == KL_AIO_IO_URING ? klc_run_io_uring(&j)
-				  : p->engine == KL_AIO_NATIVE	 ? klc_run_libaio(&j)
-								 : klc_run_threads(&j);
-		if (p->pattern == KL_CAL_RANDWRITE && !p->direct)
-			dirty = true;
-		if (j.stuck)
-			stuck = true;
-		if (s != KLC_OK) {
-			snprintf(r.error, sizeof r.error, "%s", j.error[0] ? j.error : "failed");
-		} else if (j.ios == 0) {
-			snprintf(r.error, sizeof r.error, "no request completed in the %.2f s window", j.window);
-		} else {
-			r.ok = true;
-			r.ios = j.ios;
-			r.seconds = j.window;
-			r.iops = (double)j.ios / j.window;
-			r.mbps = r.iops * r.block_size / 1e6;
-			r.lat_us = j.lat_sum_us / (double)j.ios;
-		}
-		if (!r.ok)
-			kl_debug("calibrate: %s: %s", what, r.error);
-		kl_calibration_add_run(c, &r);
-	}
-	if (!stuck && t.fd >= 0 && (dirty || c->wrote))
-		fdatasync(t.fd);
+	rs.per = nplan ? (double)c->seconds / (double)nplan : 0;
+	rs.warmup = rs.per * 0.25 < WARMUP_MAX ? rs.per * 0.25 : WARMUP_MAX;
+	for (size_t i = 0; i < nplan; i++)
+		run_item(c, &rs, &plan[i], i, nplan, o);
+	if (!rs.stuck && rs.t.fd >= 0 && (rs.dirty || c->wrote))
+		fdatasync(rs.t.fd);
 	progress(o, (int)nplan, (int)nplan, "done");
 
 	kl_calibration_rank(c);
 	add_notes(c);
 	*out = steal_pointer(&c);
-	rc = 0;
-out:
-	if (!stuck) {
-		for (size_t i = 0; i < MAX_QD; i++)
-			free(bufs[i]);
-		if (t.fd >= 0)
-			close(t.fd);
-	}
-	kl_calibration_free(c);
-	return rc;
+	return 0;
 }
-
