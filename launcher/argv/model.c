@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "launcher/argv/blockdev.h"
 #include "launcher/argv/device.h"
@@ -365,44 +366,38 @@ static int fill_blockdev_disk(struct kl_model *m, struct mdisk *k, struct kl_err
 	return 0;
 }
 
-static int finish(struct kl_model *m, struct kl_error *err)
+/* Drive ids are unique, and QEMU has one namespace for node names: a drive
+ * id may not be a node name either. */
+static int check_drive_names(struct kl_model *m, struct kl_error *err)
 {
-	if (kl_bd_resolve(&m->bd, err) < 0)
-		return -1;
 	struct kl_names node_names = { 0 };
-	for (size_t i = 0; i < m->ndrives; i++) {
+	int rc = 0;
+	for (size_t i = 0; i < m->ndrives && rc == 0; i++) {
 		const struct kl_drive *d = m->drives[i];
 		if (d->id && kl_names_put(&m->drive_ids, d->id, (void *)(uintptr_t)(i + 1))) {
-			kl_names_free(&node_names);
-			return kl_error_fail(err, "-drive argument %zu: duplicate id '%s'", d->argi + 1, d->id);
+			rc = kl_error_fail(err, "-drive argument %zu: duplicate id '%s'", d->argi + 1, d->id);
+			break;
 		}
-		/* QEMU has one namespace for node names, and a drive id may not be
-		 * a node name either. */
 		const char *names[] = { d->id, d->node_name, kl_kv_get(&d->kv, "file.node-name") };
-		for (size_t k = 0; k < 3; k++) {
+		for (size_t k = 0; k < 3 && rc == 0; k++) {
 			if (!names[k])
 				continue;
-			if (kl_bd_lookup(&m->bd, names[k]) || (k > 0 && kl_names_put(&node_names, names[k], (void *)names[k]))) {
-				kl_names_free(&node_names);
-				return kl_error_fail(err, "-drive argument %zu: duplicate node name '%s'", d->argi + 1,
-						     names[k]);
-			}
+			if (kl_bd_lookup(&m->bd, names[k]) || (k > 0 && kl_names_put(&node_names, names[k], (void *)names[k])))
+				rc = kl_error_fail(err, "-drive argument %zu: duplicate node name '%s'", d->argi + 1,
+						   names[k]);
 		}
 	}
 	kl_names_free(&node_names);
-	if (check_sets(m, err) < 0)
-		return -1;
-	/* pc and q35 (and the default machine) put -drive without if= on IDE. */
-	const char *mt = m->machine_type;
-	bool ide_default = !mt || strncmp(mt, "pc", 2) == 0 || strncmp(mt, "q35", 3) == 0;
-	kl_drive_assign_auto_ids(m->drives, m->ndrives, ide_default ? "ide" : NULL);
+	return rc;
+}
 
-	/* The disks, in command-line order: -drive (but firmware flash) and
-	 * top -blockdev nodes (but those -machine pflash0/1 names). */
-	size_t *drive_disk = xmalloc((m->ndrives + 1) * sizeof *drive_disk);
-	size_t *node_disk = xmalloc((m->bd.nnodes + 1) * sizeof *node_disk);
-	m->disks = xcalloc(m->ndrives + m->bd.nargs + 1, sizeof *m->disks);
+/* The disks, in command-line order: -drive (but firmware flash) and top
+ * -blockdev nodes (but those -machine pflash0/1 names).  drive_disk and
+ * node_disk map each -drive and node to its disk, SIZE_MAX for none. */
+static void find_disks(struct kl_model *m, size_t *drive_disk, size_t *node_disk)
+{
 	size_t di = 0, ai = 0;
+	m->disks = xcalloc(m->ndrives + m->bd.nargs + 1, sizeof *m->disks);
 	for (size_t i = 0; i < m->bd.nnodes; i++)
 		node_disk[i] = SIZE_MAX;
 	while (di < m->ndrives || ai < m->bd.nargs) {
@@ -426,7 +421,12 @@ static int finish(struct kl_model *m, struct kl_error *err)
 			node_disk[top->index] = m->ndisks++;
 		}
 	}
+}
 
+/* Each -device drive= to its disk. */
+static int attach_devices(struct kl_model *m, const size_t *drive_disk, const size_t *node_disk,
+			  struct kl_error *err)
+{
 	for (size_t i = 0; i < m->ndevices; i++) {
 		const struct kl_device *dev = m->devices[i];
 		if (!dev->drive)
@@ -437,12 +437,9 @@ static int finish(struct kl_model *m, struct kl_error *err)
 			disk = drive_disk[d - 1];
 		} else {
 			struct kl_bdnode *n = kl_bd_lookup(&m->bd, dev->drive);
-			if (!n) {
-				free(drive_disk);
-				free(node_disk);
+			if (!n)
 				return kl_error_fail(err, "-device argument %zu: drive '%s' is neither a -drive id nor a node name",
 						     dev->argi + 1, dev->drive);
-			}
 			disk = node_disk[n->index];
 		}
 		if (disk == SIZE_MAX)
@@ -450,9 +447,23 @@ static int finish(struct kl_model *m, struct kl_error *err)
 		struct mdisk *k = &m->disks[disk];
 		VEC_PUSH(k->devs, k->ndevs, k->capdevs, i);
 	}
-	free(drive_disk);
-	free(node_disk);
+	return 0;
+}
 
+static int finish(struct kl_model *m, struct kl_error *err)
+{
+	if (kl_bd_resolve(&m->bd, err) < 0 || check_drive_names(m, err) < 0 || check_sets(m, err) < 0)
+		return -1;
+	/* pc and q35 (and the default machine) put -drive without if= on IDE. */
+	const char *mt = m->machine_type;
+	bool ide_default = !mt || strncmp(mt, "pc", 2) == 0 || strncmp(mt, "q35", 3) == 0;
+	kl_drive_assign_auto_ids(m->drives, m->ndrives, ide_default ? "ide" : NULL);
+
+	_cleanup_free_ size_t *drive_disk = xmalloc((m->ndrives + 1) * sizeof *drive_disk);
+	_cleanup_free_ size_t *node_disk = xmalloc((m->bd.nnodes + 1) * sizeof *node_disk);
+	find_disks(m, drive_disk, node_disk);
+	if (attach_devices(m, drive_disk, node_disk, err) < 0)
+		return -1;
 	for (size_t i = 0; i < m->ndisks; i++) {
 		struct mdisk *k = &m->disks[i];
 		if (k->source == KL_DISK_DRIVE)
