@@ -6,7 +6,7 @@
 # tests/fuzz/replay.c (tests/fuzz/out/replay-NAME, part of test-programs;
 # under make check-asan, with the sanitizers).  No crash, no broken
 # invariant, no hang.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires timeout
 cd "$KL_TOP" || fail "cd $KL_TOP"
 TARGETS="drive blockdev policy qmp image"

@@ -6,7 +6,7 @@
 # ("/bin/sh", "/bin/bash", "sh -c"), and every exec is execve()/execv()
 # of an absolute path (QEMU's, /proc/self/exe) with an argv array.  The
 # built binary imports none of those functions either.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires grep
 cd "$KL_TOP" || fail "cd $KL_TOP"
 SRC=$(ls launcher/*.[ch] launcher/*/*.[ch] policy/*.[ch] policy/*/*.[ch] qmp/*.[ch] common/*.[ch])

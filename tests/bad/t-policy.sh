@@ -9,8 +9,8 @@
 # A missing --config file means the built-in rules, with a warning; an
 # unreadable one or one that is not a regular file (a FIFO must not hang)
 # fails open.
-. "${KL_TOP:-.}/tests/functions.sh"
-. "$KL_TOP/tests/bad/lib.sh"
+. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/lib.sh"
 bad_setup
 IMG=$TMP/disk.img
 truncate -s 1M "$IMG"

@@ -6,8 +6,8 @@
 # garbage, a JSON array, an error, a flood of events, silence), kvm-launch
 # must not crash or hang (the probe is bounded), and the VM starts with a
 # decision made without io_uring knowledge.
-. "${KL_TOP:-.}/tests/functions.sh"
-. "$KL_TOP/tests/bad/lib.sh"
+. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/lib.sh"
 bad_setup
 IMG=$TMP/disk.img
 truncate -s 1M "$IMG"

@@ -10,7 +10,7 @@
 # there: we start it ourselves, with no environment variable involved),
 # until QEMU quits and the agent removes the entry and exits 0.
 # Skipped (77) without valgrind or QEMU, and for a sanitizer build (make check-asan).
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires valgrind "$KL" timeout "$QEMU"
 if ldd "$KL" 2>/dev/null | grep -q 'libasan\|libubsan'; then
 	echo "SKIP: $0: $KL is built with the sanitizers: valgrind cannot run it"

@@ -3,7 +3,7 @@
 # kvm-launch --check-policy on the policies in tests/policies: every error and
 # warning as FILE:LINE: message, in line order (NAME.expected), exit 1 when
 # there are errors; and a file others can write is refused.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires "$KL"
 kl_tmpdir
 

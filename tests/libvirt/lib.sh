@@ -33,7 +33,7 @@ KLT_STATE=$KLT_RUN/kvm-launch
 VIRSH=(virsh -q -c qemu:///system)
 export LC_ALL=C
 
-. "$KL_TOP/tests/guest/lib.sh"
+. "$(dirname "$0")/../guest/lib.sh"
 
 klt_setup() {
 	requires_root

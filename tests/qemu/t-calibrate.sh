@@ -11,7 +11,7 @@
 #     a device does not lend its calibration to the device (same number,
 #     other kind), a tmpfs
 #   - errors: a missing path, a character device
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 CLI=$KL_TOP/tests/helpers/calibrate-cli
 requires "$CLI" md5sum stat dd
 kl_tmpdir

@@ -7,7 +7,7 @@
 # iflag=direct, sysfs), not from the code under test.  The tmpfs mount and
 # the loop device need root: without it those parts are skipped (exit 77
 # after everything else passed).
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 CLI=$KL_TOP/tests/helpers/probe-cli
 requires "$CLI" stat dd truncate
 kl_tmpdir
