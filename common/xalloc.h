@@ -12,4 +12,14 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Room for one more element in the array arr that holds n of cap
+ * allocated: cap doubles when full (first, when it is 0).  The idiom every
+ * growable array here uses, written once. */
+#define XGROW(arr, n, cap, first) do { \
+	if ((n) == (cap)) { \
+		(cap) = (cap) ? (cap) * 2 : (first); \
+		(arr) = xrealloc((arr), (cap) * sizeof *(arr)); \
+	} \
+} while (0)
+
 #endif

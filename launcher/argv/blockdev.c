@@ -120,20 +120,14 @@ static struct kl_bdnode *new_node(struct kl_bdgraph *g, size_t arg, struct kl_bd
 	n->index = g->nnodes;
 	n->arg = arg;
 	n->parent = parent;
-	if (g->nnodes == g->capnodes) {
-		g->capnodes = g->capnodes ? g->capnodes * 2 : 64;
-		g->nodes = xrealloc(g->nodes, g->capnodes * sizeof *g->nodes);
-	}
+	XGROW(g->nodes, g->nnodes, g->capnodes, 64);
 	g->nodes[g->nnodes++] = n;
 	return n;
 }
 
 static void add_ref(struct kl_bdnode *n, const char *role, const char *name, struct kl_bdnode *child)
 {
-	if (n->nrefs == n->caprefs) {
-		n->caprefs = n->caprefs ? n->caprefs * 2 : 4;
-		n->refs = xrealloc(n->refs, n->caprefs * sizeof *n->refs);
-	}
+	XGROW(n->refs, n->nrefs, n->caprefs, 4);
 	n->refs[n->nrefs++] = (struct kl_bdref){ role, name, child };
 	if (child)
 		child->nparents++;
@@ -344,10 +338,7 @@ static int bd_add(struct kl_bdgraph *g, const char *text, size_t argi, struct kl
 	struct kl_bdarg *arg = xcalloc(1, sizeof *arg);
 	arg->argi = argi;
 	arg->text = text;
-	if (g->nargs == g->capargs) {
-		g->capargs = g->capargs ? g->capargs * 2 : 16;
-		g->args = xrealloc(g->args, g->capargs * sizeof *g->args);
-	}
+	XGROW(g->args, g->nargs, g->capargs, 16);
 	size_t a = g->nargs;
 	g->args[g->nargs++] = arg;
 

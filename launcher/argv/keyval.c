@@ -10,10 +10,7 @@
 
 static void push(struct kl_kv *kv, const struct kl_kv_entry *e)
 {
-	if (kv->n == kv->cap) {
-		kv->cap = kv->cap ? kv->cap * 2 : 8;
-		kv->v = xrealloc(kv->v, kv->cap * sizeof *kv->v);
-	}
+	XGROW(kv->v, kv->n, kv->cap, 8);
 	kv->v[kv->n++] = *e;
 }
 

@@ -19,10 +19,7 @@
 #include "launcher/argv/qemu-options.h"
 
 #define VEC_PUSH(arr, n, cap, val) do { \
-	if ((n) == (cap)) { \
-		(cap) = (cap) ? (cap) * 2 : 8; \
-		(arr) = xrealloc((arr), (cap) * sizeof *(arr)); \
-	} \
+	XGROW(arr, n, cap, 8); \
 	(arr)[(n)++] = (val); \
 } while (0)
 

@@ -288,10 +288,7 @@ static int parse_object(struct parser *p, struct kl_jvalue *v)
 		skip_ws(p);
 		if (parse_value(p, &m.value) < 0)
 			return -1;
-		if (p->mn == p->mcap) {
-			p->mcap = p->mcap ? p->mcap * 2 : 64;
-			p->mstack = xrealloc(p->mstack, p->mcap * sizeof *p->mstack);
-		}
+		XGROW(p->mstack, p->mn, p->mcap, 64);
 		p->mstack[p->mn++] = m;
 		int more = next_member(p, '}');
 		if (more < 0)
@@ -322,10 +319,7 @@ static int parse_array(struct parser *p, struct kl_jvalue *v)
 		struct kl_jvalue *item;
 		if (parse_value(p, &item) < 0)
 			return -1;
-		if (p->in == p->icap) {
-			p->icap = p->icap ? p->icap * 2 : 64;
-			p->istack = xrealloc(p->istack, p->icap * sizeof *p->istack);
-		}
+		XGROW(p->istack, p->in, p->icap, 64);
 		p->istack[p->in++] = item;
 		int more = next_member(p, ']');
 		if (more < 0)
@@ -504,10 +498,7 @@ void kl_jedit_free(struct kl_jedit *e)
 
 static void add_patch(struct kl_jedit *e, size_t start, size_t end, char *text)
 {
-	if (e->n == e->cap) {
-		e->cap = e->cap ? e->cap * 2 : 8;
-		e->p = xrealloc(e->p, e->cap * sizeof *e->p);
-	}
+	XGROW(e->p, e->n, e->cap, 8);
 	e->p[e->n] = (struct kl_jpatch){ start, end, text, e->n };
 	e->n++;
 }
