@@ -386,79 +386,137 @@ static void aio_prep(struct klc_job *j, struct aio_slot *s, int idx, int efd)
 	s->cb.data = s;
 }
 
+/* One libaio run's state. */
+struct aio_run {
+	io_context_t ctx;
+	int efd;
+	struct aio_slot *slots;
+	struct iocb **subq;           /* prepared, not yet submitted */
+	struct io_event *ev;
+	size_t nsub;
+	int inflight, again;
+	double mstart, mend;
+};
+
+/* Queue slot idx's (next part of its) request for submission. */
+static void aio_queue(struct klc_job *j, struct aio_run *ar, struct aio_slot *s)
+{
+	aio_prep(j, s, (int)(s - ar->slots), ar->efd);
+	ar->subq[ar->nsub++] = &s->cb;
+}
+
+/* Submit what is queued.  Returns 1 to go on, 0 to loop again at once, -1
+ * when submitting has failed for too long (error set). */
+static int aio_submit_queued(struct klc_job *j, struct aio_run *ar)
+{
+	int r = io_submit(ar->ctx, (long)ar->nsub, ar->subq);
+	if (r > 0) {
+		memmove(ar->subq, ar->subq + r, (ar->nsub - (size_t)r) * sizeof *ar->subq);
+		ar->nsub -= (size_t)r;
+		ar->inflight += r;
+		ar->again = 0;
+		return 1;
+	}
+	if (r == -EAGAIN || r == -EINTR || r == 0) {
+		/* The ring is full or the kernel is short of something: reap,
+		 * or wait a little. */
+		if (ar->inflight > 0)
+			return 1;
+		if (++ar->again > 100000) {
+			snprintf(j->error, sizeof j->error, "io_submit: %s for too long", strerror(r ? -r : EAGAIN));
+			return -1;
+		}
+		struct timespec ts = { 0, 100000 };
+		nanosleep(&ts, NULL);
+		return 0;
+	}
+	/* The first iocb was refused: it fails, the others wait. */
+	struct aio_slot *s = ar->subq[0]->data;
+	io_error(j, -r, s->off, j->bs);
+	ar->nsub = 0;  /* submit no more; drain what is in flight */
+	return 0;
+}
+
+/* One completion at time t: retry, continue a short transfer, count it and
+ * start the slot's next request while the window lasts. */
+static void aio_complete(struct klc_job *j, struct aio_run *ar, const struct io_event *e, double t)
+{
+	struct aio_slot *s = e->data;
+	long res = (long)e->res;
+	bool more = t < ar->mend && !j->error[0];
+	if (res == -EAGAIN || res == -EINTR) {
+		if (!j->error[0])
+			aio_queue(j, ar, s);
+		return;
+	}
+	if (res <= 0) {
+		io_error(j, (int)-res, s->off, j->bs);
+		return;
+	}
+	s->done += (size_t)res;
+	if (s->done < j->bs) {
+		/* short transfer: continue it */
+		if (!j->error[0])
+			aio_queue(j, ar, s);
+		return;
+	}
+	account(j, t, s->t_submit, ar->mstart, ar->mend);
+	if (more) {
+		s->off = klc_next_offset(j);
+		s->done = 0;
+		s->t_submit = t;
+		aio_queue(j, ar, s);
+	}
+}
+
 enum klc_status klc_run_libaio(struct klc_job *j)
 {
-	io_context_t ctx;
+	struct aio_run ar = { .efd = -1 };
 	char why[256];
-	if (libaio_setup(j->qd, &ctx, why, sizeof why) != KLC_OK) {
+	if (libaio_setup(j->qd, &ar.ctx, why, sizeof why) != KLC_OK) {
 		snprintf(j->error, sizeof j->error, "%s", why);
 		return KLC_UNAVAILABLE;
 	}
-	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (efd < 0) {
+	ar.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ar.efd < 0) {
 		snprintf(j->error, sizeof j->error, "eventfd: %s", strerror(errno));
-		io_destroy(ctx);
+		io_destroy(ar.ctx);
 		return KLC_FAILED;
 	}
-	struct aio_slot *slots = xcalloc((size_t)j->qd, sizeof *slots);
-	struct iocb **subq = xcalloc((size_t)j->qd, sizeof *subq);
-	struct io_event *ev = xcalloc((size_t)j->qd, sizeof *ev);
-	size_t nsub = 0;
-	int inflight = 0, again = 0;
-	double mstart, mend;
+	ar.slots = xcalloc((size_t)j->qd, sizeof *ar.slots);
+	ar.subq = xcalloc((size_t)j->qd, sizeof *ar.subq);
+	ar.ev = xcalloc((size_t)j->qd, sizeof *ar.ev);
 	bool stalled = false;
 
-	job_start(j, &mstart, &mend);
+	job_start(j, &ar.mstart, &ar.mend);
 	for (int i = 0; i < j->qd; i++) {
-		slots[i].off = klc_next_offset(j);
-		slots[i].done = 0;
-		aio_prep(j, &slots[i], i, efd);
-		subq[nsub++] = &slots[i].cb;
+		ar.slots[i].off = klc_next_offset(j);
+		ar.slots[i].done = 0;
+		aio_queue(j, &ar, &ar.slots[i]);
 	}
 	double t0 = klc_now();
 	for (int i = 0; i < j->qd; i++)
-		slots[i].t_submit = t0;
+		ar.slots[i].t_submit = t0;
 
-	while (nsub > 0 || inflight > 0) {
-		if (nsub > 0) {
-			int r = io_submit(ctx, (long)nsub, subq);
-			if (r > 0) {
-				memmove(subq, subq + r, (nsub - (size_t)r) * sizeof *subq);
-				nsub -= (size_t)r;
-				inflight += r;
-				again = 0;
-			} else if (r == -EAGAIN || r == -EINTR || r == 0) {
-				/* The ring is full or the kernel is short of
-				 * something: reap, or wait a little. */
-				if (inflight == 0) {
-					if (++again > 100000) {
-						snprintf(j->error, sizeof j->error, "io_submit: %s for too long",
-							 strerror(r ? -r : EAGAIN));
-						break;
-					}
-					struct timespec ts = { 0, 100000 };
-					nanosleep(&ts, NULL);
-					continue;
-				}
-			} else {
-				/* The first iocb was refused: it fails, the others wait. */
-				struct aio_slot *s = subq[0]->data;
-				io_error(j, -r, s->off, j->bs);
-				nsub = 0;  /* submit no more; drain what is in flight */
+	while (ar.nsub > 0 || ar.inflight > 0) {
+		if (ar.nsub > 0) {
+			int r = aio_submit_queued(j, &ar);
+			if (r < 0)
+				break;
+			if (r == 0)
 				continue;
-			}
 		}
-		if (inflight == 0)
+		if (ar.inflight == 0)
 			continue;
-		int w = wait_readable(efd);
+		int w = wait_readable(ar.efd);
 		if (w <= 0) {
 			stall_error(j, w);
 			stalled = true;
 			break;
 		}
-		eventfd_clear(efd);
+		eventfd_clear(ar.efd);
 		struct timespec zero = { 0, 0 };
-		int n = io_getevents(ctx, 0, j->qd, ev, &zero);
+		int n = io_getevents(ar.ctx, 0, j->qd, ar.ev, &zero);
 		if (n == -EINTR || n == 0)
 			continue;
 		if (n < 0) {
@@ -467,55 +525,23 @@ enum klc_status klc_run_libaio(struct klc_job *j)
 			break;
 		}
 		double t = klc_now();
-		inflight -= n;
-		for (int k = 0; k < n; k++) {
-			struct aio_slot *s = ev[k].data;
-			int idx = (int)(s - slots);
-			long res = (long)ev[k].res;
-			bool more = t < mend && !j->error[0];
-			if (res == -EAGAIN || res == -EINTR) {
-				if (!j->error[0]) {
-					aio_prep(j, s, idx, efd);
-					subq[nsub++] = &s->cb;
-				}
-				continue;
-			}
-			if (res <= 0) {
-				io_error(j, (int)-res, s->off, j->bs);
-				continue;
-			}
-			s->done += (size_t)res;
-			if (s->done < j->bs) {
-				/* short transfer: continue it */
-				if (!j->error[0]) {
-					aio_prep(j, s, idx, efd);
-					subq[nsub++] = &s->cb;
-				}
-				continue;
-			}
-			account(j, t, s->t_submit, mstart, mend);
-			if (more) {
-				s->off = klc_next_offset(j);
-				s->done = 0;
-				s->t_submit = t;
-				aio_prep(j, s, idx, efd);
-				subq[nsub++] = &s->cb;
-			}
-		}
+		ar.inflight -= n;
+		for (int k = 0; k < n; k++)
+			aio_complete(j, &ar, &ar.ev[k], t);
 		if (j->error[0])
-			nsub = 0;  /* stop submitting; drain what is in flight */
+			ar.nsub = 0;  /* stop submitting; drain what is in flight */
 	}
-	job_finish(j, mstart, mend);
-	if (stalled && inflight > 0) {
+	job_finish(j, ar.mstart, ar.mend);
+	if (stalled && ar.inflight > 0) {
 		/* io_destroy would wait for the stuck requests: leave them. */
 		j->stuck = true;
 		return KLC_FAILED;
 	}
-	io_destroy(ctx);
-	close(efd);
-	free(slots);
-	free(subq);
-	free(ev);
+	io_destroy(ar.ctx);
+	close(ar.efd);
+	free(ar.slots);
+	free(ar.subq);
+	free(ar.ev);
 	return j->error[0] ? KLC_FAILED : KLC_OK;
 }
 
