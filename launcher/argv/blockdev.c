@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/hash.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
 
@@ -15,21 +16,11 @@
 
 /* ---- name map ---- */
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 void *kl_names_get(const struct kl_names *m, const char *key)
 {
 	if (!m->cap)
 		return NULL;
-	for (size_t i = hash_str(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+	for (size_t i = kl_fnv1a(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
 		if (!m->slots[i].key)
 			return NULL;
 		if (strcmp(m->slots[i].key, key) == 0)
@@ -39,7 +30,7 @@ void *kl_names_get(const struct kl_names *m, const char *key)
 
 static void names_insert(struct kl_name_slot *slots, size_t cap, const char *key, void *val)
 {
-	size_t i = hash_str(key) & (cap - 1);
+	size_t i = kl_fnv1a(key) & (cap - 1);
 	while (slots[i].key)
 		i = (i + 1) & (cap - 1);
 	slots[i].key = key;
