@@ -56,9 +56,7 @@ int qmpi_qbreak(struct qmp_client *c, struct kl_error *err, int errnum, const ch
 	return qmpi_qerr(err, errnum, "%s", c->broken_msg);
 }
 
-
 /* ---- time ---- */
-
 
 deadline_t qmpi_deadline_in(int timeout_ms)
 {

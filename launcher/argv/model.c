@@ -482,14 +482,13 @@ int kl_model_parse(int argc, char *const argv[], struct kl_model **out, struct k
 	*out = NULL;
 	if (argc < 0 || (argc > 0 && !argv))
 		return kl_error_fail(err, "no arguments");
-	struct kl_model *m = xcalloc(1, sizeof *m);
+	_cleanup_model_ struct kl_model *m = xcalloc(1, sizeof *m);
 	m->argc = argc;
 	m->argv = argv;
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		if (!a) {
-			kl_error_set(err, "argument %d is missing", i + 1);
-			goto fail;
+			return kl_error_fail(err, "argument %d is missing", i + 1);
 		}
 		if (a[0] != '-') {
 			/* A bare image name: QEMU's -hda. */
@@ -502,29 +501,24 @@ int kl_model_parse(int argc, char *const argv[], struct kl_model **out, struct k
 		bool has_arg;
 		const char *oname = kl_qemu_option(name, &has_arg);
 		if (!oname) {
-			kl_error_set(err, "argument %d: unknown QEMU option '%.64s'", i + 1, a);
-			goto fail;
+			return kl_error_fail(err, "argument %d: unknown QEMU option '%.64s'", i + 1, a);
 		}
 		if (!has_arg) {
 			if (handle_option(m, oname, NULL, 0, err) < 0)
-				goto fail;
+				return -1;
 			continue;
 		}
 		if (i + 1 >= argc || !argv[i + 1]) {
-			kl_error_set(err, "argument %d: option '%.64s' requires an argument", i + 1, a);
-			goto fail;
+			return kl_error_fail(err, "argument %d: option '%.64s' requires an argument", i + 1, a);
 		}
 		i++;
 		if (handle_option(m, oname, argv[i], (size_t)i, err) < 0)
-			goto fail;
+			return -1;
 	}
 	if (finish(m, err) < 0)
-		goto fail;
-	*out = m;
+		return -1;
+	*out = steal_pointer(&m);
 	return 0;
-fail:
-	kl_model_free(m);
-	return -1;
 }
 
 void kl_model_free(struct kl_model *m)

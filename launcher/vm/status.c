@@ -49,7 +49,7 @@ static void answers_free(struct answers *a)
 static void ask_qemu(const char *sock, int timeout_ms, struct answers *a)
 {
 	struct kl_error err = KL_ERROR_INIT;
-	struct qmp_client *c = NULL;
+	_cleanup_qmp_ struct qmp_client *c = NULL;
 	long long deadline = kl_monotonic_ms() + timeout_ms;
 	static const char *const cmds[] = { "query-status", "query-block", "query-blockstats" };
 	json_object **outs[] = { &a->status, &a->blocks, &a->stats };
@@ -69,11 +69,9 @@ static void ask_qemu(const char *sock, int timeout_ms, struct answers *a)
 		kl_error_clear(&err);
 		if (qmp_execute(c, cmds[i], NULL, (int)left, outs[i], &err) < 0) {
 			a->why = xasprintf("%s: %s", cmds[i], err.msg);
-			qmp_close(c);
 			return;
 		}
 	}
-	qmp_close(c);
 	a->responsive = true;
 }
 
