@@ -40,6 +40,17 @@ static void *arena_alloc(struct kl_jdoc *doc, size_t n)
 	return p;
 }
 
+/* Move the last (top - base) entries of a parse stack into the arena: the
+ * members of an object or the items of an array, once it is closed. */
+static void *arena_pop(struct kl_jdoc *doc, const void *stack, size_t base, size_t *top, size_t size, size_t *n)
+{
+	*n = *top - base;
+	void *v = arena_alloc(doc, *n * size);
+	memcpy(v, (const char *)stack + base * size, *n * size);
+	*top = base;
+	return v;
+}
+
 struct parser {
 	const char *s;
 	size_t len, pos;
@@ -296,10 +307,7 @@ static int parse_object(struct parser *p, struct kl_jvalue *v)
 		if (!more)
 			break;
 	}
-	v->n = p->mn - base;
-	v->members = arena_alloc(p->doc, v->n * sizeof *v->members);
-	memcpy(v->members, p->mstack + base, v->n * sizeof *v->members);
-	p->mn = base;
+	v->members = arena_pop(p->doc, p->mstack, base, &p->mn, sizeof *v->members, &v->n);
 	if (has_duplicate_key(v))
 		return kl_error_fail(p->err, "JSON: duplicate key in the object at offset %zu", v->start);
 	return 0;
@@ -327,10 +335,7 @@ static int parse_array(struct parser *p, struct kl_jvalue *v)
 		if (!more)
 			break;
 	}
-	v->n = p->in - base;
-	v->items = arena_alloc(p->doc, v->n * sizeof *v->items);
-	memcpy(v->items, p->istack + base, v->n * sizeof *v->items);
-	p->in = base;
+	v->items = arena_pop(p->doc, p->istack, base, &p->in, sizeof *v->items, &v->n);
 	return 0;
 }
 
