@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Every shell test starts the same way (HACKING.md): it sources
 # tests/functions.sh as `. "$(dirname "$0")/../functions.sh"`, which works
-# from any working directory, and a folder's lib.sh as
-# `. "$(dirname "$0")/lib.sh"`.  No other spelling of either.
+# from any working directory, and a lib.sh the same way, relative to the
+# test: `. "$(dirname "$0")/lib.sh"` (its folder's) or
+# `. "$(dirname "$0")/../guest/lib.sh"` (another's).  No other spelling.
 . "$(dirname "$0")/../functions.sh"
 requires grep
 cd "$KL_TOP" || fail "cd $KL_TOP"
@@ -15,7 +16,7 @@ for t in tests/*/t-*.sh; do
 	n=$((n + 1))
 	grep -qxF "$WANT" "$t" || bad="$bad $t(no '$WANT')"
 	other=$(grep -nE '^[[:space:]]*(\.|source)[[:space:]].*(functions|lib)\.sh' "$t" | grep -vF "$WANT" |
-		grep -vF '. "$(dirname "$0")/lib.sh"' || true)
+		grep -vE '^[0-9]+:\. "\$\(dirname "\$0"\)/(\.\./[a-z]+/)?lib\.sh"$' || true)
 	[ -z "$other" ] || bad="$bad $t($other)"
 done
 [ "$n" -gt 30 ] || fail "only $n tests found"
