@@ -62,10 +62,15 @@ void kl_cache_view_of(json_object *sd, json_object *block, json_object *named, s
 		out->from_qemu = true;
 }
 
+const char *kl_cache_flags_name(struct kl_cache_flags f)
+{
+	enum kl_cache c = kl_cache_from_flags(f);
+	return c == KL_CACHE_UNSET ? "(no-flush without write cache)" : kl_cache_name(c);
+}
+
 const char *kl_cache_view_mode(const struct kl_cache_view *v)
 {
-	enum kl_cache c = kl_cache_from_flags(v->flags);
-	return c == KL_CACHE_UNSET ? "(no-flush without write cache)" : kl_cache_name(c);
+	return kl_cache_flags_name(v->flags);
 }
 
 int kl_cache_check_nodes(json_object *named, json_object *options, struct kl_cache_flags want, struct strbuf *what,

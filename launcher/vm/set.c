@@ -223,12 +223,6 @@ static json_object *change_entry(const char *disk, const char *setting, json_obj
 
 /* ---- main ---- */
 
-static const char *flags_mode_name(struct kl_cache_flags f)
-{
-	enum kl_cache c = kl_cache_from_flags(f);
-	return c == KL_CACHE_UNSET ? "(no-flush without write cache)" : kl_cache_name(c);
-}
-
 /* query-named-block-nodes, flat (no backing chains); NULL if QEMU refuses. */
 static json_object *named_nodes(struct qmp_client *qmp)
 {
@@ -421,9 +415,9 @@ static int apply_cache(struct set_run *r, struct kl_error *err)
 		kl_error_prefix(err, "%s: disk %s", vm, label);
 		return -1;
 	}
-	printf("%s: %s: cache %s -> %s (O_DIRECT %s%s%s)\n", vm, label, flags_mode_name(r->cur),
+	printf("%s: %s: cache %s -> %s (O_DIRECT %s%s%s)\n", vm, label, kl_cache_flags_name(r->cur),
 	       kl_cache_name(r->req.cache), r->want.direct ? "on" : "off", what.len ? ": " : "", strbuf_str(&what));
-	json_object_array_add(r->changes, change_entry(label, "cache", json_object_new_string(flags_mode_name(r->cur)),
+	json_object_array_add(r->changes, change_entry(label, "cache", json_object_new_string(kl_cache_flags_name(r->cur)),
 						       json_object_new_string(kl_cache_name(r->req.cache))));
 	return 0;
 }
