@@ -74,6 +74,13 @@ static void discard(struct qmp_client *c, json_object *m, const char *why)
 }
 
 /* Takes m. */
+/* A greeting after the first, or a message that is no QMP at all: neither
+ * a reply nor an event anyone waits for. */
+static void discard_stray(struct qmp_client *c, json_object *m)
+{
+	discard(c, m, classify(m) == MSG_GREETING ? "an unexpected greeting" : "an unknown message");
+}
+
 static void queue_event(struct qmp_client *c, json_object *m)
 {
 	if (c->ev_len == QMP_MAX_QUEUED_EVENTS) {
@@ -175,10 +182,8 @@ int qmpi_run_command(struct qmp_client *c, const char *command, json_object *arg
 			break;
 		}
 		case MSG_GREETING:
-			discard(c, m, "an unexpected greeting");
-			break;
 		case MSG_OTHER:
-			discard(c, m, "an unknown message");
+			discard_stray(c, m);
 			break;
 		}
 	}
@@ -226,10 +231,8 @@ int qmp_next_event(struct qmp_client *c, int timeout_ms, json_object **event_out
 			discard(c, m, "a reply nobody waits for");
 			break;
 		case MSG_GREETING:
-			discard(c, m, "an unexpected greeting");
-			break;
 		case MSG_OTHER:
-			discard(c, m, "an unknown message");
+			discard_stray(c, m);
 			break;
 		}
 	}
