@@ -74,6 +74,34 @@ static bool uring_prep(struct klc_job *j, struct io_uring *ring, struct uring_sl
 	return true;
 }
 
+/* One completion at time t: retry, continue a short transfer, count it and
+ * start the slot's next request while the window lasts.  Returns whether
+ * the slot still has a request prepared or in flight. */
+static bool uring_complete(struct klc_job *j, struct io_uring *ring, struct uring_slot *slots,
+			   const struct io_uring_cqe *cqe, double t, double mstart, double mend)
+{
+	struct uring_slot *s = io_uring_cqe_get_data(cqe);
+	int res = cqe->res;
+	int idx = (int)(s - slots);
+	bool more = t < mend && !j->error[0];
+	if (res == -EAGAIN || res == -EINTR)
+		return !j->error[0] && uring_prep(j, ring, s, idx);
+	if (res <= 0) {
+		klc_io_error(j, -res, s->off, j->bs);
+		return false;
+	}
+	s->done += (size_t)res;
+	if (s->done < j->bs) /* short transfer: continue it */
+		return !j->error[0] && uring_prep(j, ring, s, idx);
+	klc_account(j, t, s->t_submit, mstart, mend);
+	if (!more)
+		return false;
+	s->off = klc_next_offset(j);
+	s->done = 0;
+	s->t_submit = t;
+	return uring_prep(j, ring, s, idx);
+}
+
 enum klc_status klc_run_io_uring(struct klc_job *j)
 {
 	struct io_uring ring;
@@ -136,38 +164,9 @@ enum klc_status klc_run_io_uring(struct klc_job *j)
 		double t = klc_now();
 		unsigned head, seen = 0;
 		io_uring_for_each_cqe(&ring, head, cqe) {
-			struct uring_slot *s = io_uring_cqe_get_data(cqe);
-			int res = cqe->res;
-			int idx = (int)(s - slots);
-			bool more = t < mend && !j->error[0];
 			seen++;
-			if (res == -EAGAIN || res == -EINTR) {
-				if (j->error[0] || !uring_prep(j, &ring, s, idx))
-					outstanding--;
-				continue;
-			}
-			if (res <= 0) {
-				klc_io_error(j, -res, s->off, j->bs);
+			if (!uring_complete(j, &ring, slots, cqe, t, mstart, mend))
 				outstanding--;
-				continue;
-			}
-			s->done += (size_t)res;
-			if (s->done < j->bs) {
-				/* short transfer: continue it */
-				if (j->error[0] || !uring_prep(j, &ring, s, idx))
-					outstanding--;
-				continue;
-			}
-			klc_account(j, t, s->t_submit, mstart, mend);
-			if (more) {
-				s->off = klc_next_offset(j);
-				s->done = 0;
-				s->t_submit = t;
-				if (!uring_prep(j, &ring, s, idx))
-					outstanding--;
-			} else {
-				outstanding--;
-			}
 		}
 		io_uring_cq_advance(&ring, seen);
 	}
