@@ -202,16 +202,11 @@ static void tp_submit(struct tp *p, int idx)
 	pthread_cond_signal(&p->work_cv);
 }
 
-enum klc_status klc_run_threads(struct klc_job *j)
+/* On the heap: a worker stuck in the kernel may outlive the run.  efd < 0
+ * (errno set) when the completion eventfd could not be made. */
+static struct tp *tp_new(struct klc_job *j)
 {
-	/* On the heap: a worker stuck in the kernel may outlive this call. */
 	struct tp *p = xcalloc(1, sizeof *p);
-	int nworkers = j->qd, started = 0, inflight = 0;
-	pthread_t *threads = xcalloc((size_t)nworkers, sizeof *threads);
-	int *batch = xcalloc((size_t)j->qd, sizeof *batch);
-	double mstart = 0, mend = 0;
-	enum klc_status rc = KLC_OK;
-
 	p->j = j;
 	p->work = xcalloc((size_t)j->qd, sizeof *p->work);
 	p->done = xcalloc((size_t)j->qd, sizeof *p->done);
@@ -219,6 +214,31 @@ enum klc_status klc_run_threads(struct klc_job *j)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work_cv, NULL);
 	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return p;
+}
+
+/* Once every worker has been joined. */
+static void tp_free(struct tp *p)
+{
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->work_cv);
+	if (p->efd >= 0)
+		close(p->efd);
+	free(p->work);
+	free(p->done);
+	free(p->slots);
+	free(p);
+}
+
+enum klc_status klc_run_threads(struct klc_job *j)
+{
+	struct tp *p = tp_new(j);
+	int nworkers = j->qd, started = 0, inflight = 0;
+	pthread_t *threads = xcalloc((size_t)nworkers, sizeof *threads);
+	int *batch = xcalloc((size_t)j->qd, sizeof *batch);
+	double mstart = 0, mend = 0;
+	enum klc_status rc = KLC_OK;
+
 	if (p->efd < 0) {
 		snprintf(j->error, sizeof j->error, "eventfd: %s", strerror(errno));
 		rc = KLC_FAILED;
@@ -295,14 +315,7 @@ enum klc_status klc_run_threads(struct klc_job *j)
 	} else {
 		for (int i = 0; i < started; i++)
 			pthread_join(threads[i], NULL);
-		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->work_cv);
-		if (p->efd >= 0)
-			close(p->efd);
-		free(p->work);
-		free(p->done);
-		free(p->slots);
-		free(p);
+		tp_free(p);
 	}
 	free(threads);
 	free(batch);
