@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Scope-bound cleanup helpers (__attribute__((cleanup))), in the style of systemd/crun. */
 #ifndef KL_CLEANUP_H
 #define KL_CLEANUP_H

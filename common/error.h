@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* One error style: fallible functions return -1 (or negative) and fill the
  * struct kl_error passed last (which may be NULL).  Messages read
  * "context: what: strerror".  Only main() turns an error into an exit code. */

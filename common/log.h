@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* One logger: every line starts "kvm-launch: " so it is findable in libvirt's
  * domain log.  Level set by -v/--verbose (info) and --debug. */
 #ifndef KL_LOG_H

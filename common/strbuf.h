@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Growable strings and NULL-terminated string vectors (argv). */
 #ifndef KL_STRBUF_H
 #define KL_STRBUF_H

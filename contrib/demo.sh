@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # contrib/demo.sh — the Quick start demo (`make demo`).
 #
 # Boots a tiny Linux guest (TCG, no KVM needed) through kvm-launch with two or three demo disks — a sparse raw

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Installs what kvm-launch needs from Debian's packages (run as root).
 #   sh contrib/deps.sh           build + run + demo
 #   sh contrib/deps.sh --tests   also everything `make check` uses

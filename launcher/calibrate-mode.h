@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kvm-launch --calibrate PATH: measure, print, store. */
 #ifndef KL_LAUNCHER_CALIBRATE_MODE_H
 #define KL_LAUNCHER_CALIBRATE_MODE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Becoming QEMU: the exec itself, the self-exec check, and the guard that
  * makes kvm-launch fail open even if it crashes or hangs. */
 #ifndef KL_LAUNCHER_EXEC_H

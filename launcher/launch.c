@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "launcher/launch.h"
 
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "launcher/prepare.h"
@@ -40,13 +42,26 @@ static void use_original_argv(struct kl_launch *l)
 		strvec_push_dup(&l->exec_argv, l->argv[i]);
 }
 
-/* What QEMU runs with once the rewrite is applied. */
-static void effective_settings(struct kl_disk_result *d)
+const char *kl_disk_aio(const struct kl_disk_result *d)
 {
-	d->aio = d->decision.aio != KL_AIO_UNSET ? d->decision.aio : d->given->aio;
-	d->cache = d->decision.cache != KL_CACHE_UNSET ? d->decision.cache : d->given->cache;
-	if (!d->takes_aio)
-		d->aio = KL_AIO_UNSET;
+	return d->takes_aio ? kl_aio_name(kl_aio_effective(d->aio)) : NULL;
+}
+
+const char *kl_disk_cache(const struct kl_disk_result *d)
+{
+	return kl_cache_name(kl_cache_effective(d->cache));
+}
+
+json_object *kl_host_facts_json(const struct kl_host_facts *h)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "io_uring", kl_json_tri(h->io_uring_kernel));
+	json_object_object_add(o, "io_uring_qemu", kl_json_tri(h->io_uring_qemu));
+	json_object_object_add(o, "libaio", kl_json_tri(h->libaio));
+	json_object_object_add(o, "libaio_headroom", kl_json_tri(h->libaio_headroom));
+	json_object_object_add(o, "aio_nr", h->aio_nr >= 0 ? json_object_new_int64(h->aio_nr) : NULL);
+	json_object_object_add(o, "aio_max_nr", h->aio_max_nr >= 0 ? json_object_new_int64(h->aio_max_nr) : NULL);
+	return o;
 }
 
 static int decide_disks(struct kl_launch *l, const struct kl_policy *policy,
@@ -68,7 +83,8 @@ static int decide_disks(struct kl_launch *l, const struct kl_policy *policy,
 		if (!d->takes_aio && d->decision.aio != KL_AIO_UNSET)
 			d->decision.aio = KL_AIO_UNSET; /* belt and braces: the policy already knows */
 		kl_model_set_disk(l->model, i, d->decision.aio, d->decision.cache);
-		effective_settings(d);
+		d->aio = d->takes_aio ? kl_decision_aio(d->given, &d->decision) : KL_AIO_UNSET;
+		d->cache = kl_decision_cache(d->given, &d->decision);
 	}
 	return 0;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* One launch, as data: what came in, what the probes found, what the policy
  * decided, and what will be exec'd.  Built by kl_launch_prepare(); read by
  * the output modes (--dry-run, --explain), the state writer and the agent. */
@@ -6,6 +7,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <json-c/json.h>
 #include "common/error.h"
 #include "common/strbuf.h"
 #include "policy/policy.h"
@@ -18,11 +20,21 @@ struct kl_disk_result {
 	struct kl_disk_facts facts;
 	struct kl_decision decision;
 	bool takes_aio;
-	/* What QEMU will run with after the rewrite (given value when untouched;
-	 * UNSET stays UNSET = QEMU's default, threads/writeback). */
+	/* What QEMU will run with after the rewrite (kl_decision_aio/_cache:
+	 * QEMU's default made explicit); aio UNSET when the disk takes none. */
 	enum kl_aio aio;
 	enum kl_cache cache;
 };
+
+/* The names of what QEMU runs a disk with, as the state file, --dry-run and
+ * --explain give them: "io_uring", "none"...; kl_disk_aio is NULL for a disk
+ * that takes no aio (network).  An UNSET value reads as QEMU's default. */
+const char *kl_disk_aio(const struct kl_disk_result *d);
+const char *kl_disk_cache(const struct kl_disk_result *d);
+
+/* The host's facts as the state file and --dry-run --json write them
+ * ("io_uring" is the kernel's; null where unknown).  Caller puts. */
+json_object *kl_host_facts_json(const struct kl_host_facts *h);
 
 struct kl_launch {
 	char *qemu;                       /* the real QEMU path */

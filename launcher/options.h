@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kvm-launch's own command-line options.  They are long options QEMU does
  * not have, and only count before the QEMU arguments: `kvm-launch ARGS...`
  * (libvirt) gives everything to QEMU; `kvm-launch [OPTIONS] -- ARGS...` is

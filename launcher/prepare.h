@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Building a launch: parse, probe, decide, rewrite. */
 #ifndef KL_LAUNCHER_PREPARE_H
 #define KL_LAUNCHER_PREPARE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* What the real QEMU binary can do, asked once and cached by the binary's
  * identity (device, inode, size, mtime), so a launch never pays for it twice. */
 #ifndef KL_LAUNCHER_QEMU_CAPS_H

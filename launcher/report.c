@@ -1,35 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "launcher/report.h"
 
 #include <string.h>
 
+#include "common/json.h"
 #include "common/strbuf.h"
 
-static const char *tri_json(enum kl_tri t)
-{
-	return t == KL_TRI_YES ? "yes" : t == KL_TRI_NO ? "no" : "unknown";
-}
-
-static json_object *tri_value(enum kl_tri t)
-{
-	return t == KL_TRI_UNKNOWN ? NULL : json_object_new_boolean(t == KL_TRI_YES);
-}
-
-static json_object *string_or_null(const char *s)
-{
-	return s && *s ? json_object_new_string(s) : NULL;
-}
-
-/* QEMU's defaults when nothing is given: threads, and writeback. */
 const char *kl_report_aio(const struct kl_disk_result *d)
 {
-	if (!d->takes_aio)
-		return "-";
-	return d->aio == KL_AIO_UNSET ? "threads" : kl_aio_name(d->aio);
+	const char *aio = kl_disk_aio(d);
+	return aio ? aio : "-";
 }
 
 const char *kl_report_cache(const struct kl_disk_result *d)
 {
-	return d->cache == KL_CACHE_UNSET ? "writeback" : kl_cache_name(d->cache);
+	return kl_disk_cache(d);
 }
 
 static const char *given_aio(const struct kl_disk_result *d)
@@ -51,39 +36,31 @@ static const char *disk_label(const struct kl_disk_result *d)
 	return d->given->node ? d->given->node : "?";
 }
 
-static json_object *strvec_json(const struct strvec *sv)
-{
-	json_object *a = json_object_new_array();
-	for (size_t i = 0; i < sv->n; i++)
-		json_object_array_add(a, json_object_new_string(sv->v[i]));
-	return a;
-}
-
 static json_object *disk_json(const struct kl_disk_result *d)
 {
 	json_object *o = json_object_new_object();
 	const struct kl_disk_given *g = d->given;
-	json_object_object_add(o, "id", string_or_null(g->id));
-	json_object_object_add(o, "node", string_or_null(g->node));
-	json_object_object_add(o, "path", string_or_null(g->path));
-	json_object_object_add(o, "driver", string_or_null(g->driver));
+	json_object_object_add(o, "id", kl_json_nonempty(g->id));
+	json_object_object_add(o, "node", kl_json_nonempty(g->node));
+	json_object_object_add(o, "path", kl_json_nonempty(g->path));
+	json_object_object_add(o, "driver", kl_json_nonempty(g->driver));
 	json_object_object_add(o, "backend", json_object_new_string(kl_backend_name(d->facts.backend)));
-	json_object_object_add(o, "block_kind", string_or_null(kl_block_kind_name(d->facts.block_kind)));
-	json_object_object_add(o, "fs", string_or_null(d->facts.fs));
-	json_object_object_add(o, "format", string_or_null(d->facts.format[0] ? d->facts.format : g->format));
-	json_object_object_add(o, "preallocated", tri_value(d->facts.preallocated));
-	json_object_object_add(o, "shared", tri_value(d->facts.shared));
-	json_object_object_add(o, "odirect", tri_value(d->facts.odirect));
+	json_object_object_add(o, "block_kind", kl_json_nonempty(kl_block_kind_name(d->facts.block_kind)));
+	json_object_object_add(o, "fs", kl_json_nonempty(d->facts.fs));
+	json_object_object_add(o, "format", kl_json_nonempty(d->facts.format[0] ? d->facts.format : g->format));
+	json_object_object_add(o, "preallocated", kl_json_tri(d->facts.preallocated));
+	json_object_object_add(o, "shared", kl_json_tri(d->facts.shared));
+	json_object_object_add(o, "odirect", kl_json_tri(d->facts.odirect));
 	json_object_object_add(o, "readonly", json_object_new_boolean(g->readonly));
 	json_object_object_add(o, "cdrom", json_object_new_boolean(g->cdrom));
-	json_object_object_add(o, "aio", d->takes_aio ? json_object_new_string(kl_report_aio(d)) : NULL);
-	json_object_object_add(o, "cache", json_object_new_string(kl_report_cache(d)));
-	json_object_object_add(o, "given_aio", string_or_null(kl_aio_name(g->aio)));
-	json_object_object_add(o, "given_cache", string_or_null(kl_cache_name(g->cache)));
+	json_object_object_add(o, "aio", kl_json_string(kl_disk_aio(d)));
+	json_object_object_add(o, "cache", json_object_new_string(kl_disk_cache(d)));
+	json_object_object_add(o, "given_aio", kl_json_nonempty(kl_aio_name(g->aio)));
+	json_object_object_add(o, "given_cache", kl_json_nonempty(kl_cache_name(g->cache)));
 	json_object_object_add(o, "changed", json_object_new_boolean(d->decision.changed));
-	json_object_object_add(o, "rule", string_or_null(d->decision.rule));
-	json_object_object_add(o, "calibration", string_or_null(d->decision.calibration));
-	json_object *reasons = strvec_json(&d->facts.notes);
+	json_object_object_add(o, "rule", kl_json_nonempty(d->decision.rule));
+	json_object_object_add(o, "calibration", kl_json_nonempty(d->decision.calibration));
+	json_object *reasons = kl_json_strings(d->facts.notes.v, d->facts.notes.n);
 	for (size_t i = 0; i < d->decision.reasons.n; i++)
 		json_object_array_add(reasons, json_object_new_string(d->decision.reasons.v[i]));
 	json_object_object_add(o, "reasons", reasons);
@@ -92,14 +69,8 @@ static json_object *disk_json(const struct kl_disk_result *d)
 
 static json_object *host_json(const struct kl_host_facts *h)
 {
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "io_uring_kernel", tri_value(h->io_uring_kernel));
-	json_object_object_add(o, "io_uring_qemu", tri_value(h->io_uring_qemu));
-	json_object_object_add(o, "libaio", tri_value(h->libaio));
-	json_object_object_add(o, "libaio_headroom", tri_value(h->libaio_headroom));
-	json_object_object_add(o, "aio_nr", h->aio_nr >= 0 ? json_object_new_int64(h->aio_nr) : NULL);
-	json_object_object_add(o, "aio_max_nr", h->aio_max_nr >= 0 ? json_object_new_int64(h->aio_max_nr) : NULL);
-	json_object_object_add(o, "notes", strvec_json(&h->notes));
+	json_object *o = kl_host_facts_json(h);
+	json_object_object_add(o, "notes", kl_json_strings(h->notes.v, h->notes.n));
 	return o;
 }
 
@@ -111,9 +82,9 @@ json_object *kl_report_json(const struct kl_launch *l)
 	for (size_t i = 1; i < l->exec_argv.n; i++)
 		json_object_array_add(argv, json_object_new_string(l->exec_argv.v[i]));
 	json_object_object_add(o, "argv", argv);
-	json_object_object_add(o, "name", string_or_null(l->vm.name));
+	json_object_object_add(o, "name", kl_json_nonempty(l->vm.name));
 	json_object_object_add(o, "incoming", json_object_new_boolean(l->vm.incoming));
-	json_object_object_add(o, "untouched", string_or_null(l->untouched_why));
+	json_object_object_add(o, "untouched", kl_json_nonempty(l->untouched_why));
 	json_object_object_add(o, "failed_open", json_object_new_boolean(l->failed_open));
 	json_object *disks = json_object_new_array();
 	for (size_t i = 0; i < l->ndisks; i++)
@@ -162,8 +133,8 @@ void kl_report_explain(const struct kl_launch *l, FILE *f)
 		return;
 	}
 	fprintf(f, "host: io_uring kernel=%s qemu=%s, libaio=%s headroom=%s (aio-nr %ld of %ld)\n",
-		tri_json(l->host.io_uring_kernel), tri_json(l->host.io_uring_qemu), tri_json(l->host.libaio),
-		tri_json(l->host.libaio_headroom), l->host.aio_nr, l->host.aio_max_nr);
+		kl_tri_word(l->host.io_uring_kernel), kl_tri_word(l->host.io_uring_qemu), kl_tri_word(l->host.libaio),
+		kl_tri_word(l->host.libaio_headroom), l->host.aio_nr, l->host.aio_max_nr);
 	for (size_t i = 0; i < l->host.notes.n; i++)
 		fprintf(f, "  - %s\n", l->host.notes.v[i]);
 	if (l->ndisks == 0) {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* What --dry-run and --explain print. */
 #ifndef KL_LAUNCHER_REPORT_H
 #define KL_LAUNCHER_REPORT_H

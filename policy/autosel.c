@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Turning a rule's actions into concrete values: keep, the cache twins
  * (auto, direct, host) and the aio engine choice (auto, a calibration, or
  * the operator's list). */

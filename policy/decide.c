@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kl_decide: first matching rule -> its actions made concrete -> hard rules
  * -> what to change.  Pure and allocation-light: it runs once per disk on
  * every VM start. */
@@ -123,10 +124,10 @@ void kl_decide(const struct kl_policy *p, const struct kl_vm_context *vm, const 
 
 enum kl_aio kl_decision_aio(const struct kl_disk_given *given, const struct kl_decision *d)
 {
-	return d->aio != KL_AIO_UNSET ? d->aio : concrete_aio(given->aio);
+	return kl_aio_effective(d->aio != KL_AIO_UNSET ? d->aio : given->aio);
 }
 
 enum kl_cache kl_decision_cache(const struct kl_disk_given *given, const struct kl_decision *d)
 {
-	return d->cache != KL_CACHE_UNSET ? d->cache : concrete_cache(given->cache);
+	return kl_cache_effective(d->cache != KL_CACHE_UNSET ? d->cache : given->cache);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The built-in rules.  They come after the user's rules (first match wins)
  * and are written out, as a policy file, in contrib/kvm-launch.conf.example
  * (tests/unit/test-policy.c checks the two decide alike).

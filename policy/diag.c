@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Errors and warnings found in a policy file, each tied to a line. */
 #include "policy/policy-int.h"
 
@@ -15,10 +16,7 @@ void klp_diag_add(struct klp_diags *d, int line, bool warning, const char *fmt, 
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	va_end(ap);
-	if (d->n == d->cap) {
-		d->cap = d->cap ? d->cap * 2 : 16;
-		d->v = xrealloc(d->v, d->cap * sizeof *d->v);
-	}
+	XGROW(d->v, d->n, d->cap, 16);
 	d->v[d->n] = (struct klp_diag){ line, warning, msg ? msg : xstrdup("(out of memory)"), d->n };
 	d->n++;
 	if (!warning)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The hard rules: whatever the policy says, these hold.  Applied in order
  * after the policy's choice; each change leaves a reason; none can fail.
  *

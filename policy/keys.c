@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The policy file's vocabulary: match keys, actions and their values. */
 #include "policy/policy-int.h"
 
@@ -27,17 +28,41 @@ const struct klp_mkey_info klp_mkeys[KLP_M_COUNT] = {
 	[KLP_M_COW] = { "cow", KLP_T_BOOL },
 };
 
+/* The throttle keys of a rule are kl_throttle_keys[] without the bursts'
+ * lengths, in its order: KLP_A_BPS to KLP_A_IOPS_SIZE (policy/types.c). */
 static const char *const akey_names[KLP_A_COUNT] = {
 	[KLP_A_AIO] = "aio",
 	[KLP_A_CACHE] = "cache",
 	[KLP_A_ALLOW_HOST_CACHE] = "allow-host-cache",
-	[KLP_A_BPS] = "bps", [KLP_A_BPS_RD] = "bps_rd", [KLP_A_BPS_WR] = "bps_wr",
-	[KLP_A_IOPS] = "iops", [KLP_A_IOPS_RD] = "iops_rd", [KLP_A_IOPS_WR] = "iops_wr",
-	[KLP_A_BPS_MAX] = "bps_max", [KLP_A_BPS_RD_MAX] = "bps_rd_max", [KLP_A_BPS_WR_MAX] = "bps_wr_max",
-	[KLP_A_IOPS_MAX] = "iops_max", [KLP_A_IOPS_RD_MAX] = "iops_rd_max", [KLP_A_IOPS_WR_MAX] = "iops_wr_max",
-	[KLP_A_IOPS_SIZE] = "iops_size",
 	[KLP_A_GROUP] = "group",
 };
+_Static_assert(KLP_A_IOPS_SIZE - KLP_A_BPS + 1 == KL_THROTTLE_NKEYS - 6, "one action per throttle field");
+
+/* The index in kl_throttle_keys of a rule's throttle action, -1 if key is none. */
+static int throttle_index(int key)
+{
+	if (key < KLP_A_BPS || key > KLP_A_IOPS_SIZE)
+		return -1;
+	int n = key - KLP_A_BPS;
+	for (int i = 0; i < KL_THROTTLE_NKEYS; i++)
+		if (kl_throttle_keys[i].field >= 0 && n-- == 0)
+			return i;
+	return -1;
+}
+
+static int64_t *throttle_field(struct kl_throttle *t, int key)
+{
+	int i = throttle_index(key);
+	return i >= 0 ? kl_throttle_field(t, (size_t)i) : NULL;
+}
+
+static const char *akey_name(int key)
+{
+	int t = throttle_index(key);
+	if (t >= 0)
+		return kl_throttle_keys[t].name;
+	return key >= 0 && key < KLP_A_COUNT && akey_names[key] ? akey_names[key] : "?";
+}
 
 /* Keys outside rules (parse.c handles them); listed here for suggestions. */
 static const char *const global_names[] = { "qemu", "state-dir", "cache-dir", "on-error", "disk_cachemodes" };
@@ -56,14 +81,14 @@ int klp_mkey_lookup(const char *key)
 int klp_akey_lookup(const char *key)
 {
 	for (int i = 0; i < KLP_A_COUNT; i++)
-		if (strcmp(key, akey_names[i]) == 0)
+		if (strcmp(key, akey_name(i)) == 0)
 			return i;
 	return -1;
 }
 
 const char *klp_akey_name(int key)
 {
-	return key >= 0 && key < KLP_A_COUNT ? akey_names[key] : "?";
+	return akey_name(key);
 }
 
 /* Lower case, '_' as '-': "Block_Kind" and "block-kind" compare equal. */
@@ -87,8 +112,8 @@ const char *klp_suggest_key(const char *key)
 		if (loose_eq(key, klp_mkeys[i].name))
 			return klp_mkeys[i].name;
 	for (int i = 0; i < KLP_A_COUNT; i++)
-		if (loose_eq(key, akey_names[i]))
-			return akey_names[i];
+		if (loose_eq(key, akey_name(i)))
+			return akey_name(i);
 	for (size_t i = 0; i < sizeof global_names / sizeof *global_names; i++)
 		if (loose_eq(key, global_names[i]))
 			return global_names[i];
@@ -262,38 +287,6 @@ static int parse_cache_action(struct klp_rule *r, const char *value, char **msg)
 	return 0;
 }
 
-static bool is_size_key(int key)
-{
-	switch (key) {
-	case KLP_A_BPS: case KLP_A_BPS_RD: case KLP_A_BPS_WR:
-	case KLP_A_BPS_MAX: case KLP_A_BPS_RD_MAX: case KLP_A_BPS_WR_MAX:
-	case KLP_A_IOPS_SIZE:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static int64_t *throttle_field(struct kl_throttle *t, int key)
-{
-	switch (key) {
-	case KLP_A_BPS: return &t->bps;
-	case KLP_A_BPS_RD: return &t->bps_rd;
-	case KLP_A_BPS_WR: return &t->bps_wr;
-	case KLP_A_IOPS: return &t->iops;
-	case KLP_A_IOPS_RD: return &t->iops_rd;
-	case KLP_A_IOPS_WR: return &t->iops_wr;
-	case KLP_A_BPS_MAX: return &t->bps_max;
-	case KLP_A_BPS_RD_MAX: return &t->bps_rd_max;
-	case KLP_A_BPS_WR_MAX: return &t->bps_wr_max;
-	case KLP_A_IOPS_MAX: return &t->iops_max;
-	case KLP_A_IOPS_RD_MAX: return &t->iops_rd_max;
-	case KLP_A_IOPS_WR_MAX: return &t->iops_wr_max;
-	case KLP_A_IOPS_SIZE: return &t->iops_size;
-	default: return NULL;
-	}
-}
-
 /* A non-negative count; byte keys take K, M, G, T (powers of 1024). */
 static int parse_amount(const char *name, const char *s, bool size, int64_t *out, char **msg)
 {
@@ -369,7 +362,7 @@ int klp_set_action(struct klp_rule *r, int key, const char *value, int line, cha
 			*msg = xasprintf("internal: unknown action %d", key);
 			return -1;
 		}
-		if (parse_amount(akey_names[key], value, is_size_key(key), f, msg) < 0)
+		if (parse_amount(akey_name(key), value, kl_throttle_keys[throttle_index(key)].bytes, f, msg) < 0)
 			return -1;
 		r->has_throttle = true;
 		break;
@@ -409,12 +402,12 @@ int klp_check_actions(const struct klp_rule *r, char **msg)
 		int64_t avg = *throttle_field(&t, bursts[i].avg), max = *throttle_field(&t, bursts[i].max);
 		if (max && !avg) {
 			*msg = xasprintf("%s needs %s: a burst is relative to its average",
-					 akey_names[bursts[i].max], akey_names[bursts[i].avg]);
+					 akey_name(bursts[i].max), akey_name(bursts[i].avg));
 			return -1;
 		}
 		if (max && max < avg) {
-			*msg = xasprintf("%s (%lld) is lower than %s (%lld)", akey_names[bursts[i].max], (long long)max,
-					 akey_names[bursts[i].avg], (long long)avg);
+			*msg = xasprintf("%s (%lld) is lower than %s (%lld)", akey_name(bursts[i].max), (long long)max,
+					 akey_name(bursts[i].avg), (long long)avg);
 			return -1;
 		}
 	}

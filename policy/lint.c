@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Warnings for rules that can never match: contradictory match keys, and a
  * rule every disk of which an earlier rule already takes (first match wins). */
 #include "policy/policy-int.h"

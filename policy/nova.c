@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Nova compatibility: a policy holding only nova's
  *
  *   [libvirt]

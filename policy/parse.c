@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The policy file: lines, sections and keys.  One pass collects every error
  * and warning (--check-policy shows them all); loading fails on the first.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Internals of the policy module shared by its files (not for the launcher):
  * the rule table, the match keys, diagnostics, the decision context.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The policy table: ordered rules (first match wins; the built-in defaults
  * come after the user's), global settings, and the decision engine with its
  * hard safety rules.  Pure: no QEMU, no I/O besides reading the policy file. */
@@ -64,8 +65,9 @@ int kl_policy_check(const char *path, struct strvec *diagnostics);
 void kl_decide(const struct kl_policy *p, const struct kl_vm_context *vm, const struct kl_disk_given *given,
 	       const struct kl_disk_facts *facts, const struct kl_host_facts *host, struct kl_decision *out);
 
-/* What the disk runs with after the decision: the decided value, else the
- * given one (UNSET if neither: QEMU's default). */
+/* What QEMU runs the disk with after the decision: the decided value, else
+ * the given one, else QEMU's default (kl_aio_effective, kl_cache_effective).
+ * The aio of a disk that takes none (network) means nothing. */
 enum kl_aio kl_decision_aio(const struct kl_disk_given *given, const struct kl_decision *d);
 enum kl_cache kl_decision_cache(const struct kl_disk_given *given, const struct kl_decision *d);
 

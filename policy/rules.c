@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The rule table: lifetime, and matching one disk against a rule. */
 #include "policy/policy-int.h"
 
@@ -16,10 +17,7 @@ struct kl_policy *klp_policy_new(const char *name)
 
 struct klp_rule *klp_policy_add_rule(struct kl_policy *p)
 {
-	if (p->n == p->cap) {
-		p->cap = p->cap ? p->cap * 2 : 16;
-		p->rules = xrealloc(p->rules, p->cap * sizeof *p->rules);
-	}
+	XGROW(p->rules, p->n, p->cap, 16);
 	struct klp_rule *r = &p->rules[p->n++];
 	memset(r, 0, sizeof *r);
 	return r;

@@ -1,5 +1,7 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "policy/types.h"
 
+#include <stddef.h>
 #include <string.h>
 
 static const char *const aio_names[] = {
@@ -12,6 +14,34 @@ static const char *const cache_names[] = {
 	[KL_CACHE_WRITETHROUGH] = "writethrough", [KL_CACHE_DIRECTSYNC] = "directsync",
 	[KL_CACHE_UNSAFE] = "unsafe", [KL_CACHE_AUTO] = "auto", [KL_CACHE_KEEP] = "keep",
 };
+
+#define FIELD(f) (int)offsetof(struct kl_throttle, f)
+const struct kl_throttle_key kl_throttle_keys[KL_THROTTLE_NKEYS] = {
+	{ "bps", true, FIELD(bps) }, { "bps_rd", true, FIELD(bps_rd) }, { "bps_wr", true, FIELD(bps_wr) },
+	{ "iops", false, FIELD(iops) }, { "iops_rd", false, FIELD(iops_rd) }, { "iops_wr", false, FIELD(iops_wr) },
+	{ "bps_max", true, FIELD(bps_max) }, { "bps_rd_max", true, FIELD(bps_rd_max) },
+	{ "bps_wr_max", true, FIELD(bps_wr_max) }, { "iops_max", false, FIELD(iops_max) },
+	{ "iops_rd_max", false, FIELD(iops_rd_max) }, { "iops_wr_max", false, FIELD(iops_wr_max) },
+	{ "bps_max_length", false, -1 }, { "bps_rd_max_length", false, -1 }, { "bps_wr_max_length", false, -1 },
+	{ "iops_max_length", false, -1 }, { "iops_rd_max_length", false, -1 }, { "iops_wr_max_length", false, -1 },
+	{ "iops_size", true, FIELD(iops_size) },
+};
+#undef FIELD
+
+int kl_throttle_key_find(const char *name)
+{
+	for (size_t i = 0; i < KL_THROTTLE_NKEYS; i++)
+		if (strcmp(name, kl_throttle_keys[i].name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int64_t *kl_throttle_field(struct kl_throttle *t, size_t i)
+{
+	if (i >= KL_THROTTLE_NKEYS || kl_throttle_keys[i].field < 0)
+		return NULL;
+	return (int64_t *)((char *)t + kl_throttle_keys[i].field);
+}
 
 static const char *const block_kind_names[] = {
 	[KL_BLOCK_NONE] = "", [KL_BLOCK_OTHER] = "other", [KL_BLOCK_LVM] = "lvm",
@@ -28,6 +58,16 @@ const char *kl_aio_name(enum kl_aio aio)
 const char *kl_cache_name(enum kl_cache cache)
 {
 	return (unsigned)cache < sizeof cache_names / sizeof *cache_names ? cache_names[cache] : "";
+}
+
+enum kl_aio kl_aio_effective(enum kl_aio aio)
+{
+	return aio == KL_AIO_THREADS || aio == KL_AIO_NATIVE || aio == KL_AIO_IO_URING ? aio : KL_AIO_THREADS;
+}
+
+enum kl_cache kl_cache_effective(enum kl_cache cache)
+{
+	return cache >= KL_CACHE_WRITEBACK && cache <= KL_CACHE_UNSAFE ? cache : KL_CACHE_WRITEBACK;
 }
 
 const char *kl_block_kind_name(enum kl_block_kind k)

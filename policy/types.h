@@ -1,14 +1,15 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The vocabulary shared by probes, policy and launcher: what a disk is
  * (facts), what the command line asked for (given), and what we decided. */
 #ifndef KL_POLICY_TYPES_H
 #define KL_POLICY_TYPES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include "common/strbuf.h"
-
-enum kl_tri { KL_TRI_UNKNOWN = 0, KL_TRI_NO, KL_TRI_YES };
+#include "common/tri.h"
 
 enum kl_backend {
 	KL_BACKEND_UNKNOWN = 0,
@@ -120,6 +121,24 @@ struct kl_throttle {
 	char group[64];
 };
 
+/* The throttle limits by their QMP names (block_set_io_throttle), in the
+ * order every file, table and message lists them: the six base limits,
+ * their bursts (_max), the bursts' lengths (_max_length), iops_size.  The
+ * policy sets all but the lengths (they have no field in struct
+ * kl_throttle); --set and --status know them all.  "group" is no limit. */
+#define KL_THROTTLE_NBASE 6
+#define KL_THROTTLE_NKEYS 19
+struct kl_throttle_key {
+	const char *name;
+	bool bytes;          /* a byte count (K, M, G, T suffixes), not a count of requests */
+	int field;           /* offsetof(struct kl_throttle, ...), -1 for the lengths */
+};
+extern const struct kl_throttle_key kl_throttle_keys[KL_THROTTLE_NKEYS];
+/* The index of a limit in kl_throttle_keys, -1 if name is none. */
+int kl_throttle_key_find(const char *name);
+/* The field of limit i in t; NULL for the lengths. */
+int64_t *kl_throttle_field(struct kl_throttle *t, size_t i);
+
 struct kl_decision {
 	enum kl_aio aio;           /* concrete value, or UNSET = leave as given */
 	enum kl_cache cache;       /* concrete value, or UNSET = leave as given */
@@ -138,6 +157,11 @@ const char *kl_block_kind_name(enum kl_block_kind k);
 /* Parse names; return -1 if unknown. Accept "auto"/"keep" too. */
 int kl_aio_parse(const char *s, enum kl_aio *out);
 int kl_cache_parse(const char *s, enum kl_cache *out);
+/* What QEMU runs with for a setting: the setting itself when it is a mode
+ * QEMU knows, else QEMU's default (threads; writeback).  The one place that
+ * says what QEMU's defaults are. */
+enum kl_aio kl_aio_effective(enum kl_aio aio);
+enum kl_cache kl_cache_effective(enum kl_cache cache);
 /* Flags of a concrete mode (UNSET maps to writeback, QEMU's default). */
 struct kl_cache_flags kl_cache_flags(enum kl_cache cache);
 /* The mode name for a flag triple, KL_CACHE_UNSET if it has no name

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* A QMP client over a Unix socket, with json-c.  It knows nothing of policy.
  *
  *   struct qmp_client *c;
@@ -47,6 +48,8 @@ int qmp_connect_wait(const char *socket_path, int timeout_ms, struct qmp_client 
 int qmp_connect_fd(int fd, int timeout_ms, struct qmp_client **out, struct kl_error *err);
 /* Closes the socket and frees everything, queued events included.  NULL is fine. */
 void qmp_close(struct qmp_client *c);
+static inline void qmp_closep(struct qmp_client **c) { qmp_close(*c); }
+#define _cleanup_qmp_ __attribute__((cleanup(qmp_closep)))
 
 /* Execute a command.  args may be NULL; it is borrowed (not freed) and must
  * be an object.  On success *ret_out (if not NULL) receives the "return"

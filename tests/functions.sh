@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Sourced by every shell test (nbdkit style).
 #   requires CMD...     skip (exit 77) unless each command exists
 #   cleanup_fn CMD...   run CMD at exit, last registered first

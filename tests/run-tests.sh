@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Runs unit-test binaries and shell tests, and ends with one line
 # "N passed, N failed, N skipped".  A unit binary counts each "ok"/"not ok"
 # line it prints; a shell test counts once (exit 0 pass, 77 skip, else fail).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The -blockdev node graph, and what kvm-launch knows about QEMU block
  * drivers.
  *

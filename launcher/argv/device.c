@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* One -device: parse, and set write-cache.  See device.h. */
 #include "launcher/argv/device.h"
 
@@ -27,7 +28,7 @@ void kl_device_free(struct kl_device *d)
 	if (!d)
 		return;
 	if (d->json)
-		kl_json_free(&d->doc);
+		kl_jdoc_free(&d->doc);
 	else
 		kl_kv_free(&d->kv);
 }
@@ -56,23 +57,23 @@ int kl_device_parse(const char *arg, size_t argi, struct kl_device *d, struct kl
 
 	if (arg[0] == '{') {
 		d->json = true;
-		if (kl_json_parse(arg, &d->doc, err) < 0) {
+		if (kl_jdoc_parse(arg, &d->doc, err) < 0) {
 			kl_error_prefix(err, "-device argument %zu", argi + 1);
 			return -1;
 		}
 		const struct kl_jvalue *o = d->doc.root;
 		static const char *const str_keys[] = { "driver", "id", "drive", "write-cache" };
 		for (size_t i = 0; i < 4; i++) {
-			const struct kl_jvalue *v = kl_json_get(o, str_keys[i]);
+			const struct kl_jvalue *v = kl_jdoc_get(o, str_keys[i]);
 			if (v && v->type != KL_J_STRING)
 				return kl_error_fail(err, "-device argument %zu: '%s' must be a string", argi + 1,
 						     str_keys[i]);
 		}
-		d->driver = kl_json_get_str(o, "driver");
-		d->id = kl_json_get_str(o, "id");
-		d->drive = kl_json_get_str(o, "drive");
-		wc = kl_json_get_str(o, "write-cache");
-		share_given = kl_json_get_bool(o, "share-rw", &share);
+		d->driver = kl_jdoc_get_str(o, "driver");
+		d->id = kl_jdoc_get_str(o, "id");
+		d->drive = kl_jdoc_get_str(o, "drive");
+		wc = kl_jdoc_get_str(o, "write-cache");
+		share_given = kl_jdoc_get_bool(o, "share-rw", &share);
 	} else {
 		if (kl_kv_parse(arg, KL_KV_QEMUOPTS, "driver", &d->kv, err) < 0) {
 			kl_error_prefix(err, "-device argument %zu", argi + 1);

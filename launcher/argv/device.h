@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* One -device: the properties that matter for a disk (driver, id, drive,
  * write-cache, share-rw), and setting write-cache.  JSON `{...}` when the
  * argument starts with '{' (as QEMU decides), else QemuOpts with the implied

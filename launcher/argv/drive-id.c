@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The id QEMU gives a -drive that has none ("virtio0", "ide0-hd0",
  * "ide0-cd1", "none1"), so --explain and --status can name it as
  * query-block does.  Mirrors drive_new() in QEMU's blockdev.c: units are

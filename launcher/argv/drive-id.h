@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 #ifndef KL_LAUNCHER_DRIVE_ID_H
 #define KL_LAUNCHER_DRIVE_ID_H
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* One -drive: parse and rewrite.  See drive.h. */
 #include "launcher/argv/drive.h"
 

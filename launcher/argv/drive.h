@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* One -drive: what it gives, and its rewrite.
  *
  * -drive is QemuOpts (no implied key; "ro"/"noro" flags).  The keys that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* QEMU's key=value option syntax: parse, look up, edit, serialise.  See
  * keyval.h.  The grammar follows QEMU 7.2's util/qemu-option.c
  * (get_opt_name_value) and util/keyval.c (keyval_parse_one). */
@@ -9,10 +10,7 @@
 
 static void push(struct kl_kv *kv, const struct kl_kv_entry *e)
 {
-	if (kv->n == kv->cap) {
-		kv->cap = kv->cap ? kv->cap * 2 : 8;
-		kv->v = xrealloc(kv->v, kv->cap * sizeof *kv->v);
-	}
+	XGROW(kv->v, kv->n, kv->cap, 8);
 	kv->v[kv->n++] = *e;
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* QEMU's key=value option syntax, parsed so that it serialises back byte for
  * byte and can be edited in place.
  *

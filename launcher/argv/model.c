@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The argv model: walk QEMU's arguments, collect what kvm-launch needs
  * (-drive, -blockdev, -device, -name, -incoming, -machine, -daemonize,
  * -pidfile, -readconfig, -snapshot, -add-fd, -set, -global), find the disks,
@@ -8,158 +9,17 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "launcher/argv/blockdev.h"
 #include "launcher/argv/device.h"
 #include "launcher/argv/drive.h"
 #include "launcher/argv/drive-id.h"
 #include "launcher/argv/keyval.h"
-
-/* Every option of QEMU 7.2's qemu-system-x86_64 and whether it takes an
- * argument: read from the qemu_options[] table of the Debian 12 binary
- * (1:7.2+dfsg-7+deb12u18), which matches qemu-options.hx's DEF(..., HAS_ARG)
- * lines; plus "run-with" from QEMU 8.1.  Sorted for bsearch (C locale). */
-struct qemu_opt {
-	const char *name;
-	bool has_arg;
-};
-
-static const struct qemu_opt qemu_opts[] = {
-	{ "D", true },
-	{ "L", true },
-	{ "M", true },
-	{ "S", false },
-	{ "accel", true },
-	{ "acpitable", true },
-	{ "action", true },
-	{ "add-fd", true },
-	{ "append", true },
-	{ "async-teardown", false },
-	{ "audio", true },
-	{ "audio-help", false },
-	{ "audiodev", true },
-	{ "bios", true },
-	{ "blockdev", true },
-	{ "boot", true },
-	{ "cdrom", true },
-	{ "chardev", true },
-	{ "chroot", true },
-	{ "compat", true },
-	{ "cpu", true },
-	{ "d", true },
-	{ "daemonize", false },
-	{ "debugcon", true },
-	{ "device", true },
-	{ "dfilter", true },
-	{ "display", true },
-	{ "drive", true },
-	{ "dtb", true },
-	{ "dump-vmstate", true },
-	{ "echr", true },
-	{ "enable-kvm", false },
-	{ "enable-sync-profile", false },
-	{ "fda", true },
-	{ "fdb", true },
-	{ "fsdev", true },
-	{ "full-screen", false },
-	{ "fw_cfg", true },
-	{ "g", true },
-	{ "gdb", true },
-	{ "global", true },
-	{ "h", false },
-	{ "hda", true },
-	{ "hdb", true },
-	{ "hdc", true },
-	{ "hdd", true },
-	{ "help", false },
-	{ "icount", true },
-	{ "incoming", true },
-	{ "initrd", true },
-	{ "iscsi", true },
-	{ "k", true },
-	{ "kernel", true },
-	{ "loadvm", true },
-	{ "m", true },
-	{ "machine", true },
-	{ "mem-path", true },
-	{ "mem-prealloc", false },
-	{ "mon", true },
-	{ "monitor", true },
-	{ "msg", true },
-	{ "mtdblock", true },
-	{ "name", true },
-	{ "net", true },
-	{ "netdev", true },
-	{ "nic", true },
-	{ "no-acpi", false },
-	{ "no-fd-bootchk", false },
-	{ "no-hpet", false },
-	{ "no-reboot", false },
-	{ "no-shutdown", false },
-	{ "no-user-config", false },
-	{ "nodefaults", false },
-	{ "nographic", false },
-	{ "numa", true },
-	{ "object", true },
-	{ "old-param", false },
-	{ "only-migratable", false },
-	{ "option-rom", true },
-	{ "overcommit", true },
-	{ "parallel", true },
-	{ "pflash", true },
-	{ "pidfile", true },
-	{ "plugin", true },
-	{ "portrait", false },
-	{ "preconfig", false },
-	{ "prom-env", true },
-	{ "qmp", true },
-	{ "qmp-pretty", true },
-	{ "qtest", true },
-	{ "qtest-log", true },
-	{ "readconfig", true },
-	{ "rotate", true },
-	{ "rtc", true },
-	{ "run-with", true },
-	{ "runas", true },
-	{ "s", false },
-	{ "sandbox", true },
-	{ "sd", true },
-	{ "seed", true },
-	{ "semihosting", false },
-	{ "semihosting-config", true },
-	{ "serial", true },
-	{ "set", true },
-	{ "singlestep", false },
-	{ "smbios", true },
-	{ "smp", true },
-	{ "snapshot", false },
-	{ "spice", true },
-	{ "tpmdev", true },
-	{ "trace", true },
-	{ "usb", false },
-	{ "usbdevice", true },
-	{ "uuid", true },
-	{ "version", false },
-	{ "vga", true },
-	{ "virtfs", true },
-	{ "vnc", true },
-	{ "watchdog-action", true },
-	{ "win2k-hack", false },
-	{ "xen-attach", false },
-	{ "xen-domid", true },
-	{ "xen-domid-restrict", false },
-};
-
-static int cmp_opt(const void *key, const void *elem)
-{
-	return strcmp(key, ((const struct qemu_opt *)elem)->name);
-}
+#include "launcher/argv/qemu-options.h"
 
 #define VEC_PUSH(arr, n, cap, val) do { \
-	if ((n) == (cap)) { \
-		(cap) = (cap) ? (cap) * 2 : 8; \
-		(arr) = xrealloc((arr), (cap) * sizeof *(arr)); \
-	} \
+	XGROW(arr, n, cap, 8); \
 	(arr)[(n)++] = (val); \
 } while (0)
 
@@ -503,44 +363,38 @@ static int fill_blockdev_disk(struct kl_model *m, struct mdisk *k, struct kl_err
 	return 0;
 }
 
-static int finish(struct kl_model *m, struct kl_error *err)
+/* Drive ids are unique, and QEMU has one namespace for node names: a drive
+ * id may not be a node name either. */
+static int check_drive_names(struct kl_model *m, struct kl_error *err)
 {
-	if (kl_bd_resolve(&m->bd, err) < 0)
-		return -1;
 	struct kl_names node_names = { 0 };
-	for (size_t i = 0; i < m->ndrives; i++) {
+	int rc = 0;
+	for (size_t i = 0; i < m->ndrives && rc == 0; i++) {
 		const struct kl_drive *d = m->drives[i];
 		if (d->id && kl_names_put(&m->drive_ids, d->id, (void *)(uintptr_t)(i + 1))) {
-			kl_names_free(&node_names);
-			return kl_error_fail(err, "-drive argument %zu: duplicate id '%s'", d->argi + 1, d->id);
+			rc = kl_error_fail(err, "-drive argument %zu: duplicate id '%s'", d->argi + 1, d->id);
+			break;
 		}
-		/* QEMU has one namespace for node names, and a drive id may not be
-		 * a node name either. */
 		const char *names[] = { d->id, d->node_name, kl_kv_get(&d->kv, "file.node-name") };
-		for (size_t k = 0; k < 3; k++) {
+		for (size_t k = 0; k < 3 && rc == 0; k++) {
 			if (!names[k])
 				continue;
-			if (kl_bd_lookup(&m->bd, names[k]) || (k > 0 && kl_names_put(&node_names, names[k], (void *)names[k]))) {
-				kl_names_free(&node_names);
-				return kl_error_fail(err, "-drive argument %zu: duplicate node name '%s'", d->argi + 1,
-						     names[k]);
-			}
+			if (kl_bd_lookup(&m->bd, names[k]) || (k > 0 && kl_names_put(&node_names, names[k], (void *)names[k])))
+				rc = kl_error_fail(err, "-drive argument %zu: duplicate node name '%s'", d->argi + 1,
+						   names[k]);
 		}
 	}
 	kl_names_free(&node_names);
-	if (check_sets(m, err) < 0)
-		return -1;
-	/* pc and q35 (and the default machine) put -drive without if= on IDE. */
-	const char *mt = m->machine_type;
-	bool ide_default = !mt || strncmp(mt, "pc", 2) == 0 || strncmp(mt, "q35", 3) == 0;
-	kl_drive_assign_auto_ids(m->drives, m->ndrives, ide_default ? "ide" : NULL);
+	return rc;
+}
 
-	/* The disks, in command-line order: -drive (but firmware flash) and
-	 * top -blockdev nodes (but those -machine pflash0/1 names). */
-	size_t *drive_disk = xmalloc((m->ndrives + 1) * sizeof *drive_disk);
-	size_t *node_disk = xmalloc((m->bd.nnodes + 1) * sizeof *node_disk);
-	m->disks = xcalloc(m->ndrives + m->bd.nargs + 1, sizeof *m->disks);
+/* The disks, in command-line order: -drive (but firmware flash) and top
+ * -blockdev nodes (but those -machine pflash0/1 names).  drive_disk and
+ * node_disk map each -drive and node to its disk, SIZE_MAX for none. */
+static void find_disks(struct kl_model *m, size_t *drive_disk, size_t *node_disk)
+{
 	size_t di = 0, ai = 0;
+	m->disks = xcalloc(m->ndrives + m->bd.nargs + 1, sizeof *m->disks);
 	for (size_t i = 0; i < m->bd.nnodes; i++)
 		node_disk[i] = SIZE_MAX;
 	while (di < m->ndrives || ai < m->bd.nargs) {
@@ -564,7 +418,12 @@ static int finish(struct kl_model *m, struct kl_error *err)
 			node_disk[top->index] = m->ndisks++;
 		}
 	}
+}
 
+/* Each -device drive= to its disk. */
+static int attach_devices(struct kl_model *m, const size_t *drive_disk, const size_t *node_disk,
+			  struct kl_error *err)
+{
 	for (size_t i = 0; i < m->ndevices; i++) {
 		const struct kl_device *dev = m->devices[i];
 		if (!dev->drive)
@@ -575,12 +434,9 @@ static int finish(struct kl_model *m, struct kl_error *err)
 			disk = drive_disk[d - 1];
 		} else {
 			struct kl_bdnode *n = kl_bd_lookup(&m->bd, dev->drive);
-			if (!n) {
-				free(drive_disk);
-				free(node_disk);
+			if (!n)
 				return kl_error_fail(err, "-device argument %zu: drive '%s' is neither a -drive id nor a node name",
 						     dev->argi + 1, dev->drive);
-			}
 			disk = node_disk[n->index];
 		}
 		if (disk == SIZE_MAX)
@@ -588,9 +444,23 @@ static int finish(struct kl_model *m, struct kl_error *err)
 		struct mdisk *k = &m->disks[disk];
 		VEC_PUSH(k->devs, k->ndevs, k->capdevs, i);
 	}
-	free(drive_disk);
-	free(node_disk);
+	return 0;
+}
 
+static int finish(struct kl_model *m, struct kl_error *err)
+{
+	if (kl_bd_resolve(&m->bd, err) < 0 || check_drive_names(m, err) < 0 || check_sets(m, err) < 0)
+		return -1;
+	/* pc and q35 (and the default machine) put -drive without if= on IDE. */
+	const char *mt = m->machine_type;
+	bool ide_default = !mt || strncmp(mt, "pc", 2) == 0 || strncmp(mt, "q35", 3) == 0;
+	kl_drive_assign_auto_ids(m->drives, m->ndrives, ide_default ? "ide" : NULL);
+
+	_cleanup_free_ size_t *drive_disk = xmalloc((m->ndrives + 1) * sizeof *drive_disk);
+	_cleanup_free_ size_t *node_disk = xmalloc((m->bd.nnodes + 1) * sizeof *node_disk);
+	find_disks(m, drive_disk, node_disk);
+	if (attach_devices(m, drive_disk, node_disk, err) < 0)
+		return -1;
 	for (size_t i = 0; i < m->ndisks; i++) {
 		struct mdisk *k = &m->disks[i];
 		if (k->source == KL_DISK_DRIVE)
@@ -612,14 +482,13 @@ int kl_model_parse(int argc, char *const argv[], struct kl_model **out, struct k
 	*out = NULL;
 	if (argc < 0 || (argc > 0 && !argv))
 		return kl_error_fail(err, "no arguments");
-	struct kl_model *m = xcalloc(1, sizeof *m);
+	_cleanup_model_ struct kl_model *m = xcalloc(1, sizeof *m);
 	m->argc = argc;
 	m->argv = argv;
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		if (!a) {
-			kl_error_set(err, "argument %d is missing", i + 1);
-			goto fail;
+			return kl_error_fail(err, "argument %d is missing", i + 1);
 		}
 		if (a[0] != '-') {
 			/* A bare image name: QEMU's -hda. */
@@ -629,32 +498,27 @@ int kl_model_parse(int argc, char *const argv[], struct kl_model **out, struct k
 		const char *name = a + 1;
 		if (*name == '-')
 			name++;
-		const struct qemu_opt *o = bsearch(name, qemu_opts, sizeof qemu_opts / sizeof *qemu_opts,
-						   sizeof *qemu_opts, cmp_opt);
-		if (!o) {
-			kl_error_set(err, "argument %d: unknown QEMU option '%.64s'", i + 1, a);
-			goto fail;
+		bool has_arg;
+		const char *oname = kl_qemu_option(name, &has_arg);
+		if (!oname) {
+			return kl_error_fail(err, "argument %d: unknown QEMU option '%.64s'", i + 1, a);
 		}
-		if (!o->has_arg) {
-			if (handle_option(m, o->name, NULL, 0, err) < 0)
-				goto fail;
+		if (!has_arg) {
+			if (handle_option(m, oname, NULL, 0, err) < 0)
+				return -1;
 			continue;
 		}
 		if (i + 1 >= argc || !argv[i + 1]) {
-			kl_error_set(err, "argument %d: option '%.64s' requires an argument", i + 1, a);
-			goto fail;
+			return kl_error_fail(err, "argument %d: option '%.64s' requires an argument", i + 1, a);
 		}
 		i++;
-		if (handle_option(m, o->name, argv[i], (size_t)i, err) < 0)
-			goto fail;
+		if (handle_option(m, oname, argv[i], (size_t)i, err) < 0)
+			return -1;
 	}
 	if (finish(m, err) < 0)
-		goto fail;
-	*out = m;
+		return -1;
+	*out = steal_pointer(&m);
 	return 0;
-fail:
-	kl_model_free(m);
-	return -1;
 }
 
 void kl_model_free(struct kl_model *m)

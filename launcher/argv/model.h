@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The argv model: QEMU's command line as data.  It finds every disk (-drive,
  * and -blockdev node chains with their -device), lets the caller set each
  * disk's aio and cache, and writes the command line back out touching only
@@ -29,6 +30,8 @@ enum kl_disk_source {
  * (7 = position on the full command line, the QEMU path being 0). */
 int kl_model_parse(int argc, char *const argv[], struct kl_model **out, struct kl_error *err);
 void kl_model_free(struct kl_model *m);
+static inline void kl_model_freep(struct kl_model **m) { if (*m) kl_model_free(*m); }
+#define _cleanup_model_ __attribute__((cleanup(kl_model_freep)))
 
 /* The VM as a whole. */
 const char *kl_model_name(const struct kl_model *m);      /* -name guest=X / -name X; NULL if none */

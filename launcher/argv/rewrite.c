@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Text-preserving JSON editing: a span-recording parser and a patch list.
  * See rewrite.h. */
 #include "launcher/argv/rewrite.h"
@@ -37,6 +38,17 @@ static void *arena_alloc(struct kl_jdoc *doc, size_t n)
 	void *p = (char *)a->data + a->used;
 	a->used += n;
 	return p;
+}
+
+/* Move the last (top - base) entries of a parse stack into the arena: the
+ * members of an object or the items of an array, once it is closed. */
+static void *arena_pop(struct kl_jdoc *doc, const void *stack, size_t base, size_t *top, size_t size, size_t *n)
+{
+	*n = *top - base;
+	void *v = arena_alloc(doc, *n * size);
+	memcpy(v, (const char *)stack + base * size, *n * size);
+	*top = base;
+	return v;
 }
 
 struct parser {
@@ -287,10 +299,7 @@ static int parse_object(struct parser *p, struct kl_jvalue *v)
 		skip_ws(p);
 		if (parse_value(p, &m.value) < 0)
 			return -1;
-		if (p->mn == p->mcap) {
-			p->mcap = p->mcap ? p->mcap * 2 : 64;
-			p->mstack = xrealloc(p->mstack, p->mcap * sizeof *p->mstack);
-		}
+		XGROW(p->mstack, p->mn, p->mcap, 64);
 		p->mstack[p->mn++] = m;
 		int more = next_member(p, '}');
 		if (more < 0)
@@ -298,10 +307,7 @@ static int parse_object(struct parser *p, struct kl_jvalue *v)
 		if (!more)
 			break;
 	}
-	v->n = p->mn - base;
-	v->members = arena_alloc(p->doc, v->n * sizeof *v->members);
-	memcpy(v->members, p->mstack + base, v->n * sizeof *v->members);
-	p->mn = base;
+	v->members = arena_pop(p->doc, p->mstack, base, &p->mn, sizeof *v->members, &v->n);
 	if (has_duplicate_key(v))
 		return kl_error_fail(p->err, "JSON: duplicate key in the object at offset %zu", v->start);
 	return 0;
@@ -321,10 +327,7 @@ static int parse_array(struct parser *p, struct kl_jvalue *v)
 		struct kl_jvalue *item;
 		if (parse_value(p, &item) < 0)
 			return -1;
-		if (p->in == p->icap) {
-			p->icap = p->icap ? p->icap * 2 : 64;
-			p->istack = xrealloc(p->istack, p->icap * sizeof *p->istack);
-		}
+		XGROW(p->istack, p->in, p->icap, 64);
 		p->istack[p->in++] = item;
 		int more = next_member(p, ']');
 		if (more < 0)
@@ -332,10 +335,7 @@ static int parse_array(struct parser *p, struct kl_jvalue *v)
 		if (!more)
 			break;
 	}
-	v->n = p->in - base;
-	v->items = arena_alloc(p->doc, v->n * sizeof *v->items);
-	memcpy(v->items, p->istack + base, v->n * sizeof *v->items);
-	p->in = base;
+	v->items = arena_pop(p->doc, p->istack, base, &p->in, sizeof *v->items, &v->n);
 	return 0;
 }
 
@@ -391,7 +391,7 @@ static int parse_value(struct parser *p, struct kl_jvalue **out)
 	return r;
 }
 
-int kl_json_parse(const char *text, struct kl_jdoc *doc, struct kl_error *err)
+int kl_jdoc_parse(const char *text, struct kl_jdoc *doc, struct kl_error *err)
 {
 	memset(doc, 0, sizeof *doc);
 	struct parser p = { 0 };
@@ -417,11 +417,11 @@ int kl_json_parse(const char *text, struct kl_jdoc *doc, struct kl_error *err)
 	free(p.mstack);
 	free(p.istack);
 	if (r < 0)
-		kl_json_free(doc);
+		kl_jdoc_free(doc);
 	return r;
 }
 
-void kl_json_free(struct kl_jdoc *doc)
+void kl_jdoc_free(struct kl_jdoc *doc)
 {
 	if (!doc)
 		return;
@@ -443,21 +443,21 @@ static ssize_t member_index(const struct kl_jvalue *obj, const char *key)
 	return -1;
 }
 
-const struct kl_jvalue *kl_json_get(const struct kl_jvalue *obj, const char *key)
+const struct kl_jvalue *kl_jdoc_get(const struct kl_jvalue *obj, const char *key)
 {
 	ssize_t i = member_index(obj, key);
 	return i < 0 ? NULL : obj->members[i].value;
 }
 
-const char *kl_json_get_str(const struct kl_jvalue *obj, const char *key)
+const char *kl_jdoc_get_str(const struct kl_jvalue *obj, const char *key)
 {
-	const struct kl_jvalue *v = kl_json_get(obj, key);
+	const struct kl_jvalue *v = kl_jdoc_get(obj, key);
 	return v && v->type == KL_J_STRING ? v->str : NULL;
 }
 
-int kl_json_get_bool(const struct kl_jvalue *obj, const char *key, bool *out)
+int kl_jdoc_get_bool(const struct kl_jvalue *obj, const char *key, bool *out)
 {
-	const struct kl_jvalue *v = kl_json_get(obj, key);
+	const struct kl_jvalue *v = kl_jdoc_get(obj, key);
 	if (!v)
 		return 0;
 	if (v->type == KL_J_TRUE || v->type == KL_J_FALSE) {
@@ -469,7 +469,7 @@ int kl_json_get_bool(const struct kl_jvalue *obj, const char *key, bool *out)
 	return -1;
 }
 
-void kl_json_quote(struct strbuf *b, const char *s)
+void kl_jdoc_quote(struct strbuf *b, const char *s)
 {
 	strbuf_appendc(b, '"');
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -503,10 +503,7 @@ void kl_jedit_free(struct kl_jedit *e)
 
 static void add_patch(struct kl_jedit *e, size_t start, size_t end, char *text)
 {
-	if (e->n == e->cap) {
-		e->cap = e->cap ? e->cap * 2 : 8;
-		e->p = xrealloc(e->p, e->cap * sizeof *e->p);
-	}
+	XGROW(e->p, e->n, e->cap, 8);
 	e->p[e->n] = (struct kl_jpatch){ start, end, text, e->n };
 	e->n++;
 }
@@ -541,7 +538,7 @@ bool kl_jedit_set(struct kl_jedit *e, const struct kl_jvalue *obj, const char *k
 				first = false;
 		if (!first)
 			strbuf_appendc(&b, ',');
-		kl_json_quote(&b, key);
+		kl_jdoc_quote(&b, key);
 		strbuf_appendc(&b, ':');
 		strbuf_append(&b, json_value);
 		add_patch(e, pos, pos, strbuf_steal(&b));
@@ -552,7 +549,7 @@ bool kl_jedit_set(struct kl_jedit *e, const struct kl_jvalue *obj, const char *k
 		anchor = member_index(obj, after[k]);
 	if (anchor < 0 && at_start) {
 		size_t pos = obj->members[0].key_start;
-		kl_json_quote(&b, key);
+		kl_jdoc_quote(&b, key);
 		strbuf_appendc(&b, ':');
 		strbuf_append(&b, json_value);
 		strbuf_appendc(&b, ',');
@@ -563,7 +560,7 @@ bool kl_jedit_set(struct kl_jedit *e, const struct kl_jvalue *obj, const char *k
 		anchor = (ssize_t)obj->n - 1;
 	size_t pos = obj->members[anchor].value->end;
 	strbuf_appendc(&b, ',');
-	kl_json_quote(&b, key);
+	kl_jdoc_quote(&b, key);
 	strbuf_appendc(&b, ':');
 	strbuf_append(&b, json_value);
 	add_patch(e, pos, pos, strbuf_steal(&b));

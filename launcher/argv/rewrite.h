@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Text-preserving editing of JSON option arguments (-blockdev, -device).
  *
  * A JSON argument is parsed into a tree that remembers where every value
@@ -50,15 +51,15 @@ struct kl_jdoc {
 };
 
 /* Parse text, whose top level must be an object. */
-int kl_json_parse(const char *text, struct kl_jdoc *doc, struct kl_error *err);
-void kl_json_free(struct kl_jdoc *doc);
+int kl_jdoc_parse(const char *text, struct kl_jdoc *doc, struct kl_error *err);
+void kl_jdoc_free(struct kl_jdoc *doc);
 
-const struct kl_jvalue *kl_json_get(const struct kl_jvalue *obj, const char *key);
+const struct kl_jvalue *kl_jdoc_get(const struct kl_jvalue *obj, const char *key);
 /* The string value of key, NULL if absent or not a string. */
-const char *kl_json_get_str(const struct kl_jvalue *obj, const char *key);
+const char *kl_jdoc_get_str(const struct kl_jvalue *obj, const char *key);
 /* A boolean: JSON true/false, or a string QEMU's bool parser accepts.
  * Returns 1 (*out set), 0 absent, -1 present but not a boolean. */
-int kl_json_get_bool(const struct kl_jvalue *obj, const char *key, bool *out);
+int kl_jdoc_get_bool(const struct kl_jvalue *obj, const char *key, bool *out);
 
 /* Recorded edits of one document. */
 struct kl_jpatch {
@@ -91,6 +92,6 @@ int kl_jedit_apply(const struct kl_jedit *e, char **out, struct kl_error *err);
 
 /* Append s as a JSON string literal (for values we write). */
 struct strbuf;
-void kl_json_quote(struct strbuf *b, const char *s);
+void kl_jdoc_quote(struct strbuf *b, const char *s);
 
 #endif

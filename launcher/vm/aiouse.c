@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "common/json.h"
 #include "common/strbuf.h"
 #include "launcher/vm/state.h"
 
@@ -28,18 +29,18 @@ enum kl_aio_use kl_aio_use_of(json_object *disks, const char *engine, enum kl_tr
 		return KL_AIO_USE_YES;
 	for (size_t i = 0; i < n; i++) {
 		json_object *d = json_object_array_get_idx(disks, i);
-		const char *aio = kl_js_str(d, "aio");
+		const char *aio = kl_json_str(d, "aio");
 		if (!aio || strcmp(aio, engine) != 0)
 			continue;
 		configured = true;
-		json_object *st = kl_js_get(d, "stats", json_type_object);
+		json_object *st = kl_json_get(d, "stats", json_type_object);
 		if (!st) {
 			counted = false;
 			continue;
 		}
 		/* Reads and writes reach the engine; a flush may not (libaio
 		 * sends it to the thread pool). */
-		if (kl_js_int(st, "rd_operations", 0) + kl_js_int(st, "wr_operations", 0) > 0)
+		if (kl_json_int(st, "rd_operations", 0) + kl_json_int(st, "wr_operations", 0) > 0)
 			return seen == KL_TRI_NO ? KL_AIO_USE_NOT_SEEN : KL_AIO_USE_UNKNOWN;
 	}
 	if (!configured)
@@ -63,7 +64,7 @@ char *kl_aio_use_text(json_object *use)
 	struct strbuf yes = STRBUF_INIT, later = STRBUF_INIT, unseen = STRBUF_INIT, unknown = STRBUF_INIT;
 
 	for (size_t i = 0; i < 2; i++) {
-		const char *u = kl_js_str(use, engines[i]);
+		const char *u = kl_json_str(use, engines[i]);
 		struct strbuf *b = !u ? &unknown : !strcmp(u, "yes") ? &yes : !strcmp(u, "not yet") ? &later
 				 : !strcmp(u, "not seen") ? &unseen : !strcmp(u, "unknown") ? &unknown : NULL;
 		if (b)

@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "common/json.h"
 #include "launcher/vm/state.h"
 
 json_object *kl_named_node(json_object *named, const char *node)
@@ -12,7 +13,7 @@ json_object *kl_named_node(json_object *named, const char *node)
 	size_t n = named && json_object_is_type(named, json_type_array) ? json_object_array_length(named) : 0;
 	for (size_t i = 0; node && i < n; i++) {
 		json_object *e = json_object_array_get_idx(named, i);
-		const char *nn = kl_js_str(e, "node-name");
+		const char *nn = kl_json_str(e, "node-name");
 		if (nn && strcmp(nn, node) == 0)
 			return e;
 	}
@@ -22,18 +23,18 @@ json_object *kl_named_node(json_object *named, const char *node)
 /* The node options of a BlockDeviceInfo's "cache": false when it has none. */
 static bool node_flags(json_object *info, struct kl_cache_flags *f)
 {
-	json_object *c = kl_js_get(info, "cache", json_type_object);
+	json_object *c = kl_json_get(info, "cache", json_type_object);
 	if (!c)
 		return false;
-	f->direct = kl_js_bool(c, "direct", false);
-	f->no_flush = kl_js_bool(c, "no-flush", false);
+	f->direct = kl_json_bool(c, "direct", false);
+	f->no_flush = kl_json_bool(c, "no-flush", false);
 	return true;
 }
 
 void kl_cache_view_of(json_object *sd, json_object *block, json_object *named, struct kl_cache_view *out)
 {
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
-	json_object *qc = kl_js_get(ins, "cache", json_type_object);
+	json_object *ins = kl_json_get(block, "inserted", json_type_object);
+	json_object *qc = kl_json_get(ins, "cache", json_type_object);
 	json_object *wb = NULL;
 	enum kl_cache mode;
 
@@ -43,7 +44,7 @@ void kl_cache_view_of(json_object *sd, json_object *block, json_object *named, s
 		out->guest_wc = json_object_get_boolean(wb) ? KL_TRI_YES : KL_TRI_NO;
 
 	/* What kvm-launch started the disk with, or --set last made it. */
-	const char *cfg = kl_js_str(sd, "cache");
+	const char *cfg = kl_json_str(sd, "cache");
 	bool known = cfg && kl_cache_parse(cfg, &mode) == 0 && mode != KL_CACHE_AUTO && mode != KL_CACHE_KEEP;
 	if (known) {
 		out->flags = kl_cache_flags(mode);
@@ -56,15 +57,20 @@ void kl_cache_view_of(json_object *sd, json_object *block, json_object *named, s
 	}
 
 	/* The node options: the top node's entry, else query-block's copy of it. */
-	const char *top = kl_js_str(ins, "node-name");
+	const char *top = kl_json_str(ins, "node-name");
 	if (node_flags(kl_named_node(named, top), &out->flags) || node_flags(ins, &out->flags))
 		out->from_qemu = true;
 }
 
+const char *kl_cache_flags_name(struct kl_cache_flags f)
+{
+	enum kl_cache c = kl_cache_from_flags(f);
+	return c == KL_CACHE_UNSET ? "(no-flush without write cache)" : kl_cache_name(c);
+}
+
 const char *kl_cache_view_mode(const struct kl_cache_view *v)
 {
-	enum kl_cache c = kl_cache_from_flags(v->flags);
-	return c == KL_CACHE_UNSET ? "(no-flush without write cache)" : kl_cache_name(c);
+	return kl_cache_flags_name(v->flags);
 }
 
 int kl_cache_check_nodes(json_object *named, json_object *options, struct kl_cache_flags want, struct strbuf *what,
@@ -72,7 +78,7 @@ int kl_cache_check_nodes(json_object *named, json_object *options, struct kl_cac
 {
 	size_t n = options && json_object_is_type(options, json_type_array) ? json_object_array_length(options) : 0;
 	for (size_t i = 0; i < n; i++) {
-		const char *node = kl_js_str(json_object_array_get_idx(options, i), "node-name");
+		const char *node = kl_json_str(json_object_array_get_idx(options, i), "node-name");
 		if (!node)
 			continue;
 		struct kl_cache_flags f;

@@ -37,8 +37,10 @@ json_object *kl_named_node(json_object *named, const char *node);
  * then the top node's flags come from query-block's "inserted"). */
 void kl_cache_view_of(json_object *sd, json_object *block, json_object *named, struct kl_cache_view *out);
 
-/* The mode's name; "(no-flush without write cache)" for the one flag set
- * that is no mode. */
+/* The name of the mode of a flag set; "(no-flush without write cache)" for
+ * the one flag set that is no mode. */
+const char *kl_cache_flags_name(struct kl_cache_flags f);
+/* The view's mode name, as kl_cache_flags_name. */
 const char *kl_cache_view_mode(const struct kl_cache_view *v);
 
 /* After a blockdev-reopen: every node of options (the array sent, nodes

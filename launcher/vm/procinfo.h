@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* What /proc says about a process: its start time (to tell a live PID from a
  * reused one), its file descriptors and their open flags, and which kernel
  * AIO engines it holds.  Every function takes the PID of the process to look

@@ -1,4 +1,6 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "launcher/vm/set.h"
+#include "launcher/vm/set-int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,6 +13,7 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
@@ -21,190 +24,16 @@
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/state.h"
 
+#define TKEY(i) (kl_throttle_keys[i].name)
 #define SET_CONNECT_TIMEOUT_MS 3000
 #define SET_CALL_TIMEOUT_MS 10000
 
-/* ---- shared helpers ---- */
-
-char *kl_qdev_id(const char *qdev)
-{
-	static const char prefix[] = "/machine/peripheral/";
-	if (!qdev)
-		return NULL;
-	if (strncmp(qdev, prefix, sizeof prefix - 1) == 0) {
-		const char *id = qdev + sizeof prefix - 1;
-		return xstrndup(id, strcspn(id, "/"));
-	}
-	return xstrdup(qdev);
-}
-
-static const char *entry_node(json_object *entry)
-{
-	const char *n = kl_js_str(kl_js_get(entry, "inserted", json_type_object), "node-name");
-	return n ? n : kl_js_str(entry, "node-name");
-}
-
-json_object *kl_block_find(json_object *list, json_object *disk)
-{
-	const char *id = kl_js_str(disk, "id");
-	const char *node = kl_js_str(disk, "node");
-	size_t n = list && json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
-
-	for (int pass = 0; pass < 3; pass++) {
-		for (size_t i = 0; i < n; i++) {
-			json_object *e = json_object_array_get_idx(list, i);
-			const char *en = entry_node(e);
-			const char *dev = kl_js_str(e, "device");
-			switch (pass) {
-			case 0:
-				if (node && en && strcmp(node, en) == 0)
-					return e;
-				break;
-			case 1: {
-				_cleanup_free_ char *qid = kl_qdev_id(kl_js_str(e, "qdev"));
-				if (id && qid && strcmp(id, qid) == 0)
-					return e;
-				break;
-			}
-			default:
-				if (dev && *dev && ((id && strcmp(id, dev) == 0) || (node && strcmp(node, dev) == 0)))
-					return e;
-			}
-		}
-	}
-	return NULL;
-}
-
-static const char *const throttle_base[] = { "bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr" };
-static const char *const throttle_extra[] = {
-	"bps_max", "bps_rd_max", "bps_wr_max", "iops_max", "iops_rd_max", "iops_wr_max",
-	"bps_max_length", "bps_rd_max_length", "bps_wr_max_length",
-	"iops_max_length", "iops_rd_max_length", "iops_wr_max_length",
-	"iops_size",
-};
+/* ---- the request ---- */
 
 static bool is_throttle_key(const char *k)
 {
-	for (size_t i = 0; i < 6; i++)
-		if (strcmp(k, throttle_base[i]) == 0)
-			return true;
-	for (size_t i = 0; i < sizeof throttle_extra / sizeof *throttle_extra; i++)
-		if (strcmp(k, throttle_extra[i]) == 0)
-			return true;
-	return strcmp(k, "group") == 0;
+	return kl_throttle_key_find(k) >= 0 || strcmp(k, "group") == 0;
 }
-
-/* "bps_rd_max_length" -> "bps_rd" ; "iops_size" -> NULL */
-static char *base_of_key(const char *k)
-{
-	const char *m = strstr(k, "_max");
-	return m ? xstrndup(k, (size_t)(m - k)) : NULL;
-}
-
-static int64_t value_of(json_object *o, const char *k, bool *present)
-{
-	json_object *v;
-	if (o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_int)) {
-		if (present)
-			*present = true;
-		return json_object_get_int64(v);
-	}
-	if (present)
-		*present = false;
-	return 0;
-}
-
-json_object *kl_throttle_args(json_object *block, json_object *set)
-{
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
-	json_object *args = json_object_new_object();
-	const char *qdev = kl_js_str(block, "qdev");
-	const char *dev = kl_js_str(block, "device");
-
-	if (qdev && *qdev)
-		json_object_object_add(args, "id", json_object_new_string(qdev));
-	else
-		json_object_object_add(args, "device", json_object_new_string(dev ? dev : ""));
-	for (size_t i = 0; i < 6; i++) {
-		bool given;
-		int64_t v = value_of(set, throttle_base[i], &given);
-		if (!given)
-			v = value_of(ins, throttle_base[i], NULL);
-		json_object_object_add(args, throttle_base[i], json_object_new_int64(v));
-	}
-	for (size_t i = 0; i < sizeof throttle_extra / sizeof *throttle_extra; i++) {
-		const char *k = throttle_extra[i];
-		bool given;
-		int64_t v = value_of(set, k, &given);
-		if (!given) {
-			v = value_of(ins, k, NULL);
-			/* A burst without its base value is refused by QEMU: drop the
-			 * old burst when the base was just set to 0. */
-			_cleanup_free_ char *base = base_of_key(k);
-			if (base && value_of(args, base, NULL) == 0)
-				v = 0;
-			if (base && strstr(k, "_length")) {
-				_cleanup_free_ char *max = xasprintf("%s_max", base);
-				if (value_of(args, max, NULL) == 0 && !value_of(set, max, NULL))
-					v = 0;
-			}
-		}
-		if (v)
-			json_object_object_add(args, k, json_object_new_int64(v));
-	}
-	const char *group = kl_js_str(set, "group");
-	if (!group)
-		group = kl_js_str(ins, "group");
-	if (group)
-		json_object_object_add(args, "group", json_object_new_string(group));
-	return args;
-}
-
-json_object *kl_throttle_current(json_object *block)
-{
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
-	json_object *o = json_object_new_object();
-	bool any = false;
-	for (size_t i = 0; i < 6; i++) {
-		int64_t v = value_of(ins, throttle_base[i], NULL);
-		if (v) {
-			json_object_object_add(o, throttle_base[i], json_object_new_int64(v));
-			any = true;
-		}
-	}
-	for (size_t i = 0; i < sizeof throttle_extra / sizeof *throttle_extra; i++) {
-		int64_t v = value_of(ins, throttle_extra[i], NULL);
-		if (v && (any || strcmp(throttle_extra[i], "iops_size") != 0))
-			json_object_object_add(o, throttle_extra[i], json_object_new_int64(v));
-	}
-	/* QEMU names the group after the device when none was given: only a
-	 * chosen group is worth showing. */
-	const char *group = kl_js_str(ins, "group");
-	const char *qdev = kl_js_str(block, "qdev"), *dev = kl_js_str(block, "device");
-	if (any && group && !(qdev && strcmp(group, qdev) == 0) && !(dev && strcmp(group, dev) == 0))
-		json_object_object_add(o, "group", json_object_new_string(group));
-	return o;
-}
-
-char *kl_throttle_text(json_object *t)
-{
-	struct strbuf b = STRBUF_INIT;
-	for (size_t i = 0; i < 6 + sizeof throttle_extra / sizeof *throttle_extra; i++) {
-		const char *k = i < 6 ? throttle_base[i] : throttle_extra[i - 6];
-		bool present;
-		int64_t v = value_of(t, k, &present);
-		if (present && v)
-			strbuf_appendf(&b, "%s%s=%" PRId64, b.len ? " " : "", k, v);
-	}
-	const char *g = kl_js_str(t, "group");
-	if (g && b.len)
-		strbuf_appendf(&b, " group=%s", g);
-	if (!b.len)
-		strbuf_append(&b, "-");
-	return strbuf_steal(&b);
-}
-
-/* ---- the request ---- */
 
 struct set_request {
 	enum kl_cache cache;          /* UNSET: no cache change */
@@ -283,7 +112,7 @@ static bool same_file(const char *a, const char *b)
 
 static json_object *find_disk(json_object *state, const char *name, struct kl_error *err)
 {
-	json_object *disks = kl_js_get(state, "disks", json_type_array);
+	json_object *disks = kl_json_get(state, "disks", json_type_array);
 	size_t n = disks ? json_object_array_length(disks) : 0;
 	json_object *found = NULL;
 	int matches = 0;
@@ -291,9 +120,9 @@ static json_object *find_disk(json_object *state, const char *name, struct kl_er
 	for (int pass = 0; pass < 2 && !found; pass++) {
 		for (size_t i = 0; i < n; i++) {
 			json_object *d = json_object_array_get_idx(disks, i);
-			const char *id = kl_js_str(d, "id"), *node = kl_js_str(d, "node");
+			const char *id = kl_json_str(d, "id"), *node = kl_json_str(d, "node");
 			bool m = pass == 0 ? (id && strcmp(id, name) == 0) || (node && strcmp(node, name) == 0)
-					   : same_file(kl_js_str(d, "path"), name);
+					   : same_file(kl_json_str(d, "path"), name);
 			if (m) {
 				if (!found)
 					found = d;
@@ -306,270 +135,6 @@ static json_object *find_disk(json_object *state, const char *name, struct kl_er
 	else if (matches > 1)
 		kl_error_set(err, "'%s' names %d disks: give the device id instead", name, matches);
 	return matches == 1 ? found : NULL;
-}
-
-/* ---- node options for blockdev-reopen ---- */
-
-/* Leaves of -blockdev/-drive keyval options that QMP wants typed. */
-static bool bool_leaf(const char *k)
-{
-	static const char *const b[] = {
-		"read-only", "auto-read-only", "force-share", "direct", "no-flush", "x-check-cache-dropped",
-		"lazy-refcounts", "pass-discard-request", "pass-discard-snapshot", "pass-discard-other",
-		"skip-cbw", "deny-write", "exclusive", "backing",
-	};
-	for (size_t i = 0; i < sizeof b / sizeof *b; i++)
-		if (strcmp(k, b[i]) == 0)
-			return true;
-	return false;
-}
-
-static bool int_leaf(const char *k)
-{
-	static const char *const n[] = {
-		"cache-size", "l2-cache-size", "l2-cache-entry-size", "refcount-cache-size", "cache-clean-interval",
-		"offset", "size", "timeout", "reconnect-delay", "open-timeout", "sslverify", "readahead",
-	};
-	for (size_t i = 0; i < sizeof n / sizeof *n; i++)
-		if (strcmp(k, n[i]) == 0)
-			return true;
-	return false;
-}
-
-static json_object *typed_value(const char *leaf, const char *value)
-{
-	bool b;
-	if (bool_leaf(leaf) && kl_kv_parse_bool(value, &b) == 0)
-		return json_object_new_boolean(b);
-	if (int_leaf(leaf)) {
-		char *end;
-		errno = 0;
-		long long v = strtoll(value, &end, 10);
-		if (!errno && end != value && !*end)
-			return json_object_new_int64(v);
-	}
-	return json_object_new_string(value);
-}
-
-/* Put a dotted key into nested objects. */
-static void put_dotted(json_object *o, const char *key, const char *value)
-{
-	const char *dot = strchr(key, '.');
-	if (!dot) {
-		json_object_object_add(o, key, typed_value(key, value));
-		return;
-	}
-	_cleanup_free_ char *head = xstrndup(key, (size_t)(dot - key));
-	json_object *child = kl_js_get(o, head, json_type_object);
-	if (!child) {
-		child = json_object_new_object();
-		json_object_object_add(o, head, child);
-	}
-	put_dotted(child, dot + 1, value);
-}
-
-/* A -blockdev argument as a JSON object (caller puts); NULL if unparsable. */
-static json_object *blockdev_options(const char *arg)
-{
-	if (arg[0] == '{') {
-		json_tokener *tok = json_tokener_new();
-		json_object *o = json_tokener_parse_ex(tok, arg, (int)strlen(arg));
-		bool ok = o && json_tokener_get_error(tok) == json_tokener_success &&
-			  json_object_is_type(o, json_type_object);
-		json_tokener_free(tok);
-		if (!ok && o) {
-			json_object_put(o);
-			o = NULL;
-		}
-		return o;
-	}
-	struct kl_kv kv = KL_KV_INIT;
-	if (kl_kv_parse(arg, KL_KV_KEYVAL, NULL, &kv, NULL) < 0)
-		return NULL;
-	json_object *o = json_object_new_object();
-	for (size_t i = 0; i < kv.n; i++)
-		if (!kv.v[i].removed && kl_kv_find(&kv, kv.v[i].key) == (ssize_t)i)
-			put_dotted(o, kv.v[i].key, kv.v[i].value);
-	kl_kv_free(&kv);
-	return o;
-}
-
-static void set_cache(json_object *opts, struct kl_cache_flags f)
-{
-	json_object *c = json_object_new_object();
-	json_object_object_add(c, "direct", json_object_new_boolean(f.direct));
-	json_object_object_add(c, "no-flush", json_object_new_boolean(f.no_flush));
-	json_object_object_add(opts, "cache", c);
-	/* Children given inline are reopened with their parent. */
-	json_object_object_foreach(opts, k, v) {
-		(void)k;
-		if (json_object_is_type(v, json_type_object) && kl_js_str(v, "driver"))
-			set_cache(v, f);
-	}
-}
-
-struct reopen_plan {
-	json_object *options;         /* array for blockdev-reopen */
-	char *image;                  /* storage file to check in /proc/PID/fdinfo */
-};
-
-static void add_chain(json_object *nodes, const char *name, json_object *list, json_object *seen,
-		      struct kl_cache_flags f, char **image, struct kl_error *err)
-{
-	if (err->set || json_object_object_get_ex(seen, name, NULL))
-		return;
-	json_object_object_add(seen, name, NULL);
-	json_object *opts = kl_js_get(nodes, name, json_type_object);
-	if (!opts) {
-		kl_error_set(err, "node '%s' is not defined by a -blockdev argument of the command line", name);
-		return;
-	}
-	json_object *copy = NULL;
-	json_object_deep_copy(opts, &copy, NULL);
-	set_cache(copy, f);
-	json_object_array_add(list, copy);
-	const char *filename = kl_js_str(copy, "filename");
-	if (filename && !*image)
-		*image = xstrdup(filename);
-	static const char *const refs[] = { "file", "backing", "data-file" };
-	for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
-		const char *child = kl_js_str(copy, refs[i]);
-		if (child)
-			add_chain(nodes, child, list, seen, f, image, err);
-		else if (!*image && strcmp(refs[i], "file") == 0) {
-			json_object *inl = kl_js_get(copy, "file", json_type_object);
-			if (inl && kl_js_str(inl, "filename"))
-				*image = xstrdup(kl_js_str(inl, "filename"));
-		}
-	}
-}
-
-static int plan_blockdev(json_object *argv, const char *top, struct kl_cache_flags f, struct reopen_plan *p,
-			 struct kl_error *err)
-{
-	_cleanup_json_ json_object *nodes = json_object_new_object();
-	_cleanup_json_ json_object *seen = json_object_new_object();
-	size_t n = json_object_array_length(argv);
-
-	for (size_t i = 0; i + 1 < n; i++) {
-		const char *a = json_object_get_string(json_object_array_get_idx(argv, i));
-		if (!a || (strcmp(a, "-blockdev") != 0 && strcmp(a, "--blockdev") != 0))
-			continue;
-		json_object *o = blockdev_options(json_object_get_string(json_object_array_get_idx(argv, i + 1)));
-		const char *nn = kl_js_str(o, "node-name");
-		if (nn)
-			json_object_object_add(nodes, nn, o);
-		else if (o)
-			json_object_put(o);
-	}
-	p->options = json_object_new_array();
-	add_chain(nodes, top, p->options, seen, f, &p->image, err);
-	return err->set ? -1 : 0;
-}
-
-static int plan_drive(json_object *argv, json_object *block, json_object *named_nodes, struct kl_cache_flags f,
-		      struct reopen_plan *p, struct kl_error *err)
-{
-	const char *drive_id = kl_js_str(block, "device");
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
-	const char *top = kl_js_str(ins, "node-name");
-	size_t n = json_object_array_length(argv);
-	struct kl_kv kv = KL_KV_INIT;
-	bool found = false;
-
-	for (size_t i = 0; i + 1 < n && !found; i++) {
-		const char *a = json_object_get_string(json_object_array_get_idx(argv, i));
-		if (!a || (strcmp(a, "-drive") != 0 && strcmp(a, "--drive") != 0))
-			continue;
-		const char *v = json_object_get_string(json_object_array_get_idx(argv, i + 1));
-		if (kl_kv_parse(v, KL_KV_QEMUOPTS, NULL, &kv, NULL) < 0)
-			continue;
-		const char *id = kl_kv_get(&kv, "id");
-		const char *nn = kl_kv_get(&kv, "node-name");
-		if ((drive_id && *drive_id && id && strcmp(id, drive_id) == 0) || (top && nn && strcmp(top, nn) == 0))
-			found = true;
-		else
-			kl_kv_free(&kv);
-	}
-	if (!found)
-		return kl_error_fail(err, "the -drive of this disk is not in the command line");
-
-	int rc = -1;
-	const char *nn = kl_kv_get(&kv, "node-name");
-	const char *fnn = kl_kv_get(&kv, "file.node-name");
-	const char *filename = kl_kv_get(&kv, "file");
-	if (!filename)
-		filename = kl_kv_get(&kv, "file.filename");
-	if (!nn || !fnn || !top || top[0] == '#') {
-		kl_error_set(err, "this disk is a -drive without node-name= and file.node-name=: QEMU names its nodes "
-				  "itself (%s), and blockdev-reopen cannot address such nodes (QEMU 7.2 answers "
-				  "\"Cannot change the option 'node-name'\"), so its cache mode is fixed until the VM "
-				  "restarts", top ? top : "#blockNNN");
-		goto out;
-	}
-	if (!filename) {
-		kl_error_set(err, "the -drive of this disk has no file=");
-		goto out;
-	}
-	const char *sdrv = kl_kv_get(&kv, "file.driver");
-	for (size_t i = 0; !sdrv && named_nodes && i < json_object_array_length(named_nodes); i++) {
-		json_object *nd = json_object_array_get_idx(named_nodes, i);
-		const char *name = kl_js_str(nd, "node-name");
-		if (name && strcmp(name, fnn) == 0)
-			sdrv = kl_js_str(nd, "drv");
-	}
-	const char *fdrv = kl_kv_get(&kv, "format");
-	if (!fdrv)
-		fdrv = kl_js_str(ins, "drv");
-	if (!sdrv || !fdrv) {
-		kl_error_set(err, "cannot tell the drivers of nodes %s and %s", nn, fnn);
-		goto out;
-	}
-	bool ro = false;
-	const char *rov = kl_kv_get(&kv, "readonly");
-	if (rov)
-		kl_kv_parse_bool(rov, &ro);
-
-	/* The format node: what -drive put in its options. */
-	json_object *fmt = json_object_new_object();
-	json_object_object_add(fmt, "driver", json_object_new_string(fdrv));
-	json_object_object_add(fmt, "node-name", json_object_new_string(nn));
-	json_object_object_add(fmt, "file", json_object_new_string(fnn));
-	json_object_object_add(fmt, "read-only", json_object_new_boolean(ro));
-	static const char *const fmt_keys[] = { "discard", "detect-zeroes", "force-share" };
-	for (size_t i = 0; i < sizeof fmt_keys / sizeof *fmt_keys; i++)
-		if (kl_kv_get(&kv, fmt_keys[i]))
-			json_object_object_add(fmt, fmt_keys[i], typed_value(fmt_keys[i], kl_kv_get(&kv, fmt_keys[i])));
-	set_cache(fmt, f);
-
-	/* The storage node: inherited read-only, discard=unmap by default
-	 * (bdrv_inherited_options), plus every file.* key given.  -drive's own
-	 * aio= is a flag, not an option of the node: it is left out. */
-	json_object *st = json_object_new_object();
-	json_object_object_add(st, "driver", json_object_new_string(sdrv));
-	json_object_object_add(st, "filename", json_object_new_string(filename));
-	json_object_object_add(st, "node-name", json_object_new_string(fnn));
-	json_object_object_add(st, "read-only", json_object_new_boolean(ro));
-	json_object_object_add(st, "discard", json_object_new_string("unmap"));
-	for (size_t i = 0; i < kv.n; i++) {
-		const char *k = kv.v[i].key;
-		if (kv.v[i].removed || strncmp(k, "file.", 5) != 0 || kl_kv_find(&kv, k) != (ssize_t)i)
-			continue;
-		if (strcmp(k, "file.node-name") == 0 || strcmp(k, "file.driver") == 0 || strcmp(k, "file.filename") == 0 ||
-		    strncmp(k, "file.cache.", 11) == 0)
-			continue;
-		put_dotted(st, k + 5, kv.v[i].value);
-	}
-	set_cache(st, f);
-
-	p->options = json_object_new_array();
-	json_object_array_add(p->options, st);
-	json_object_array_add(p->options, fmt);
-	p->image = xstrdup(filename);
-	rc = 0;
-out:
-	kl_kv_free(&kv);
-	return rc;
 }
 
 /* ---- verification ---- */
@@ -613,11 +178,11 @@ static int record_fn(json_object *st, void *vctx, struct kl_error *err)
 {
 	struct set_record *r = vctx;
 	(void)err;
-	json_object *disks = kl_js_get(st, "disks", json_type_array);
-	const char *id = kl_js_str(r->disk, "id"), *node = kl_js_str(r->disk, "node");
+	json_object *disks = kl_json_get(st, "disks", json_type_array);
+	const char *id = kl_json_str(r->disk, "id"), *node = kl_json_str(r->disk, "node");
 	for (size_t i = 0; disks && i < json_object_array_length(disks); i++) {
 		json_object *d = json_object_array_get_idx(disks, i);
-		const char *did = kl_js_str(d, "id"), *dnode = kl_js_str(d, "node");
+		const char *did = kl_json_str(d, "id"), *dnode = kl_json_str(d, "node");
 		bool same = (id && did && strcmp(id, did) == 0) || (!id && !did && node && dnode && strcmp(node, dnode) == 0);
 		if (!same)
 			continue;
@@ -631,7 +196,7 @@ static int record_fn(json_object *st, void *vctx, struct kl_error *err)
 		}
 		break;
 	}
-	json_object *changes = kl_js_get(st, "changes", json_type_array);
+	json_object *changes = kl_json_get(st, "changes", json_type_array);
 	if (!changes) {
 		changes = json_object_new_array();
 		json_object_object_add(st, "changes", changes);
@@ -657,12 +222,6 @@ static json_object *change_entry(const char *disk, const char *setting, json_obj
 }
 
 /* ---- main ---- */
-
-static const char *flags_mode_name(struct kl_cache_flags f)
-{
-	enum kl_cache c = kl_cache_from_flags(f);
-	return c == KL_CACHE_UNSET ? "(no-flush without write cache)" : kl_cache_name(c);
-}
 
 /* query-named-block-nodes, flat (no backing chains); NULL if QEMU refuses. */
 static json_object *named_nodes(struct qmp_client *qmp)
@@ -692,223 +251,247 @@ static int check_write_cache(const char *vm, const char *label, enum kl_cache wa
 			     kl_cache_view_mode(v));
 }
 
-static int set_run(const char *state_dir, int argc, char **argv, bool force, struct kl_error *err)
-{
+/* One --set, from the request to the record in the state file. */
+struct set_run {
 	struct kl_state_entry e;
-	struct set_request req = { KL_CACHE_UNSET, NULL };
-	struct reopen_plan plan = { NULL, NULL };
-	struct qmp_client *qmp = NULL;
-	json_object *blocks = NULL, *named = NULL, *throttle_args = NULL;
-	json_object *old_throttle = NULL, *new_throttle = NULL, *disk = NULL;
-	_cleanup_json_ json_object *changes = json_object_new_array();
-	int rc = -1;
+	bool have_entry;
+	const char *vm, *label;       /* for messages */
+	bool force;
+	struct set_request req;
+	json_object *disk;            /* the state's disk (borrowed from e.json) */
+	struct qmp_client *qmp;
+	json_object *blocks;          /* query-block */
+	json_object *block, *ins;     /* the disk's entry and its "inserted" (borrowed from blocks) */
+	json_object *named;           /* query-named-block-nodes, for a cache change */
+	struct kl_cache_view view;
+	struct kl_cache_flags cur, want;
+	bool cache_change, throttle_change;
+	struct reopen_plan plan;
+	json_object *throttle_args, *old_throttle, *new_throttle;
+	json_object *changes;         /* entries for the state file's "changes" */
+};
 
+static void set_run_free(struct set_run *r)
+{
+	if (r->qmp)
+		qmp_close(r->qmp);
+	json_object *const objs[] = { r->blocks, r->named, r->throttle_args, r->old_throttle, r->new_throttle,
+				      r->req.throttle, r->plan.options, r->changes };
+	for (size_t i = 0; i < sizeof objs / sizeof *objs; i++)
+		if (objs[i])
+			json_object_put(objs[i]);
+	free(r->plan.image);
+	if (r->have_entry)
+		kl_state_entries_free(&r->e, 1);
+}
+
+/* The VM (running), the request, the disk, QEMU's monitor and what
+ * query-block says of the disk. */
+static int set_open(struct set_run *r, const char *state_dir, int argc, char **argv, struct kl_error *err)
+{
 	if (argc < 3)
 		return kl_error_fail(err, "usage: kvm-launch --set NAME DISK SETTING... (e.g. cache=writeback iops=500)");
-	if (kl_state_find(state_dir, argv[0], &e, err) < 0)
+	if (kl_state_find(state_dir, argv[0], &r->e, err) < 0)
 		return -1;
-	const char *vm = e.name;
-	if (kl_state_entry_stale(&e)) {
-		kl_error_set(err, "%s: not running (pid %d is %s)", vm, (int)e.pid, kl_proc_state_name(e.proc));
-		goto out;
+	r->have_entry = true;
+	r->vm = r->e.name;
+	if (kl_state_entry_stale(&r->e))
+		return kl_error_fail(err, "%s: not running (pid %d is %s)", r->vm, (int)r->e.pid,
+				     kl_proc_state_name(r->e.proc));
+	if (parse_settings(argc - 2, argv + 2, &r->req, err) < 0)
+		return -1;
+	r->disk = find_disk(r->e.json, argv[1], err);
+	if (!r->disk) {
+		kl_error_prefix(err, "%s", r->vm);
+		return -1;
 	}
-	if (parse_settings(argc - 2, argv + 2, &req, err) < 0)
-		goto out;
-	disk = find_disk(e.json, argv[1], err);
-	if (!disk) {
-		kl_error_prefix(err, "%s", vm);
-		goto out;
+	r->label = kl_json_str(r->disk, "id") ? kl_json_str(r->disk, "id") : kl_json_str(r->disk, "node");
+	if (!r->label)
+		r->label = argv[1];
+	const char *sock = kl_json_str(r->e.json, "query_socket");
+	if (!sock)
+		return kl_error_fail(err, "%s: started without kvm-launch's query monitor: nothing can be changed live",
+				     r->vm);
+	if (qmp_connect(sock, SET_CONNECT_TIMEOUT_MS, &r->qmp, err) < 0) {
+		kl_error_prefix(err, "%s: cannot reach QEMU's monitor (%s)", r->vm, sock);
+		return -1;
 	}
-	const char *label = kl_js_str(disk, "id") ? kl_js_str(disk, "id") : kl_js_str(disk, "node");
-	if (!label)
-		label = argv[1];
-	const char *sock = kl_js_str(e.json, "query_socket");
-	if (!sock) {
-		kl_error_set(err, "%s: started without kvm-launch's query monitor: nothing can be changed live", vm);
-		goto out;
+	if (qmp_execute(r->qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &r->blocks, err) < 0) {
+		kl_error_prefix(err, "%s: query-block", r->vm);
+		return -1;
 	}
-	if (qmp_connect(sock, SET_CONNECT_TIMEOUT_MS, &qmp, err) < 0) {
-		kl_error_prefix(err, "%s: cannot reach QEMU's monitor (%s)", vm, sock);
-		goto out;
-	}
-	if (qmp_execute(qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &blocks, err) < 0) {
-		kl_error_prefix(err, "%s: query-block", vm);
-		goto out;
-	}
-	json_object *block = kl_block_find(blocks, disk);
-	json_object *ins = kl_js_get(block, "inserted", json_type_object);
-	if (!block || !ins) {
-		kl_error_set(err, "%s: disk %s: QEMU does not list it (or it has no medium)", vm, label);
-		goto out;
-	}
+	r->block = kl_block_find(r->blocks, r->disk);
+	r->ins = kl_json_get(r->block, "inserted", json_type_object);
+	if (!r->block || !r->ins)
+		return kl_error_fail(err, "%s: disk %s: QEMU does not list it (or it has no medium)", r->vm, r->label);
+	return 0;
+}
 
-	/* ---- check everything first ---- */
-	struct kl_cache_view view;
-	if (req.cache != KL_CACHE_UNSET)
-		named = named_nodes(qmp);
-	kl_cache_view_of(disk, block, named, &view);
-	struct kl_cache_flags cur = view.flags, want = cur;
-	bool cache_change = false;
-	if (req.cache != KL_CACHE_UNSET) {
-		want = kl_cache_flags(req.cache);
-		if (check_write_cache(vm, label, req.cache, &view, err) < 0)
-			goto out;
-		if (want.no_flush && !cur.no_flush && !force) {
-			kl_error_set(err, "%s: disk %s: cache=unsafe ignores the guest's flushes (a host crash loses data "
+/* May the cache mode change from r->cur to r->want on this disk? */
+static int check_cache_allowed(struct set_run *r, struct kl_error *err)
+{
+	const char *vm = r->vm, *label = r->label, *mode = kl_cache_name(r->req.cache);
+	if (check_write_cache(vm, label, r->req.cache, &r->view, err) < 0)
+		return -1;
+	if (r->want.no_flush && !r->cur.no_flush && !r->force)
+		return kl_error_fail(err, "%s: disk %s: cache=unsafe ignores the guest's flushes (a host crash loses data "
 					  "the guest believes is safe): add --force if you mean it", vm, label);
-			goto out;
-		}
-		if (cur.direct && !want.direct) {
-			const char *aio = kl_js_str(disk, "aio");
-			if (aio && strcmp(aio, "native") == 0) {
-				kl_error_set(err, "%s: disk %s: it runs aio=native, which needs O_DIRECT: cache=%s would drop "
-						  "O_DIRECT under it (QEMU does not re-check this on reopen); aio cannot "
-						  "change while the VM runs", vm, label, kl_cache_name(req.cache));
-				goto out;
-			}
-			if (kl_js_bool(disk, "shared", false) && !force) {
-				kl_error_set(err, "%s: disk %s: on shared storage, dropping O_DIRECT (cache=%s) makes "
-						  "migration unsafe (libvirt still believes cache=none): add --force if you mean it",
-					     vm, label, kl_cache_name(req.cache));
-				goto out;
-			}
-			if (kl_js_bool(e.json, "incoming", false) && !force) {
-				kl_error_set(err, "%s: the VM was started with -incoming: dropping O_DIRECT (cache=%s) on "
-						  "disk %s can make a migration unsafe: add --force if you mean it",
-					     vm, kl_cache_name(req.cache), label);
-				goto out;
-			}
-		}
-		cache_change = want.direct != cur.direct || want.no_flush != cur.no_flush;
-		if (cache_change) {
-			json_object *argvj = kl_js_get(e.json, "argv", json_type_array);
-			const char *top = kl_js_str(ins, "node-name");
-			const char *dev = kl_js_str(block, "device");
-			/* -drive always makes a named BlockBackend; -blockdev never. */
-			bool is_drive = dev && *dev;
-			if (!argvj) {
-				kl_error_set(err, "%s: the state file has no command line", vm);
-				goto out;
-			}
-			int r;
-			if (is_drive) {
-				r = plan_drive(argvj, block, named, want, &plan, err);
-			} else {
-				r = plan_blockdev(argvj, top ? top : kl_js_str(disk, "node"), want, &plan, err);
-			}
-			if (r < 0) {
-				kl_error_prefix(err, "%s: disk %s: cannot change the cache mode live", vm, label);
-				goto out;
-			}
-		}
-	}
-	bool throttle_change = json_object_object_length(req.throttle) > 0;
-	old_throttle = kl_throttle_current(block);
-	if (throttle_change)
-		throttle_args = kl_throttle_args(block, req.throttle);
+	if (!r->cur.direct || r->want.direct)
+		return 0;
+	const char *aio = kl_json_str(r->disk, "aio");
+	if (aio && strcmp(aio, "native") == 0)
+		return kl_error_fail(err, "%s: disk %s: it runs aio=native, which needs O_DIRECT: cache=%s would drop "
+					  "O_DIRECT under it (QEMU does not re-check this on reopen); aio cannot "
+					  "change while the VM runs", vm, label, mode);
+	if (kl_json_bool(r->disk, "shared", false) && !r->force)
+		return kl_error_fail(err, "%s: disk %s: on shared storage, dropping O_DIRECT (cache=%s) makes "
+					  "migration unsafe (libvirt still believes cache=none): add --force if you mean it",
+				     vm, label, mode);
+	if (kl_json_bool(r->e.json, "incoming", false) && !r->force)
+		return kl_error_fail(err, "%s: the VM was started with -incoming: dropping O_DIRECT (cache=%s) on "
+					  "disk %s can make a migration unsafe: add --force if you mean it", vm, mode, label);
+	return 0;
+}
 
-	/* ---- apply ---- */
-	if (req.cache != KL_CACHE_UNSET && !cache_change)
-		printf("%s: %s: cache is already %s\n", vm, label, kl_cache_name(req.cache));
-	if (cache_change) {
-		_cleanup_json_ json_object *args = json_object_new_object();
-		json_object_object_add(args, "options", json_object_get(plan.options));
-		kl_debug("blockdev-reopen %s", json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN));
-		if (qmp_execute(qmp, "blockdev-reopen", args, SET_CALL_TIMEOUT_MS, NULL, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s: blockdev-reopen refused (nothing changed)", vm, label);
-			goto out;
-		}
-		/* Every reopened node, as QEMU reports it now. */
-		_cleanup_json_ json_object *after = named_nodes(qmp);
-		_cleanup_strbuf_ struct strbuf nodes = STRBUF_INIT;
-		if (!after) {
-			kl_error_set(err, "%s: disk %s: QEMU accepted the reopen but query-named-block-nodes failed: "
+/* Check a cache change and plan its blockdev-reopen; nothing changes yet. */
+static int plan_cache(struct set_run *r, struct kl_error *err)
+{
+	if (r->req.cache != KL_CACHE_UNSET)
+		r->named = named_nodes(r->qmp);
+	kl_cache_view_of(r->disk, r->block, r->named, &r->view);
+	r->cur = r->want = r->view.flags;
+	if (r->req.cache == KL_CACHE_UNSET)
+		return 0;
+	r->want = kl_cache_flags(r->req.cache);
+	if (check_cache_allowed(r, err) < 0)
+		return -1;
+	r->cache_change = r->want.direct != r->cur.direct || r->want.no_flush != r->cur.no_flush;
+	if (!r->cache_change)
+		return 0;
+	json_object *argvj = kl_json_get(r->e.json, "argv", json_type_array);
+	const char *top = kl_json_str(r->ins, "node-name");
+	const char *dev = kl_json_str(r->block, "device");
+	if (!argvj)
+		return kl_error_fail(err, "%s: the state file has no command line", r->vm);
+	int rc;
+	if (dev && *dev) /* -drive always makes a named BlockBackend; -blockdev never */
+		rc = kl_set_plan_drive(argvj, r->block, r->named, r->want, &r->plan, err);
+	else
+		rc = kl_set_plan_blockdev(argvj, top ? top : kl_json_str(r->disk, "node"), r->want, &r->plan, err);
+	if (rc < 0)
+		kl_error_prefix(err, "%s: disk %s: cannot change the cache mode live", r->vm, r->label);
+	return rc;
+}
+
+/* blockdev-reopen, then check every reopened node and the kernel's fds. */
+static int apply_cache(struct set_run *r, struct kl_error *err)
+{
+	const char *vm = r->vm, *label = r->label;
+	if (r->req.cache != KL_CACHE_UNSET && !r->cache_change)
+		printf("%s: %s: cache is already %s\n", vm, label, kl_cache_name(r->req.cache));
+	if (!r->cache_change)
+		return 0;
+	_cleanup_json_ json_object *args = json_object_new_object();
+	json_object_object_add(args, "options", json_object_get(r->plan.options));
+	kl_debug("blockdev-reopen %s", json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN));
+	if (qmp_execute(r->qmp, "blockdev-reopen", args, SET_CALL_TIMEOUT_MS, NULL, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s: blockdev-reopen refused (nothing changed)", vm, label);
+		return -1;
+	}
+	/* Every reopened node, as QEMU reports it now. */
+	_cleanup_json_ json_object *after = named_nodes(r->qmp);
+	_cleanup_strbuf_ struct strbuf nodes = STRBUF_INIT;
+	if (!after)
+		return kl_error_fail(err, "%s: disk %s: QEMU accepted the reopen but query-named-block-nodes failed: "
 					  "the change is not verified", vm, label);
-			goto out;
-		}
-		if (kl_cache_check_nodes(after, plan.options, want, &nodes, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s", vm, label);
-			goto out;
-		}
-		kl_debug("after the reopen: %s", strbuf_str(&nodes));
-		_cleanup_strbuf_ struct strbuf what = STRBUF_INIT;
-		const char *image = plan.image ? plan.image : kl_js_str(disk, "path");
-		if (image && check_odirect(e.pid, image, want.direct, &what, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s", vm, label);
-			goto out;
-		}
-		printf("%s: %s: cache %s -> %s (O_DIRECT %s%s%s)\n", vm, label, flags_mode_name(cur),
-		       kl_cache_name(req.cache), want.direct ? "on" : "off", what.len ? ": " : "", strbuf_str(&what));
-		json_object_array_add(changes, change_entry(label, "cache", json_object_new_string(flags_mode_name(cur)),
-							    json_object_new_string(kl_cache_name(req.cache))));
+	if (kl_cache_check_nodes(after, r->plan.options, r->want, &nodes, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s", vm, label);
+		return -1;
 	}
-	if (throttle_change) {
-		kl_debug("block_set_io_throttle %s", json_object_to_json_string_ext(throttle_args, JSON_C_TO_STRING_PLAIN));
-		if (qmp_execute(qmp, "block_set_io_throttle", throttle_args, SET_CALL_TIMEOUT_MS, NULL, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s: block_set_io_throttle refused%s", vm, label,
-					cache_change ? " (the cache change above was made)" : " (nothing changed)");
-			goto record;
-		}
-		_cleanup_json_ json_object *after = NULL;
-		if (qmp_execute(qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &after, err) < 0) {
-			kl_error_prefix(err, "%s: disk %s: query-block after throttling", vm, label);
-			goto record;
-		}
-		json_object *nb = kl_block_find(after, disk);
-		new_throttle = kl_throttle_current(nb);
-		bool printed = false;
-		static const char *const keys[] = {
-			"bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr", "bps_max", "bps_rd_max", "bps_wr_max",
-			"iops_max", "iops_rd_max", "iops_wr_max", "bps_max_length", "bps_rd_max_length",
-			"bps_wr_max_length", "iops_max_length", "iops_rd_max_length", "iops_wr_max_length", "iops_size",
-		};
-		for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-			int64_t a = value_of(old_throttle, keys[i], NULL), b = value_of(new_throttle, keys[i], NULL);
-			bool asked = json_object_object_get_ex(req.throttle, keys[i], NULL);
-			if (a == b && !asked)
-				continue;
-			printf("%s: %s: %s %" PRId64 " -> %" PRId64 "\n", vm, label, keys[i], a, b);
-			printed = true;
-			json_object_array_add(changes, change_entry(label, keys[i], json_object_new_int64(a),
-								    json_object_new_int64(b)));
-			if (asked && b != value_of(req.throttle, keys[i], NULL)) {
-				kl_error_set(err, "%s: disk %s: QEMU accepted %s=%" PRId64 " but reports %" PRId64, vm,
-					     label, keys[i], value_of(req.throttle, keys[i], NULL), b);
-				goto record;
-			}
-		}
-		if (kl_js_str(req.throttle, "group"))
-			printf("%s: %s: group %s\n", vm, label, kl_js_str(req.throttle, "group"));
-		else if (!printed)
-			printf("%s: %s: throttle unchanged\n", vm, label);
+	kl_debug("after the reopen: %s", strbuf_str(&nodes));
+	_cleanup_strbuf_ struct strbuf what = STRBUF_INIT;
+	const char *image = r->plan.image ? r->plan.image : kl_json_str(r->disk, "path");
+	if (image && check_odirect(r->e.pid, image, r->want.direct, &what, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s", vm, label);
+		return -1;
 	}
-	rc = 0;
-record:
-	if (json_object_array_length(changes) > 0) {
-		struct kl_error rerr = KL_ERROR_INIT;
-		struct set_record r = { disk, cache_change ? kl_cache_name(req.cache) : NULL, new_throttle, changes };
-		if (kl_state_update(e.file, e.pid, e.start_ticks, record_fn, &r, NULL, &rerr) < 0)
-			kl_warn("%s: the change was made but the state file was not updated: %s", vm, rerr.msg);
+	printf("%s: %s: cache %s -> %s (O_DIRECT %s%s%s)\n", vm, label, kl_cache_flags_name(r->cur),
+	       kl_cache_name(r->req.cache), r->want.direct ? "on" : "off", what.len ? ": " : "", strbuf_str(&what));
+	json_object_array_add(r->changes, change_entry(label, "cache", json_object_new_string(kl_cache_flags_name(r->cur)),
+						       json_object_new_string(kl_cache_name(r->req.cache))));
+	return 0;
+}
+
+/* block_set_io_throttle, then report each limit that moved or was asked. */
+static int apply_throttle(struct set_run *r, struct kl_error *err)
+{
+	const char *vm = r->vm, *label = r->label;
+	if (!r->throttle_change)
+		return 0;
+	kl_debug("block_set_io_throttle %s", json_object_to_json_string_ext(r->throttle_args, JSON_C_TO_STRING_PLAIN));
+	if (qmp_execute(r->qmp, "block_set_io_throttle", r->throttle_args, SET_CALL_TIMEOUT_MS, NULL, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s: block_set_io_throttle refused%s", vm, label,
+				r->cache_change ? " (the cache change above was made)" : " (nothing changed)");
+		return -1;
 	}
-out:
-	if (qmp)
-		qmp_close(qmp);
-	if (blocks)
-		json_object_put(blocks);
-	if (named)
-		json_object_put(named);
-	if (throttle_args)
-		json_object_put(throttle_args);
-	if (old_throttle)
-		json_object_put(old_throttle);
-	if (new_throttle)
-		json_object_put(new_throttle);
-	if (req.throttle)
-		json_object_put(req.throttle);
-	if (plan.options)
-		json_object_put(plan.options);
-	free(plan.image);
-	kl_state_entries_free(&e, 1);
+	_cleanup_json_ json_object *after = NULL;
+	if (qmp_execute(r->qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &after, err) < 0) {
+		kl_error_prefix(err, "%s: disk %s: query-block after throttling", vm, label);
+		return -1;
+	}
+	r->new_throttle = kl_throttle_current(kl_block_find(after, r->disk));
+	bool printed = false;
+	for (size_t i = 0; i < KL_THROTTLE_NKEYS; i++) {
+		const char *key = TKEY(i);
+		int64_t a = kl_throttle_value(r->old_throttle, key, NULL), b = kl_throttle_value(r->new_throttle, key, NULL);
+		bool asked = json_object_object_get_ex(r->req.throttle, key, NULL);
+		if (a == b && !asked)
+			continue;
+		printf("%s: %s: %s %" PRId64 " -> %" PRId64 "\n", vm, label, key, a, b);
+		printed = true;
+		json_object_array_add(r->changes, change_entry(label, key, json_object_new_int64(a), json_object_new_int64(b)));
+		if (asked && b != kl_throttle_value(r->req.throttle, key, NULL))
+			return kl_error_fail(err, "%s: disk %s: QEMU accepted %s=%" PRId64 " but reports %" PRId64, vm,
+					     label, key, kl_throttle_value(r->req.throttle, key, NULL), b);
+	}
+	if (kl_json_str(r->req.throttle, "group"))
+		printf("%s: %s: group %s\n", vm, label, kl_json_str(r->req.throttle, "group"));
+	else if (!printed)
+		printf("%s: %s: throttle unchanged\n", vm, label);
+	return 0;
+}
+
+/* What changed goes into the state file; a failure there is only a warning:
+ * the VM has changed already. */
+static void record(struct set_run *r)
+{
+	if (json_object_array_length(r->changes) == 0)
+		return;
+	struct kl_error rerr = KL_ERROR_INIT;
+	struct set_record rec = { r->disk, r->cache_change ? kl_cache_name(r->req.cache) : NULL, r->new_throttle,
+				  r->changes };
+	if (kl_state_update(r->e.file, r->e.pid, r->e.start_ticks, record_fn, &rec, NULL, &rerr) < 0)
+		kl_warn("%s: the change was made but the state file was not updated: %s", r->vm, rerr.msg);
+}
+
+/* Everything is checked before anything changes; once something has
+ * changed, what was made is recorded even when a later step fails. */
+static int set_run(const char *state_dir, int argc, char **argv, bool force, struct kl_error *err)
+{
+	_cleanup_(set_run_free) struct set_run r = { .force = force, .req = { KL_CACHE_UNSET, NULL } };
+	r.changes = json_object_new_array();
+
+	if (set_open(&r, state_dir, argc, argv, err) < 0 || plan_cache(&r, err) < 0)
+		return -1;
+	r.throttle_change = json_object_object_length(r.req.throttle) > 0;
+	r.old_throttle = kl_throttle_current(r.block);
+	if (r.throttle_change)
+		r.throttle_args = kl_throttle_args(r.block, r.req.throttle);
+
+	if (apply_cache(&r, err) < 0)
+		return -1;
+	int rc = apply_throttle(&r, err);
+	record(&r);
 	return rc;
 }
 

@@ -1,8 +1,13 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kvm-launch --status [NAME]: every VM launched through kvm-launch (its state
  * file), asked over its own query monitor what it really runs with
  * (query-status, query-block, query-blockstats), each VM bounded by
  * KL_STATUS_TIMEOUT_MS so a hung QEMU shows as "unresponsive" instead of
- * hanging the command.  Output: a table, --json, or --prometheus text. */
+ * hanging the command.  Output: a table, --json, or --prometheus text.
+ *
+ * Collecting the facts (status.c) is apart from printing them: the table
+ * (status-table.c), JSON and Prometheus (status-prom.c) all print the one
+ * document kl_status_collect returns. */
 #ifndef KL_LAUNCHER_STATUS_H
 #define KL_LAUNCHER_STATUS_H
 

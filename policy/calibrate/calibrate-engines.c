@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The three engines of the calibration, each as QEMU drives it: a pool of
  * threads doing pread/pwrite behind a queue (aio=threads), Linux AIO through
  * libaio (aio=native), one io_uring through liburing (aio=io_uring).
@@ -15,13 +16,14 @@
  * submitting and drains.  Completions inside the window count (IOPS, and
  * latency from submission to completion).  Short transfers are continued
  * from where they stopped, EINTR and EAGAIN retried; an I/O error or end of
- * file fails the run. */
+ * file fails the run.
+ *
+ * This file: what the engines share, and the thread pool; libaio in
+ * calibrate-libaio.c, io_uring in calibrate-uring.c. */
 #include "policy/calibrate/calibrate-int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libaio.h>
-#include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -31,13 +33,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/xalloc.h"
 
 double klc_now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return kl_monotonic_s();
 }
 
 uint64_t klc_next_offset(struct klc_job *j)
@@ -57,7 +58,7 @@ uint64_t klc_next_offset(struct klc_job *j)
 	return ((j->rng * 0x2545F4914F6CDD1DULL) >> 11) % nblocks * j->bs;
 }
 
-static void job_start(struct klc_job *j, double *mstart, double *mend)
+void klc_job_start(struct klc_job *j, double *mstart, double *mend)
 {
 	j->rng = j->seed ? j->seed : 0x9e3779b97f4a7c15ULL;
 	j->seq_next = 0;
@@ -70,25 +71,12 @@ static void job_start(struct klc_job *j, double *mstart, double *mend)
 	*mend = *mstart + j->measure;
 }
 
-/* A completion reaped at t.  Those inside the window count; when nothing
- * completed inside it (slow storage, a short window, or native without
- * O_DIRECT doing a whole batch inside io_submit), the first batch reaped
- * after it counts instead and the window stretches to it. */
-static inline void account(struct klc_job *j, double t, double t_submit, double mstart, double mend)
-{
-	if (t >= mstart && (t < mend || j->ios == 0 || t == j->t_last)) {
-		j->ios++;
-		j->lat_sum_us += (t - t_submit) * 1e6;
-		j->t_last = t;
-	}
-}
-
-static void job_finish(struct klc_job *j, double mstart, double mend)
+void klc_job_finish(struct klc_job *j, double mstart, double mend)
 {
 	j->window = j->t_last > mend ? j->t_last - mstart : j->measure;
 }
 
-static void io_error(struct klc_job *j, int e, uint64_t off, size_t len)
+void klc_io_error(struct klc_job *j, int e, uint64_t off, size_t len)
 {
 	if (j->error[0])
 		return;
@@ -103,7 +91,7 @@ static void io_error(struct klc_job *j, int e, uint64_t off, size_t len)
 
 /* Wait until fd is readable, as an event loop does.  1 ready, 0 nothing for
  * KLC_STALL_SECONDS, -1 error (errno). */
-static int wait_readable(int fd)
+int klc_wait_readable(int fd)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	double deadline = klc_now() + KLC_STALL_SECONDS;
@@ -119,8 +107,8 @@ static int wait_readable(int fd)
 	}
 }
 
-/* Why a run stopped: wait_readable() returned w (0 timed out, -1 failed). */
-static void stall_error(struct klc_job *j, int w)
+/* Why a run stopped: klc_wait_readable() returned w (0 timed out, -1 failed). */
+void klc_stall_error(struct klc_job *j, int w)
 {
 	if (w == 0)
 		snprintf(j->error, sizeof j->error, "no request completed for %.0f s", KLC_STALL_SECONDS);
@@ -129,7 +117,7 @@ static void stall_error(struct klc_job *j, int w)
 }
 
 /* Clear an eventfd (non-blocking). */
-static void eventfd_clear(int efd)
+void klc_eventfd_clear(int efd)
 {
 	uint64_t v;
 	while (read(efd, &v, sizeof v) < 0 && errno == EINTR)
@@ -214,16 +202,11 @@ static void tp_submit(struct tp *p, int idx)
 	pthread_cond_signal(&p->work_cv);
 }
 
-enum klc_status klc_run_threads(struct klc_job *j)
+/* On the heap: a worker stuck in the kernel may outlive the run.  efd < 0
+ * (errno set) when the completion eventfd could not be made. */
+static struct tp *tp_new(struct klc_job *j)
 {
-	/* On the heap: a worker stuck in the kernel may outlive this call. */
 	struct tp *p = xcalloc(1, sizeof *p);
-	int nworkers = j->qd, started = 0, inflight = 0;
-	pthread_t *threads = xcalloc((size_t)nworkers, sizeof *threads);
-	int *batch = xcalloc((size_t)j->qd, sizeof *batch);
-	double mstart = 0, mend = 0;
-	enum klc_status rc = KLC_OK;
-
 	p->j = j;
 	p->work = xcalloc((size_t)j->qd, sizeof *p->work);
 	p->done = xcalloc((size_t)j->qd, sizeof *p->done);
@@ -231,6 +214,31 @@ enum klc_status klc_run_threads(struct klc_job *j)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work_cv, NULL);
 	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return p;
+}
+
+/* Once every worker has been joined. */
+static void tp_free(struct tp *p)
+{
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->work_cv);
+	if (p->efd >= 0)
+		close(p->efd);
+	free(p->work);
+	free(p->done);
+	free(p->slots);
+	free(p);
+}
+
+enum klc_status klc_run_threads(struct klc_job *j)
+{
+	struct tp *p = tp_new(j);
+	int nworkers = j->qd, started = 0, inflight = 0;
+	pthread_t *threads = xcalloc((size_t)nworkers, sizeof *threads);
+	int *batch = xcalloc((size_t)j->qd, sizeof *batch);
+	double mstart = 0, mend = 0;
+	enum klc_status rc = KLC_OK;
+
 	if (p->efd < 0) {
 		snprintf(j->error, sizeof j->error, "eventfd: %s", strerror(errno));
 		rc = KLC_FAILED;
@@ -249,7 +257,7 @@ enum klc_status klc_run_threads(struct klc_job *j)
 
 	pthread_mutex_lock(&p->mu);
 	if (rc == KLC_OK) {
-		job_start(j, &mstart, &mend);
+		klc_job_start(j, &mstart, &mend);
 		for (int i = 0; i < j->qd; i++)
 			tp_submit(p, i);
 		inflight = j->qd;
@@ -257,11 +265,11 @@ enum klc_status klc_run_threads(struct klc_job *j)
 	while (inflight > 0 && !j->stuck) {
 		while (p->dn == 0) {
 			pthread_mutex_unlock(&p->mu);
-			int w = wait_readable(p->efd);
-			eventfd_clear(p->efd);
+			int w = klc_wait_readable(p->efd);
+			klc_eventfd_clear(p->efd);
 			pthread_mutex_lock(&p->mu);
 			if (w <= 0 && p->dn == 0) {
-				stall_error(j, w);
+				klc_stall_error(j, w);
 				j->stuck = true;
 				break;
 			}
@@ -280,10 +288,10 @@ enum klc_status klc_run_threads(struct klc_job *j)
 		for (size_t k = 0; k < n; k++) {
 			struct tp_slot *s = &p->slots[batch[k]];
 			if (s->err) {
-				io_error(j, s->err < 0 ? 0 : s->err, s->off, j->bs);
+				klc_io_error(j, s->err < 0 ? 0 : s->err, s->off, j->bs);
 				more = false;
 			} else {
-				account(j, t, s->t_submit, mstart, mend);
+				klc_account(j, t, s->t_submit, mstart, mend);
 			}
 		}
 		pthread_mutex_lock(&p->mu);
@@ -298,7 +306,7 @@ enum klc_status klc_run_threads(struct klc_job *j)
 	pthread_cond_broadcast(&p->work_cv);
 	pthread_mutex_unlock(&p->mu);
 	if (rc == KLC_OK)
-		job_finish(j, mstart, mend);
+		klc_job_finish(j, mstart, mend);
 
 	if (j->stuck) {
 		/* Leave the stuck worker (and what it uses) be. */
@@ -307,384 +315,10 @@ enum klc_status klc_run_threads(struct klc_job *j)
 	} else {
 		for (int i = 0; i < started; i++)
 			pthread_join(threads[i], NULL);
-		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->work_cv);
-		if (p->efd >= 0)
-			close(p->efd);
-		free(p->work);
-		free(p->done);
-		free(p->slots);
-		free(p);
+		tp_free(p);
 	}
 	free(threads);
 	free(batch);
 	return j->error[0] ? KLC_FAILED : rc;
 }
 
-/* ---- native: libaio ---- */
-
-static void aio_headroom(char *buf, size_t len)
-{
-	char nr[32] = "", max[32] = "";
-	FILE *f;
-	if ((f = fopen("/proc/sys/fs/aio-nr", "re"))) {
-		if (!fgets(nr, sizeof nr, f))
-			nr[0] = '\0';
-		fclose(f);
-	}
-	if ((f = fopen("/proc/sys/fs/aio-max-nr", "re"))) {
-		if (!fgets(max, sizeof max, f))
-			max[0] = '\0';
-		fclose(f);
-	}
-	nr[strcspn(nr, "\n")] = '\0';
-	max[strcspn(max, "\n")] = '\0';
-	if (nr[0] && max[0])
-		snprintf(buf, len, " (fs.aio-nr %s of fs.aio-max-nr %s)", nr, max);
-	else
-		buf[0] = '\0';
-}
-
-static enum klc_status libaio_setup(int depth, io_context_t *ctx, char *why, size_t len)
-{
-	*ctx = 0;
-	int r = io_setup(depth, ctx);
-	if (r == 0)
-		return KLC_OK;
-	char extra[96] = "";
-	if (r == -EAGAIN)
-		aio_headroom(extra, sizeof extra);
-	snprintf(why, len, "io_setup(%d): %s%s", depth, strerror(-r), extra);
-	return KLC_UNAVAILABLE;
-}
-
-enum klc_status klc_check_libaio(char *why, size_t len)
-{
-	io_context_t ctx;
-	enum klc_status s = libaio_setup(1, &ctx, why, len);
-	if (s == KLC_OK)
-		io_destroy(ctx);
-	return s;
-}
-
-struct aio_slot {
-	struct iocb cb;
-	uint64_t off;
-	size_t done;
-	double t_submit;
-};
-
-static void aio_prep(struct klc_job *j, struct aio_slot *s, int idx, int efd)
-{
-	unsigned char *buf = j->bufs[idx] + s->done;
-	size_t len = j->bs - s->done;
-	if (j->pattern == KL_CAL_RANDWRITE)
-		io_prep_pwrite(&s->cb, j->fd, buf, len, (long long)(s->off + s->done));
-	else
-		io_prep_pread(&s->cb, j->fd, buf, len, (long long)(s->off + s->done));
-	io_set_eventfd(&s->cb, efd);  /* as QEMU does: completions wake its event loop */
-	s->cb.data = s;
-}
-
-enum klc_status klc_run_libaio(struct klc_job *j)
-{
-	io_context_t ctx;
-	char why[256];
-	if (libaio_setup(j->qd, &ctx, why, sizeof why) != KLC_OK) {
-		snprintf(j->error, sizeof j->error, "%s", why);
-		return KLC_UNAVAILABLE;
-	}
-	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (efd < 0) {
-		snprintf(j->error, sizeof j->error, "eventfd: %s", strerror(errno));
-		io_destroy(ctx);
-		return KLC_FAILED;
-	}
-	struct aio_slot *slots = xcalloc((size_t)j->qd, sizeof *slots);
-	struct iocb **subq = xcalloc((size_t)j->qd, sizeof *subq);
-	struct io_event *ev = xcalloc((size_t)j->qd, sizeof *ev);
-	size_t nsub = 0;
-	int inflight = 0, again = 0;
-	double mstart, mend;
-	bool stalled = false;
-
-	job_start(j, &mstart, &mend);
-	for (int i = 0; i < j->qd; i++) {
-		slots[i].off = klc_next_offset(j);
-		slots[i].done = 0;
-		aio_prep(j, &slots[i], i, efd);
-		subq[nsub++] = &slots[i].cb;
-	}
-	double t0 = klc_now();
-	for (int i = 0; i < j->qd; i++)
-		slots[i].t_submit = t0;
-
-	while (nsub > 0 || inflight > 0) {
-		if (nsub > 0) {
-			int r = io_submit(ctx, (long)nsub, subq);
-			if (r > 0) {
-				memmove(subq, subq + r, (nsub - (size_t)r) * sizeof *subq);
-				nsub -= (size_t)r;
-				inflight += r;
-				again = 0;
-			} else if (r == -EAGAIN || r == -EINTR || r == 0) {
-				/* The ring is full or the kernel is short of
-				 * something: reap, or wait a little. */
-				if (inflight == 0) {
-					if (++again > 100000) {
-						snprintf(j->error, sizeof j->error, "io_submit: %s for too long",
-							 strerror(r ? -r : EAGAIN));
-						break;
-					}
-					struct timespec ts = { 0, 100000 };
-					nanosleep(&ts, NULL);
-					continue;
-				}
-			} else {
-				/* The first iocb was refused: it fails, the others wait. */
-				struct aio_slot *s = subq[0]->data;
-				io_error(j, -r, s->off, j->bs);
-				nsub = 0;  /* submit no more; drain what is in flight */
-				continue;
-			}
-		}
-		if (inflight == 0)
-			continue;
-		int w = wait_readable(efd);
-		if (w <= 0) {
-			stall_error(j, w);
-			stalled = true;
-			break;
-		}
-		eventfd_clear(efd);
-		struct timespec zero = { 0, 0 };
-		int n = io_getevents(ctx, 0, j->qd, ev, &zero);
-		if (n == -EINTR || n == 0)
-			continue;
-		if (n < 0) {
-			snprintf(j->error, sizeof j->error, "io_getevents: %s", strerror(-n));
-			stalled = true;
-			break;
-		}
-		double t = klc_now();
-		inflight -= n;
-		for (int k = 0; k < n; k++) {
-			struct aio_slot *s = ev[k].data;
-			int idx = (int)(s - slots);
-			long res = (long)ev[k].res;
-			bool more = t < mend && !j->error[0];
-			if (res == -EAGAIN || res == -EINTR) {
-				if (!j->error[0]) {
-					aio_prep(j, s, idx, efd);
-					subq[nsub++] = &s->cb;
-				}
-				continue;
-			}
-			if (res <= 0) {
-				io_error(j, (int)-res, s->off, j->bs);
-				continue;
-			}
-			s->done += (size_t)res;
-			if (s->done < j->bs) {
-				/* short transfer: continue it */
-				if (!j->error[0]) {
-					aio_prep(j, s, idx, efd);
-					subq[nsub++] = &s->cb;
-				}
-				continue;
-			}
-			account(j, t, s->t_submit, mstart, mend);
-			if (more) {
-				s->off = klc_next_offset(j);
-				s->done = 0;
-				s->t_submit = t;
-				aio_prep(j, s, idx, efd);
-				subq[nsub++] = &s->cb;
-			}
-		}
-		if (j->error[0])
-			nsub = 0;  /* stop submitting; drain what is in flight */
-	}
-	job_finish(j, mstart, mend);
-	if (stalled && inflight > 0) {
-		/* io_destroy would wait for the stuck requests: leave them. */
-		j->stuck = true;
-		return KLC_FAILED;
-	}
-	io_destroy(ctx);
-	close(efd);
-	free(slots);
-	free(subq);
-	free(ev);
-	return j->error[0] ? KLC_FAILED : KLC_OK;
-}
-
-/* ---- io_uring: liburing, readv/writev like QEMU 7.2 ---- */
-
-static void uring_reason(int r, char *why, size_t len)
-{
-	char extra[80] = "";
-	FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
-	if (f) {
-		int v;
-		if (fscanf(f, "%d", &v) == 1 && v != 0)
-			snprintf(extra, sizeof extra, " (kernel.io_uring_disabled = %d)", v);
-		fclose(f);
-	}
-	if (r == -ENOSYS && !extra[0])
-		snprintf(extra, sizeof extra, " (no io_uring in this kernel, or a seccomp filter denies it)");
-	snprintf(why, len, "io_uring_setup: %s%s", strerror(-r), extra);
-}
-
-enum klc_status klc_check_io_uring(char *why, size_t len)
-{
-	struct io_uring ring;
-	int r = io_uring_queue_init(1, &ring, 0);
-	if (r < 0) {
-		uring_reason(r, why, len);
-		return KLC_UNAVAILABLE;
-	}
-	io_uring_queue_exit(&ring);
-	return KLC_OK;
-}
-
-struct uring_slot {
-	struct iovec iov;
-	uint64_t off;
-	size_t done;
-	double t_submit;
-};
-
-/* Prepare the slot's (rest of its) request.  There is room: the ring has
- * 2 * qd entries and at most qd requests (plus liburing's own timeout entry
- * on kernels without IORING_FEAT_EXT_ARG) are ever prepared.  Returns false
- * if there is none after all (then the run fails). */
-static bool uring_prep(struct klc_job *j, struct io_uring *ring, struct uring_slot *s, int idx)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-	if (!sqe) {
-		io_uring_submit(ring);
-		sqe = io_uring_get_sqe(ring);
-	}
-	if (!sqe) {
-		if (!j->error[0])
-			snprintf(j->error, sizeof j->error, "io_uring: submission queue full");
-		return false;
-	}
-	s->iov.iov_base = j->bufs[idx] + s->done;
-	s->iov.iov_len = j->bs - s->done;
-	if (j->pattern == KL_CAL_RANDWRITE)
-		io_uring_prep_writev(sqe, j->fd, &s->iov, 1, s->off + s->done);
-	else
-		io_uring_prep_readv(sqe, j->fd, &s->iov, 1, s->off + s->done);
-	io_uring_sqe_set_data(sqe, s);
-	return true;
-}
-
-enum klc_status klc_run_io_uring(struct klc_job *j)
-{
-	struct io_uring ring;
-	int r = io_uring_queue_init((unsigned)(2 * j->qd), &ring, 0);
-	if (r < 0) {
-		uring_reason(r, j->error, sizeof j->error);
-		return KLC_UNAVAILABLE;
-	}
-	struct uring_slot *slots = xcalloc((size_t)j->qd, sizeof *slots);
-	int outstanding = 0, again = 0;   /* prepared or submitted, not completed */
-	double mstart, mend;
-	bool stalled = false;
-
-	job_start(j, &mstart, &mend);
-	double t0 = klc_now();
-	for (int i = 0; i < j->qd; i++) {
-		slots[i].off = klc_next_offset(j);
-		slots[i].t_submit = t0;
-		if (uring_prep(j, &ring, &slots[i], i))
-			outstanding++;
-	}
-
-	while (outstanding > 0) {
-		unsigned ready = io_uring_sq_ready(&ring);
-		if (ready > 0) {
-			r = io_uring_submit(&ring);
-			if (r == -EAGAIN || r == -EBUSY || r == -EINTR) {
-				if ((unsigned)outstanding == ready) {
-					/* nothing to reap: wait a little */
-					if (++again > 100000) {
-						snprintf(j->error, sizeof j->error, "io_uring_submit: %s for too long",
-							 strerror(-r));
-						stalled = true;
-						break;
-					}
-					struct timespec ts = { 0, 100000 };
-					nanosleep(&ts, NULL);
-					continue;
-				}
-			} else if (r < 0) {
-				snprintf(j->error, sizeof j->error, "io_uring_submit: %s", strerror(-r));
-				stalled = true;
-				break;
-			} else {
-				again = 0;
-			}
-		}
-		struct io_uring_cqe *cqe;
-		if (io_uring_cq_ready(&ring) == 0) {
-			/* The event loop's wait: poll the ring's fd. */
-			int w = wait_readable(ring.ring_fd);
-			if (w <= 0) {
-				stall_error(j, w);
-				stalled = true;
-				break;
-			}
-			if (io_uring_cq_ready(&ring) == 0)
-				continue;
-		}
-		double t = klc_now();
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&ring, head, cqe) {
-			struct uring_slot *s = io_uring_cqe_get_data(cqe);
-			int res = cqe->res;
-			int idx = (int)(s - slots);
-			bool more = t < mend && !j->error[0];
-			seen++;
-			if (res == -EAGAIN || res == -EINTR) {
-				if (j->error[0] || !uring_prep(j, &ring, s, idx))
-					outstanding--;
-				continue;
-			}
-			if (res <= 0) {
-				io_error(j, -res, s->off, j->bs);
-				outstanding--;
-				continue;
-			}
-			s->done += (size_t)res;
-			if (s->done < j->bs) {
-				/* short transfer: continue it */
-				if (j->error[0] || !uring_prep(j, &ring, s, idx))
-					outstanding--;
-				continue;
-			}
-			account(j, t, s->t_submit, mstart, mend);
-			if (more) {
-				s->off = klc_next_offset(j);
-				s->done = 0;
-				s->t_submit = t;
-				if (!uring_prep(j, &ring, s, idx))
-					outstanding--;
-			} else {
-				outstanding--;
-			}
-		}
-		io_uring_cq_advance(&ring, seen);
-	}
-	job_finish(j, mstart, mend);
-	if (stalled) {
-		/* Requests may still be in the kernel: keep the ring and buffers. */
-		j->stuck = true;
-		return KLC_FAILED;
-	}
-	io_uring_queue_exit(&ring);
-	free(slots);
-	return j->error[0] ? KLC_FAILED : KLC_OK;
-}

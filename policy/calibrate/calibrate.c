@@ -1,6 +1,8 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Calibration: the target (block device or temporary file), the plan of
- * runs, the ranking, and the stored result (see calibrate.h).  The engines
- * themselves are in calibrate-engines.c. */
+ * runs, and the runs themselves (see calibrate.h).  The engines are in
+ * calibrate-engines.c, the ranking in calibrate-rank.c, the JSON and table
+ * in calibrate-report.c, the stored result in calibrate-store.c. */
 #include "policy/calibrate/calibrate.h"
 
 #include <errno.h>
@@ -20,25 +22,17 @@
 
 #include "common/cleanup.h"
 #include "common/fileutil.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "policy/calibrate/calibrate-int.h"
 #include "policy/probe/probe.h"
 
-#define BUF_ALIGN 4096
-#define SMALL_BS 4096u
-#define LARGE_BS (1u << 20)
-#define MAX_QD 32
-#define STORE_MAX (1u << 20)
-#define WARMUP_MAX 0.2
-/* Scores closer than this are reported as about even (the ranking keeps
- * the measured order). */
-#define TIE_FRACTION 0.05
 
 /* The built-in preference order: near ties keep it. */
 const enum kl_aio kl_cal_engines[KL_CAL_NENGINES] = { KL_AIO_IO_URING, KL_AIO_NATIVE, KL_AIO_THREADS };
 
-static const int qds[] = { 1, MAX_QD };
+const int klc_qds[KLC_NQDS] = { 1, MAX_QD };
 
 const char *kl_cal_pattern_name(enum kl_cal_pattern p)
 {
@@ -50,17 +44,7 @@ const char *kl_cal_pattern_name(enum kl_cal_pattern p)
 	return "?";
 }
 
-static const char *engine_label(enum kl_aio e)
-{
-	switch (e) {
-	case KL_AIO_THREADS: return "threads (pread/pwrite thread pool)";
-	case KL_AIO_NATIVE: return "native (libaio)";
-	case KL_AIO_IO_URING: return "io_uring (liburing)";
-	default: return "?";
-	}
-}
-
-static void human_size(uint64_t n, char *buf, size_t len)
+void klc_human_size(uint64_t n, char *buf, size_t len)
 {
 	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
 	double v = (double)n;
@@ -75,148 +59,6 @@ static void human_size(uint64_t n, char *buf, size_t len)
 		snprintf(buf, len, "%.0f %s", v, units[u]);
 	else
 		snprintf(buf, len, "%.1f %s", v, units[u]);
-}
-
-/* ---- results ---- */
-
-void kl_calibration_add_run(struct kl_calibration *c, const struct kl_cal_run *r)
-{
-	c->runs = xrealloc(c->runs, (c->nruns + 1) * sizeof *c->runs);
-	c->runs[c->nruns++] = *r;
-}
-
-void kl_calibration_free(struct kl_calibration *c)
-{
-	if (!c)
-		return;
-	free(c->path);
-	free(c->runs);
-	strvec_free(&c->notes);
-	free(c);
-}
-
-static const struct kl_cal_run *find_run(const struct kl_calibration *c, enum kl_aio e, bool direct, int qd,
-					 enum kl_cal_pattern p)
-{
-	for (size_t i = 0; i < c->nruns; i++) {
-		const struct kl_cal_run *r = &c->runs[i];
-		if (r->engine == e && r->direct == direct && r->qd == qd && r->pattern == p)
-			return r;
-	}
-	return NULL;
-}
-
-static const struct kl_cal_engine_status *engine_status(const struct kl_calibration *c, enum kl_aio e)
-{
-	for (size_t i = 0; i < KL_CAL_NENGINES; i++)
-		if (c->engines[i].engine == e)
-			return &c->engines[i];
-	return NULL;
-}
-
-static void append(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void append(char *buf, size_t len, const char *fmt, ...)
-{
-	size_t used = strlen(buf);
-	if (used + 1 >= len)
-		return;
-	if (used)
-		snprintf(buf + used, len - used, "; "), used = strlen(buf);
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf + used, len - used, fmt, ap);
-	va_end(ap);
-}
-
-/* x^(1/n) for x > 0, by Newton's method (no libm in the link). */
-static double nth_root(double x, int n)
-{
-	if (n <= 1 || x <= 0)
-		return x;
-	double y = x > 1 ? x / n : 1;
-	for (int i = 0; i < 2000; i++) {
-		double p = 1;
-		for (int k = 1; k < n; k++)
-			p *= y;
-		double next = ((n - 1) * y + x / p) / n;
-		if (next == y || (next > y ? next - y : y - next) <= y * 1e-13) {
-			y = next;
-			break;
-		}
-		y = next;
-	}
-	return y;
-}
-
-static void rank_one(const struct kl_calibration *c, bool direct, struct kl_cal_ranking *out)
-{
-	enum kl_cal_pattern pats[2] = { KL_CAL_RANDREAD, KL_CAL_RANDWRITE };
-	size_t npats = c->wrote ? 2 : 1;
-	size_t n = 0;
-
-	memset(out, 0, sizeof *out);
-	if (direct && !c->odirect && c->odirect_error[0]) {
-		append(out->excluded, sizeof out->excluded, "no O_DIRECT runs: %s", c->odirect_error);
-		return;
-	}
-	for (size_t i = 0; i < KL_CAL_NENGINES; i++) {
-		enum kl_aio e = kl_cal_engines[i];
-		const struct kl_cal_engine_status *st = engine_status(c, e);
-		if (!direct && e == KL_AIO_NATIVE) {
-			append(out->excluded, sizeof out->excluded,
-			       "native: QEMU refuses aio=native without O_DIRECT");
-			continue;
-		}
-		if (st && !st->available) {
-			append(out->excluded, sizeof out->excluded, "%s: unavailable (%s)", kl_aio_name(e),
-			       st->reason);
-			continue;
-		}
-		double product = 1;
-		int k = 0;
-		char why[300] = "";
-		for (size_t pi = 0; pi < npats && !why[0]; pi++) {
-			for (size_t qi = 0; qi < sizeof qds / sizeof *qds && !why[0]; qi++) {
-				const struct kl_cal_run *r = find_run(c, e, direct, qds[qi], pats[pi]);
-				if (!r)
-					snprintf(why, sizeof why, "%s qd%d not measured", kl_cal_pattern_name(pats[pi]),
-						 qds[qi]);
-				else if (!r->ok || !(r->iops > 0))
-					snprintf(why, sizeof why, "%s qd%d failed (%s)", kl_cal_pattern_name(pats[pi]),
-						 qds[qi], r->error[0] ? r->error : "no I/O completed");
-				else {
-					product *= r->iops;
-					k++;
-				}
-			}
-		}
-		if (why[0]) {
-			append(out->excluded, sizeof out->excluded, "%s: %s", kl_aio_name(e), why);
-			continue;
-		}
-		double score = nth_root(product, k);
-		/* Insert, best first.  Engines are listed in the built-in order
-		 * (io_uring, native, threads); one overtakes an earlier one only
-		 * when clearly faster: run-to-run noise here is 5-10 % (seen
-		 * against qemu-img bench), and a near tie is no reason to leave
-		 * the built-in choice. */
-		size_t pos = n;
-		while (pos > 0 && out->score[pos - 1] * (1.0 + KL_CAL_TIE_MARGIN) < score) {
-			out->order[pos] = out->order[pos - 1];
-			out->score[pos] = out->score[pos - 1];
-			pos--;
-		}
-		out->order[pos] = e;
-		out->score[pos] = score;
-		n++;
-	}
-	out->order[n] = KL_AIO_UNSET;
-}
-
-void kl_calibration_rank(struct kl_calibration *c)
-{
-	rank_one(c, true, &c->rank_direct);
-	rank_one(c, false, &c->rank_buffered);
 }
 
 /* ---- the target ---- */
@@ -251,7 +93,7 @@ static void block_label(struct kl_calibration *c, const struct stat *st, const c
 	}
 	snprintf(p, sizeof p, "/sys/dev/block/%u:%u/dm/name", ma, mi);
 	read_sys_line(p, dm, sizeof dm);
-	human_size(c->size, size, sizeof size);
+	klc_human_size(c->size, size, sizeof size);
 	if (dm[0])
 		snprintf(c->label, sizeof c->label, "%s (%s; block device %u:%u, %s)", name, dm, ma, mi, size);
 	else
@@ -363,7 +205,7 @@ static int open_temp_file(struct kl_calibration *c, const char *dir, const struc
 		return kl_error_fail(err, "%s is on device %u:%u but a file created in %s is on %u:%u (a bind mount?): "
 				     "calibrate the directory that really holds it", c->path, major(want->st_dev),
 				     minor(want->st_dev), dir, major(st.st_dev), minor(st.st_dev));
-	human_size(size, hs, sizeof hs);
+	klc_human_size(size, hs, sizeof hs);
 	int r = fallocate(fd, 0, 0, (off_t)size);
 	if (r < 0 && errno == ENOSPC)
 		return kl_error_errno(err, errno, "no room for a %s test file in %s", hs, dir);
@@ -467,11 +309,11 @@ static size_t make_plan(const struct kl_calibration *c, struct plan_item *items,
 		for (size_t p = 0; p < sizeof pats / sizeof *pats; p++) {
 			if (pats[p] == KL_CAL_RANDWRITE && !c->wrote)
 				continue;
-			for (size_t q = 0; q < sizeof qds / sizeof *qds; q++)
+			for (size_t q = 0; q < KLC_NQDS; q++)
 				for (size_t e = 0; e < KL_CAL_NENGINES; e++) {
 					if (!c->engines[e].available || n >= max)
 						continue;
-					items[n++] = (struct plan_item){ c->engines[e].engine, d == 1, qds[q], pats[p] };
+					items[n++] = (struct plan_item){ c->engines[e].engine, d == 1, klc_qds[q], pats[p] };
 				}
 		}
 	}
@@ -523,69 +365,46 @@ static void add_notes(struct kl_calibration *c)
 			     "measures them and destroys data on it)");
 }
 
-int kl_calibrate(const char *path, const struct kl_calibrate_options *o, struct kl_calibration **out,
-		 struct kl_error *err)
+/* Stat path and open what is measured: the block device itself, or a
+ * temporary file in the directory (of the file) given. */
+static int open_target(struct kl_calibration *c, const char *path, const struct kl_calibrate_options *o,
+		       struct target *t, struct kl_error *err)
 {
-	static const struct kl_calibrate_options defaults = { 0 };
-	struct target t = { .fd = -1 };
 	struct stat st;
-	unsigned char *bufs[MAX_QD] = { 0 };
-	struct plan_item plan[64];
-	bool stuck = false;
-	int rc = -1;
-
-	if (!o)
-		o = &defaults;
-	*out = NULL;
-	struct kl_calibration *c = xcalloc(1, sizeof *c);
-	c->path = xstrdup(path);
-	c->seconds = o->seconds > 0 ? o->seconds : KL_CALIBRATE_SECONDS_DEFAULT;
-	now_utc(c);
-
-	for (size_t i = 0; i < MAX_QD; i++)
-		if (posix_memalign((void **)&bufs[i], BUF_ALIGN, LARGE_BS) != 0) {
-			kl_error_fail(err, "out of memory for I/O buffers");
-			goto out;
-		}
-	uint64_t seed = 0x9e3779b97f4a7c15ULL;
-	for (size_t i = 0; i < MAX_QD; i++)
-		fill_pattern(bufs[i], LARGE_BS, &seed);
-
-	if (stat(path, &st) < 0) {
-		kl_error_errno(err, errno, "calibrate %s", path);
-		goto out;
-	}
+	if (stat(path, &st) < 0)
+		return kl_error_errno(err, errno, "calibrate %s", path);
 	if (S_ISBLK(st.st_mode)) {
 		c->backend = KL_BACKEND_BLOCK;
 		snprintf(c->storage_id, sizeof c->storage_id, "dev:%u:%u", major(st.st_rdev), minor(st.st_rdev));
-		if (open_block(c, path, o, &t, err) < 0)
-			goto out;
+		if (open_block(c, path, o, t, err) < 0)
+			return -1;
 		c->wrote = o->allow_write;
 		block_label(c, &st, path);
-	} else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
-		c->backend = KL_BACKEND_FILE;
-		snprintf(c->storage_id, sizeof c->storage_id, "dev:%u:%u", major(st.st_dev), minor(st.st_dev));
-		_cleanup_free_ char *dir = NULL;
-		if (S_ISDIR(st.st_mode)) {
-			dir = xstrdup(path);
-		} else {
-			const char *slash = strrchr(path, '/');
-			dir = slash ? (slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path)))
-				    : xstrdup(".");
-		}
-		fs_label(c, path, &st);
-		uint64_t size = o->file_size ? o->file_size : KL_CALIBRATE_FILE_SIZE_DEFAULT;
-		size = size < 2 * (uint64_t)LARGE_BS ? 2 * (uint64_t)LARGE_BS : size - size % LARGE_BS;
-		if (open_temp_file(c, dir, &st, size, &t, err) < 0)
-			goto out;
-		c->wrote = true;  /* our own file */
-	} else {
-		kl_error_fail(err, "calibrate %s: neither a block device, a directory nor a regular file", path);
-		goto out;
+		return 0;
 	}
+	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+		return kl_error_fail(err, "calibrate %s: neither a block device, a directory nor a regular file", path);
+	c->backend = KL_BACKEND_FILE;
+	snprintf(c->storage_id, sizeof c->storage_id, "dev:%u:%u", major(st.st_dev), minor(st.st_dev));
+	_cleanup_free_ char *dir = NULL;
+	if (S_ISDIR(st.st_mode)) {
+		dir = xstrdup(path);
+	} else {
+		const char *slash = strrchr(path, '/');
+		dir = slash ? (slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path))) : xstrdup(".");
+	}
+	fs_label(c, path, &st);
+	uint64_t size = o->file_size ? o->file_size : KL_CALIBRATE_FILE_SIZE_DEFAULT;
+	size = size < 2 * (uint64_t)LARGE_BS ? 2 * (uint64_t)LARGE_BS : size - size % LARGE_BS;
+	if (open_temp_file(c, dir, &st, size, t, err) < 0)
+		return -1;
+	c->wrote = true;  /* our own file */
+	return 0;
+}
 
-	c->odirect = check_odirect(t.fd, bufs[0], c->odirect_error, sizeof c->odirect_error);
-
+/* Which engines can be set up at all. */
+static void check_engines(struct kl_calibration *c)
+{
 	for (size_t i = 0; i < KL_CAL_NENGINES; i++) {
 		struct kl_cal_engine_status *es = &c->engines[i];
 		es->engine = kl_cal_engines[i];
@@ -598,407 +417,144 @@ int kl_calibrate(const char *path, const struct kl_calibrate_options *o, struct 
 		if (!es->available)
 			kl_debug("calibrate: %s unavailable: %s", kl_aio_name(es->engine), es->reason);
 	}
+}
+
+/* What the runs share: the target, the buffers, the time each gets, and
+ * the state one run leaves for the next. */
+struct runs {
+	struct target t;
+	unsigned char *bufs[MAX_QD];
+	double per, warmup;          /* seconds a run, of which warm-up */
+	bool last_direct, dirty;     /* O_DIRECT as last set; buffered writes not yet synced */
+	bool stuck;                  /* a run hung: its buffers may still be written to */
+};
+
+/* One engine's job (O_DIRECT already as asked) into r. */
+static void measure(struct runs *rs, const struct plan_item *p, size_t i, struct kl_cal_run *r)
+{
+	struct klc_job j = {
+		.fd = rs->t.fd, .direct = p->direct, .pattern = p->pattern, .bs = r->block_size, .qd = p->qd,
+		.region = rs->t.size, .warmup = rs->warmup, .measure = rs->per - rs->warmup, .bufs = rs->bufs,
+		.seed = 0x853c49e6748fea9bULL + i,
+	};
+	enum klc_status s = p->engine == KL_AIO_IO_URING ? klc_run_io_uring(&j)
+			  : p->engine == KL_AIO_NATIVE	 ? klc_run_libaio(&j)
+							 : klc_run_threads(&j);
+	if (p->pattern == KL_CAL_RANDWRITE && !p->direct)
+		rs->dirty = true;
+	if (j.stuck)
+		rs->stuck = true;
+	if (s != KLC_OK) {
+		snprintf(r->error, sizeof r->error, "%s", j.error[0] ? j.error : "failed");
+	} else if (j.ios == 0) {
+		snprintf(r->error, sizeof r->error, "no request completed in the %.2f s window", j.window);
+	} else {
+		r->ok = true;
+		r->ios = j.ios;
+		r->seconds = j.window;
+		r->iops = (double)j.ios / j.window;
+		r->mbps = r->iops * r->block_size / 1e6;
+		r->lat_us = j.lat_sum_us / (double)j.ios;
+	}
+}
+
+/* Run plan item i and add its result to c. */
+static void run_item(struct kl_calibration *c, struct runs *rs, const struct plan_item *p, size_t i, size_t n,
+		     const struct kl_calibrate_options *o)
+{
+	struct kl_cal_run r = {
+		.engine = p->engine, .direct = p->direct, .qd = p->qd, .pattern = p->pattern,
+		.block_size = p->pattern == KL_CAL_SEQREAD ? LARGE_BS : SMALL_BS,
+		.synchronous = p->engine == KL_AIO_NATIVE && !p->direct,
+		.page_cache = !p->direct && p->pattern != KL_CAL_RANDWRITE,
+	};
+	char what[96];
+	snprintf(what, sizeof what, "%s %s qd%d %s", kl_aio_name(p->engine), p->direct ? "direct" : "buffered", p->qd,
+		 kl_cal_pattern_name(p->pattern));
+	progress(o, (int)i, (int)n, what);
+	if (rs->stuck) {
+		snprintf(r.error, sizeof r.error, "not run: an earlier run hung");
+		kl_calibration_add_run(c, &r);
+		return;
+	}
+	if (rs->dirty || !p->direct) {
+		/* Written-back data and a cold page cache before each buffered run. */
+		fdatasync(rs->t.fd);
+		posix_fadvise(rs->t.fd, 0, 0, POSIX_FADV_DONTNEED);
+		rs->dirty = false;
+	}
+	if ((i == 0 || p->direct != rs->last_direct) && set_direct(rs->t.fd, p->direct) < 0) {
+		snprintf(r.error, sizeof r.error, "setting O_DIRECT %s: %s", p->direct ? "on" : "off", strerror(errno));
+		kl_calibration_add_run(c, &r);
+		return;
+	}
+	rs->last_direct = p->direct;
+	measure(rs, p, i, &r);
+	if (!r.ok)
+		kl_debug("calibrate: %s: %s", what, r.error);
+	kl_calibration_add_run(c, &r);
+}
+
+/* A hung run may still write into its buffers and use the fd: then both
+ * are left behind on purpose. */
+static void runs_free(struct runs *rs)
+{
+	if (rs->stuck)
+		return;
+	for (size_t i = 0; i < MAX_QD; i++)
+		free(rs->bufs[i]);
+	if (rs->t.fd >= 0)
+		close(rs->t.fd);
+}
+
+static void calibration_freep(struct kl_calibration **c)
+{
+	kl_calibration_free(*c);
+}
+
+int kl_calibrate(const char *path, const struct kl_calibrate_options *o, struct kl_calibration **out,
+		 struct kl_error *err)
+{
+	static const struct kl_calibrate_options defaults = { 0 };
+	_cleanup_(runs_free) struct runs rs = { .t = { .fd = -1 }, .last_direct = true };
+	struct plan_item plan[64];
+
+	if (!o)
+		o = &defaults;
+	*out = NULL;
+	_cleanup_(calibration_freep) struct kl_calibration *c = xcalloc(1, sizeof *c);
+	c->path = xstrdup(path);
+	c->seconds = o->seconds > 0 ? o->seconds : KL_CALIBRATE_SECONDS_DEFAULT;
+	now_utc(c);
+
+	for (size_t i = 0; i < MAX_QD; i++)
+		if (posix_memalign((void **)&rs.bufs[i], BUF_ALIGN, LARGE_BS) != 0)
+			return kl_error_fail(err, "out of memory for I/O buffers");
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+	for (size_t i = 0; i < MAX_QD; i++)
+		fill_pattern(rs.bufs[i], LARGE_BS, &seed);
+	if (open_target(c, path, o, &rs.t, err) < 0)
+		return -1;
+	c->odirect = check_odirect(rs.t.fd, rs.bufs[0], c->odirect_error, sizeof c->odirect_error);
+	check_engines(c);
 
 	size_t nplan = make_plan(c, plan, sizeof plan / sizeof *plan);
 	if (c->temp_file) {
 		progress(o, 0, (int)nplan, "preparing the test file");
-		if (fill_temp_file(&t, path, bufs[0], err) < 0)
-			goto out;
-		fill_pattern(bufs[0], LARGE_BS, &seed);
+		if (fill_temp_file(&rs.t, path, rs.bufs[0], err) < 0)
+			return -1;
+		fill_pattern(rs.bufs[0], LARGE_BS, &seed);
 	}
-	double per = nplan ? (double)c->seconds / (double)nplan : 0;
-	double warmup = per * 0.25 < WARMUP_MAX ? per * 0.25 : WARMUP_MAX;
-	bool last_direct = true, dirty = false;
-	for (size_t i = 0; i < nplan; i++) {
-		const struct plan_item *p = &plan[i];
-		struct kl_cal_run r = {
-			.engine = p->engine, .direct = p->direct, .qd = p->qd, .pattern = p->pattern,
-			.block_size = p->pattern == KL_CAL_SEQREAD ? LARGE_BS : SMALL_BS,
-			.synchronous = p->engine == KL_AIO_NATIVE && !p->direct,
-			.page_cache = !p->direct && p->pattern != KL_CAL_RANDWRITE,
-		};
-		char what[96];
-		snprintf(what, sizeof what, "%s %s qd%d %s", kl_aio_name(p->engine), p->direct ? "direct" : "buffered",
-			 p->qd, kl_cal_pattern_name(p->pattern));
-		progress(o, (int)i, (int)nplan, what);
-		if (stuck) {
-			snprintf(r.error, sizeof r.error, "not run: an earlier run hung");
-			kl_calibration_add_run(c, &r);
-			continue;
-		}
-		if (dirty || !p->direct) {
-			/* Written-back data and a cold page cache before each buffered run. */
-			fdatasync(t.fd);
-			posix_fadvise(t.fd, 0, 0, POSIX_FADV_DONTNEED);
-			dirty = false;
-		}
-		if ((i == 0 || p->direct != last_direct) && set_direct(t.fd, p->direct) < 0) {
-			snprintf(r.error, sizeof r.error, "setting O_DIRECT %s: %s", p->direct ? "on" : "off",
-				 strerror(errno));
-			kl_calibration_add_run(c, &r);
-			continue;
-		}
-		last_direct = p->direct;
-		struct klc_job j = {
-			.fd = t.fd, .direct = p->direct, .pattern = p->pattern, .bs = r.block_size, .qd = p->qd,
-			.region = t.size, .warmup = warmup, .measure = per - warmup, .bufs = bufs,
-			.seed = 0x853c49e6748fea9bULL + i,
-		};
-		enum klc_status s = p->engine == KL_AIO_IO_URING ? klc_run_io_uring(&j)
-				  : p->engine == KL_AIO_NATIVE	 ? klc_run_libaio(&j)
-								 : klc_run_threads(&j);
-		if (p->pattern == KL_CAL_RANDWRITE && !p->direct)
-			dirty = true;
-		if (j.stuck)
-			stuck = true;
-		if (s != KLC_OK) {
-			snprintf(r.error, sizeof r.error, "%s", j.error[0] ? j.error : "failed");
-		} else if (j.ios == 0) {
-			snprintf(r.error, sizeof r.error, "no request completed in the %.2f s window", j.window);
-		} else {
-			r.ok = true;
-			r.ios = j.ios;
-			r.seconds = j.window;
-			r.iops = (double)j.ios / j.window;
-			r.mbps = r.iops * r.block_size / 1e6;
-			r.lat_us = j.lat_sum_us / (double)j.ios;
-		}
-		if (!r.ok)
-			kl_debug("calibrate: %s: %s", what, r.error);
-		kl_calibration_add_run(c, &r);
-	}
-	if (!stuck && t.fd >= 0 && (dirty || c->wrote))
-		fdatasync(t.fd);
+	rs.per = nplan ? (double)c->seconds / (double)nplan : 0;
+	rs.warmup = rs.per * 0.25 < WARMUP_MAX ? rs.per * 0.25 : WARMUP_MAX;
+	for (size_t i = 0; i < nplan; i++)
+		run_item(c, &rs, &plan[i], i, nplan, o);
+	if (!rs.stuck && rs.t.fd >= 0 && (rs.dirty || c->wrote))
+		fdatasync(rs.t.fd);
 	progress(o, (int)nplan, (int)nplan, "done");
 
 	kl_calibration_rank(c);
 	add_notes(c);
 	*out = steal_pointer(&c);
-	rc = 0;
-out:
-	if (!stuck) {
-		for (size_t i = 0; i < MAX_QD; i++)
-			free(bufs[i]);
-		if (t.fd >= 0)
-			close(t.fd);
-	}
-	kl_calibration_free(c);
-	return rc;
-}
-
-/* ---- JSON ---- */
-
-static json_object *num(double v, int decimals)
-{
-	char buf[64];
-	snprintf(buf, sizeof buf, "%.*f", decimals, v);
-	return json_object_new_double_s(v, buf);
-}
-
-static json_object *str_or_null(const char *s)
-{
-	return s && s[0] ? json_object_new_string(s) : NULL;
-}
-
-static json_object *ranking_json(const struct kl_cal_ranking *r)
-{
-	json_object *a = json_object_new_array();
-	for (size_t i = 0; i < 3 && r->order[i] != KL_AIO_UNSET; i++) {
-		json_object *e = json_object_new_object();
-		json_object_object_add(e, "engine", json_object_new_string(kl_aio_name(r->order[i])));
-		json_object_object_add(e, "score", num(r->score[i], 0));
-		json_object_array_add(a, e);
-	}
-	return a;
-}
-
-json_object *kl_calibration_json(const struct kl_calibration *c)
-{
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "version", json_object_new_int(1));
-	json_object_object_add(o, "storage_id", json_object_new_string(c->storage_id));
-	json_object_object_add(o, "label", json_object_new_string(c->label));
-	json_object_object_add(o, "path", str_or_null(c->path));
-	json_object_object_add(o, "kind", json_object_new_string(c->backend == KL_BACKEND_BLOCK ? "block" : "file"));
-	json_object_object_add(o, "fs", str_or_null(c->fs));
-	json_object_object_add(o, "fs_magic", json_object_new_int64((int64_t)c->fs_magic));
-	json_object_object_add(o, "mount", str_or_null(c->mount));
-	json_object_object_add(o, "time", json_object_new_string(c->time));
-	json_object_object_add(o, "timestamp", json_object_new_int64(c->timestamp));
-	json_object_object_add(o, "seconds", json_object_new_int(c->seconds));
-	json_object_object_add(o, "size", json_object_new_int64((int64_t)c->size));
-	json_object_object_add(o, "temp_file", json_object_new_boolean(c->temp_file));
-	json_object_object_add(o, "write", json_object_new_boolean(c->wrote));
-	json_object_object_add(o, "odirect", json_object_new_boolean(c->odirect));
-	json_object_object_add(o, "odirect_error", str_or_null(c->odirect_error));
-
-	json_object *engines = json_object_new_array();
-	for (size_t i = 0; i < KL_CAL_NENGINES; i++) {
-		const struct kl_cal_engine_status *es = &c->engines[i];
-		if (es->engine == KL_AIO_UNSET)
-			continue;
-		json_object *e = json_object_new_object();
-		json_object_object_add(e, "engine", json_object_new_string(kl_aio_name(es->engine)));
-		json_object_object_add(e, "available", json_object_new_boolean(es->available));
-		json_object_object_add(e, "reason", str_or_null(es->reason));
-		json_object_array_add(engines, e);
-	}
-	json_object_object_add(o, "engines", engines);
-
-	json_object *runs = json_object_new_array();
-	for (size_t i = 0; i < c->nruns; i++) {
-		const struct kl_cal_run *r = &c->runs[i];
-		json_object *e = json_object_new_object();
-		json_object_object_add(e, "engine", json_object_new_string(kl_aio_name(r->engine)));
-		json_object_object_add(e, "direct", json_object_new_boolean(r->direct));
-		json_object_object_add(e, "qd", json_object_new_int(r->qd));
-		json_object_object_add(e, "pattern", json_object_new_string(kl_cal_pattern_name(r->pattern)));
-		json_object_object_add(e, "block_size", json_object_new_int((int)r->block_size));
-		json_object_object_add(e, "ok", json_object_new_boolean(r->ok));
-		json_object_object_add(e, "error", str_or_null(r->error));
-		json_object_object_add(e, "iops", num(r->iops, 0));
-		json_object_object_add(e, "mbps", num(r->mbps, 1));
-		json_object_object_add(e, "lat_us", num(r->lat_us, 1));
-		json_object_object_add(e, "ios", json_object_new_int64((int64_t)r->ios));
-		json_object_object_add(e, "seconds", num(r->seconds, 3));
-		json_object_object_add(e, "synchronous", json_object_new_boolean(r->synchronous));
-		json_object_object_add(e, "page_cache", json_object_new_boolean(r->page_cache));
-		json_object_array_add(runs, e);
-	}
-	json_object_object_add(o, "runs", runs);
-
-	json_object *rk = json_object_new_object();
-	json_object_object_add(rk, "method", json_object_new_string(
-		c->wrote ? "geometric mean of randread QD1, randread QD32, randwrite QD1 and randwrite QD32 IOPS"
-			 : "geometric mean of randread QD1 and randread QD32 IOPS"));
-	json_object_object_add(rk, "direct", ranking_json(&c->rank_direct));
-	json_object_object_add(rk, "direct_excluded", str_or_null(c->rank_direct.excluded));
-	json_object_object_add(rk, "buffered", ranking_json(&c->rank_buffered));
-	json_object_object_add(rk, "buffered_excluded", str_or_null(c->rank_buffered.excluded));
-	json_object_object_add(rk, "used_by_launch", json_object_new_string(
-		c->rank_direct.order[0] != KL_AIO_UNSET ? "direct" : "buffered"));
-	json_object_object_add(o, "ranking", rk);
-
-	json_object *notes = json_object_new_array();
-	for (size_t i = 0; i < c->notes.n; i++)
-		json_object_array_add(notes, json_object_new_string(c->notes.v[i]));
-	json_object_object_add(o, "notes", notes);
-	return o;
-}
-
-/* ---- the table ---- */
-
-static void print_ranking(FILE *f, const char *title, const struct kl_cal_ranking *r)
-{
-	fprintf(f, "%s:\n", title);
-	if (r->order[0] == KL_AIO_UNSET)
-		fprintf(f, "  (no engine ranks)\n");
-	for (size_t i = 0; i < 3 && r->order[i] != KL_AIO_UNSET; i++) {
-		fprintf(f, "  %zu. %-9s %10.0f", i + 1, kl_aio_name(r->order[i]), r->score[i]);
-		if (i > 0 && r->score[0] > 0)
-			fprintf(f, "  (%+.1f%%)", (r->score[i] / r->score[0] - 1) * 100);
-		if (i > 0 && r->score[i - 1] > 0 && r->score[i] >= r->score[i - 1] * (1 - TIE_FRACTION))
-			fprintf(f, "  within %.0f%% of %s: about even", TIE_FRACTION * 100, kl_aio_name(r->order[i - 1]));
-		fputc('\n', f);
-	}
-	if (r->excluded[0])
-		fprintf(f, "  not ranked: %s\n", r->excluded);
-}
-
-void kl_calibration_print(const struct kl_calibration *c, FILE *f)
-{
-	char hs[32];
-	human_size(c->size, hs, sizeof hs);
-	fprintf(f, "Calibration of %s: %s\n", c->path ? c->path : "?", c->label);
-	fprintf(f, "storage %s, %s, %d s over %zu runs, %s %s\n", c->storage_id, c->time, c->seconds, c->nruns,
-		hs, c->temp_file ? "test file" : "device");
-	for (size_t i = 0; i < KL_CAL_NENGINES; i++)
-		if (c->engines[i].engine != KL_AIO_UNSET && !c->engines[i].available)
-			fprintf(f, "%s: unavailable: %s\n", engine_label(c->engines[i].engine), c->engines[i].reason);
-	fputc('\n', f);
-	fprintf(f, "%-9s %-8s %3s %-9s %5s %10s %9s %10s  %s\n", "engine", "cache", "qd", "pattern", "bs", "IOPS",
-		"MB/s", "lat(us)", "notes");
-	for (size_t i = 0; i < c->nruns; i++) {
-		const struct kl_cal_run *r = &c->runs[i];
-		char bs[16];
-		if (r->block_size >= LARGE_BS)
-			snprintf(bs, sizeof bs, "%uM", r->block_size >> 20);
-		else
-			snprintf(bs, sizeof bs, "%uK", r->block_size >> 10);
-		fprintf(f, "%-9s %-8s %3d %-9s %5s ", kl_aio_name(r->engine), r->direct ? "direct" : "buffered", r->qd,
-			kl_cal_pattern_name(r->pattern), bs);
-		if (r->ok)
-			fprintf(f, "%10.0f %9.1f %10.1f", r->iops, r->mbps, r->lat_us);
-		else
-			fprintf(f, "%10s %9s %10s", "-", "-", "-");
-		const char *sep = "  ";
-		if (r->synchronous)
-			fprintf(f, "%ssynchronous", sep), sep = ", ";
-		if (r->page_cache)
-			fprintf(f, "%spage cache", sep), sep = ", ";
-		if (!r->ok)
-			fprintf(f, "%sfailed: %s", sep, r->error);
-		fputc('\n', f);
-	}
-	fputc('\n', f);
-	fprintf(f, "Score: %s.\n", c->wrote ? "geometric mean of randread QD1, randread QD32, randwrite QD1 and "
-					       "randwrite QD32 IOPS"
-					     : "geometric mean of randread QD1 and randread QD32 IOPS");
-	print_ranking(f, "Ranking for O_DIRECT (cache=none, directsync)", &c->rank_direct);
-	print_ranking(f, "Ranking for buffered I/O (cache=writeback, writethrough, unsafe)", &c->rank_buffered);
-	fprintf(f, "aio=auto at launch uses the %s ranking.\n",
-		c->rank_direct.order[0] != KL_AIO_UNSET ? "O_DIRECT" : "buffered");
-	if (c->notes.n) {
-		fprintf(f, "Notes:\n");
-		for (size_t i = 0; i < c->notes.n; i++)
-			fprintf(f, "  - %s\n", c->notes.v[i]);
-	}
-}
-
-/* ---- store and lookup ---- */
-
-char *kl_calibration_path(const char *cache_dir, const char *storage_id)
-{
-	size_t len = storage_id ? strlen(storage_id) : 0;
-	if (!cache_dir || !cache_dir[0] || len == 0 || len >= 64 || storage_id[0] == '.')
-		return NULL;
-	char stem[64];
-	for (size_t i = 0; i < len; i++) {
-		char ch = storage_id[i];
-		if (ch == ':')
-			ch = '-';
-		else if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-			   ch == '.' || ch == '_' || ch == '-'))
-			return NULL;
-		stem[i] = ch;
-	}
-	stem[len] = '\0';
-	return xasprintf("%s/calibration/%s.json", cache_dir, stem);
-}
-
-int kl_calibration_store(const char *cache_dir, const struct kl_calibration *c, struct kl_error *err)
-{
-	_cleanup_free_ char *path = kl_calibration_path(cache_dir, c->storage_id);
-	if (!path)
-		return kl_error_fail(err, "storing the calibration: storage id \"%s\" cannot name a file",
-				     c->storage_id);
-	_cleanup_free_ char *dir = xasprintf("%s/calibration", cache_dir);
-	if (kl_mkdir_p(dir, 0755, err) < 0) {
-		kl_error_prefix(err, "storing the calibration");
-		return -1;
-	}
-	_cleanup_json_ json_object *j = kl_calibration_json(c);
-	_cleanup_free_ char *text = xasprintf(
-		"%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-	if (kl_write_file_atomic(path, text, 0644, err) < 0) {
-		kl_error_prefix(err, "storing the calibration");
-		return -1;
-	}
 	return 0;
-}
-
-/* Engines of a stored ranking array, best first; -1 if malformed. */
-static int parse_ranking(json_object *a, bool buffered, enum kl_aio out[4])
-{
-	size_t n = 0;
-	if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) > 3)
-		return -1;
-	for (size_t i = 0; i < json_object_array_length(a); i++) {
-		json_object *e = json_object_array_get_idx(a, i), *name;
-		enum kl_aio aio;
-		if (!json_object_is_type(e, json_type_object) || !json_object_object_get_ex(e, "engine", &name) ||
-		    !json_object_is_type(name, json_type_string) ||
-		    kl_aio_parse(json_object_get_string(name), &aio) < 0 ||
-		    (aio != KL_AIO_THREADS && aio != KL_AIO_NATIVE && aio != KL_AIO_IO_URING))
-			return -1;
-		for (size_t k = 0; k < n; k++)
-			if (out[k] == aio)
-				return -1;
-		if (buffered && aio == KL_AIO_NATIVE)
-			continue;  /* never for buffered use */
-		out[n++] = aio;
-	}
-	out[n] = KL_AIO_UNSET;
-	return 0;
-}
-
-static const char *lookup_parse(json_object *o, const struct kl_disk_facts *facts, enum kl_aio ranking[4],
-				const char **when)
-{
-	json_object *v, *rk, *direct, *buffered;
-	enum kl_aio rd[4], rb[4];
-
-	if (!json_object_is_type(o, json_type_object))
-		return "not a JSON object";
-	if (!json_object_object_get_ex(o, "version", &v) || !json_object_is_type(v, json_type_int) ||
-	    json_object_get_int(v) != 1)
-		return "unknown version";
-	if (!json_object_object_get_ex(o, "storage_id", &v) || !json_object_is_type(v, json_type_string) ||
-	    strcmp(json_object_get_string(v), facts->storage_id) != 0)
-		return "another storage id";
-	if (!json_object_object_get_ex(o, "kind", &v) || !json_object_is_type(v, json_type_string))
-		return "no kind";
-	const char *kind = json_object_get_string(v);
-	if (strcmp(kind, "block") != 0 && strcmp(kind, "file") != 0)
-		return "unknown kind";
-	if ((facts->backend == KL_BACKEND_BLOCK && strcmp(kind, "block") != 0) ||
-	    (facts->backend == KL_BACKEND_FILE && strcmp(kind, "file") != 0))
-		return "measured through another kind of storage (block device vs filesystem)";
-	if (facts->backend == KL_BACKEND_FILE && facts->fs_magic && json_object_object_get_ex(o, "fs_magic", &v) &&
-	    json_object_is_type(v, json_type_int) && json_object_get_int64(v) != 0 &&
-	    (unsigned long)json_object_get_int64(v) != facts->fs_magic)
-		return "measured on another filesystem type";
-	if (!json_object_object_get_ex(o, "time", &v) || !json_object_is_type(v, json_type_string) ||
-	    strlen(json_object_get_string(v)) > 31)
-		return "no time";
-	*when = json_object_get_string(v);
-	if (!json_object_object_get_ex(o, "ranking", &rk) || !json_object_is_type(rk, json_type_object) ||
-	    !json_object_object_get_ex(rk, "direct", &direct) || !json_object_object_get_ex(rk, "buffered", &buffered) ||
-	    parse_ranking(direct, false, rd) < 0 || parse_ranking(buffered, true, rb) < 0)
-		return "malformed ranking";
-	memcpy(ranking, rd[0] != KL_AIO_UNSET ? rd : rb, sizeof rd);
-	if (ranking[0] == KL_AIO_UNSET)
-		return "no engine ranked";
-	return NULL;
-}
-
-void kl_calibration_lookup(const char *cache_dir, struct kl_disk_facts *facts)
-{
-	if (!cache_dir || !facts || !facts->storage_id[0])
-		return;
-	_cleanup_free_ char *path = kl_calibration_path(cache_dir, facts->storage_id);
-	if (!path)
-		return;
-	struct kl_error err = KL_ERROR_INIT;
-	_cleanup_free_ char *text = kl_read_small_file(path, STORE_MAX, &err);
-	if (!text) {
-		if (err.errnum != ENOENT)
-			kl_debug("calibration %s ignored: %s", path, err.msg);
-		return;
-	}
-	json_tokener *tok = json_tokener_new();
-	size_t len = strlen(text);
-	_cleanup_json_ json_object *o = json_tokener_parse_ex(tok, text, (int)len);
-	enum json_tokener_error jerr = json_tokener_get_error(tok);
-	size_t used = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (!o || jerr != json_tokener_success) {
-		kl_debug("calibration %s ignored: %s", path,
-			 jerr == json_tokener_continue ? "truncated JSON" : json_tokener_error_desc(jerr));
-		return;
-	}
-	if (text[used + strspn(text + used, " \t\r\n")] != '\0') {
-		kl_debug("calibration %s ignored: data after the JSON object", path);
-		return;
-	}
-	enum kl_aio ranking[4];
-	const char *when = NULL;
-	const char *why = lookup_parse(o, facts, ranking, &when);
-	if (why) {
-		kl_debug("calibration %s ignored: %s", path, why);
-		return;
-	}
-	const char *base = strrchr(path, '/') + 1;
-	memcpy(facts->aio_ranking, ranking, sizeof facts->aio_ranking);
-	snprintf(facts->calibration, sizeof facts->calibration, "%.*s %s", (int)(strlen(base) - 5), base, when);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Calibration: measure the storage behind a path with the three engines QEMU
  * can use, rank them, store the ranking per storage, and hand it to the
  * policy at launch time (kvm-launch --calibrate PATH [--seconds N] [--write]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Filesystem names and "is it shared storage" by statfs magic, and the same
  * question for FUSE mount types.  Pure tables: no I/O. */
 #include "policy/probe/probe.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Block devices from sysfs: /sys/dev/block/MAJ:MIN names the device (uevent
  * DEVNAME/DEVTYPE); its name says the kind; dm/uuid tells LVM, multipath and
  * thin pools apart; slaves/ leads to the disks under dm and md.  Major

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Regular files: the filesystem under them (statfs, and for FUSE the mount
  * table), the device it lives on, and how much of the image is allocated. */
 #include "policy/probe/probe.h"

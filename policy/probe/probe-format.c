@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Image format from the header bytes, the way QEMU's format probes look at
  * them (block/qcow2.c, qed.c, vmdk.c, vdi.c, vhdx.c, vpc.c, crypto.c...). */
 #include "policy/probe/probe.h"

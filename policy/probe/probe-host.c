@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Host capabilities: can this process use io_uring and libaio, and is there
  * room left in the kernel's system-wide AIO event budget (fs.aio-nr against
  * fs.aio-max-nr).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kl_probe_disk: what kind of backend a disk has, and what the file or
  * device under it is.  Dispatches to probe-block.c (sysfs), probe-file.c
  * (statfs, mount table, allocation) and probe-format.c (image header).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Backend probes: what a disk really is, and what the host can do.  Every
  * probe reads through a kl_probe_env so tests can point it at a fake /sys and
  * /proc and fake system-call answers.  A permission error is a fact (a note),

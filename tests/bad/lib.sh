@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Sourced by tests/bad/t-*.sh (after tests/functions.sh): run kvm-launch on
 # bad or odd input in front of a recording stand-in QEMU
 # (tests/helpers/fake-qemu-rec.sh) and check what QEMU received.

@@ -1,10 +1,11 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Malformed and odd -drive arguments.  Malformed (the model refuses them, as
 # QEMU would): fail-open with one "kvm-launch:" line and the original
 # arguments byte for byte, or exit 1 with on-error = refuse.  Valid but odd
 # (QEMU takes them): the rewrite is correct and touches nothing else.
-. "${KL_TOP:-.}/tests/functions.sh"
-. "$KL_TOP/tests/bad/lib.sh"
+. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/lib.sh"
 bad_setup
 IMG=$TMP/disk.img
 truncate -s 1M "$IMG" || fail "truncate"

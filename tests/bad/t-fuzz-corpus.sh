@@ -1,11 +1,12 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Every fuzz seed (tests/fuzz/corpus/NAME/) and every kept crash
 # (tests/fuzz/crashes/NAME-*) replays through its target's
 # LLVMFuzzerTestOneInput, built by the ordinary compiler with
 # tests/fuzz/replay.c (tests/fuzz/out/replay-NAME, part of test-programs;
 # under make check-asan, with the sanitizers).  No crash, no broken
 # invariant, no hang.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires timeout
 cd "$KL_TOP" || fail "cd $KL_TOP"
 TARGETS="drive blockdev policy qmp image"

@@ -1,7 +1,8 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Each libFuzzer target for a short, fixed time (FUZZ_SECONDS, default 15):
 # CI fails on any crash.  `make fuzz` runs them longer.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires clang
 cd "$KL_TOP" || fail "no $KL_TOP"
 # libFuzzer's runtime comes with libclang-rt (Debian: libclang-rt-14-dev).

@@ -1,12 +1,13 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The -blockdev node graph and the references around it: unknown nodes
 # (as file, backing, data-file, children, from -device drive= and -drive
 # file=), reference cycles (self, two, three nodes, through backing, through
 # inline children), duplicate node names (JSON, dotted, inline, across
 # -drive node-name), nodes shared between disks.  Malformed: fail-open or
 # refused.  Valid shapes QEMU takes: rewritten.
-. "${KL_TOP:-.}/tests/functions.sh"
-. "$KL_TOP/tests/bad/lib.sh"
+. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/lib.sh"
 bad_setup
 IMG=$TMP/disk.img
 truncate -s 1M "$IMG" "$TMP/b.img" || fail "truncate"

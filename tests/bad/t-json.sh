@@ -1,11 +1,12 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Malformed and odd -blockdev and -device arguments (JSON and dotted): cut
 # short, wrongly typed, not an object, QEMU's own refusals (duplicate keys,
 # \u0000, control characters, trailing garbage), deep nesting, huge
 # documents.  Malformed: fail-open or refused as in t-drive.sh.  Valid but
 # odd: the rewrite keeps every byte it does not change.
-. "${KL_TOP:-.}/tests/functions.sh"
-. "$KL_TOP/tests/bad/lib.sh"
+. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/lib.sh"
 bad_setup
 IMG=$TMP/disk.img
 truncate -s 1M "$IMG" || fail "truncate"

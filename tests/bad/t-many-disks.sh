@@ -1,11 +1,12 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Big but valid command lines: 3000 disks in libvirt's -blockdev shape (and
 # 3000 -drive), a 2000-node backing chain, and a command line of about 1 MB
 # (Linux caps one argument at 128 KiB, MAX_ARG_STRLEN, so the megabyte is
 # spread over several).  Each must complete quickly (the launch stays well
 # inside the 20 s crash guard), rewrite every disk, and record the state.
-. "${KL_TOP:-.}/tests/functions.sh"
-. "$KL_TOP/tests/bad/lib.sh"
+. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/lib.sh"
 bad_setup
 N=3000
 LIMIT=${KL_MANY_DISKS_SECONDS:-10}

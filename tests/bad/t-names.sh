@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Hostile VM names (-name) never write outside the state directory: slashes,
 # "..", newlines, control characters, shell syntax, 5000 characters,
 # guest=../../etc/x, bytes that are not UTF-8, and names that collide once
@@ -9,8 +10,8 @@
 # state directory's parent included; relative names resolve against a work
 # directory inside it); no file is accessible by others; nothing ran through
 # a shell.  Then every QEMU is killed: agents and entries go.
-. "${KL_TOP:-.}/tests/functions.sh"
-. "$KL_TOP/tests/bad/lib.sh"
+. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/lib.sh"
 bad_setup
 H=$KL_TOP/tests/helpers
 [ -x "$H/state-json" ] || fail "$H/state-json is missing: run make test-programs"

@@ -1,11 +1,12 @@
 #!/bin/bash
-# Nothing runs through a shell: the sources of launcher/, policy/, qmp/,
-# common/ and top/ call no system(), popen(), wordexp(), no exec or spawn that
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Nothing runs through a shell: the sources of launcher/ (with launcher/top, --top's view), policy/, qmp/
+# and common/ call no system(), popen(), wordexp(), no exec or spawn that
 # searches PATH (execlp, execvp, execvpe, posix_spawnp), name no shell
 # ("/bin/sh", "/bin/bash", "sh -c"), and every exec is execve()/execv()
 # of an absolute path (QEMU's, /proc/self/exe) with an argv array.  The
 # built binary imports none of those functions either.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires grep
 cd "$KL_TOP" || fail "cd $KL_TOP"
 SRC=$(ls launcher/*.[ch] launcher/*/*.[ch] policy/*.[ch] policy/*/*.[ch] qmp/*.[ch] common/*.[ch])

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Bad policy files.  Every kind of syntax error is reported by
 # --check-policy as FILE:LINE (exit 1, within a timeout), and at launch it
 # fails open with one message (or refuses, when the file says
@@ -8,8 +9,8 @@
 # A missing --config file means the built-in rules, with a warning; an
 # unreadable one or one that is not a regular file (a FIFO must not hang)
 # fails open.
-. "${KL_TOP:-.}/tests/functions.sh"
-. "$KL_TOP/tests/bad/lib.sh"
+. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/lib.sh"
 bad_setup
 IMG=$TMP/disk.img
 truncate -s 1M "$IMG"

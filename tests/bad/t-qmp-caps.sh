@@ -1,12 +1,13 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Hostile QMP from QEMU's capability probe (kvm-launch asks the QEMU binary,
 # over `-qmp stdio`, whether it has io_uring).  QMP replies are untrusted
 # input: whatever the stand-in QEMU answers (null where a string belongs,
 # garbage, a JSON array, an error, a flood of events, silence), kvm-launch
 # must not crash or hang (the probe is bounded), and the VM starts with a
 # decision made without io_uring knowledge.
-. "${KL_TOP:-.}/tests/functions.sh"
-. "$KL_TOP/tests/bad/lib.sh"
+. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/lib.sh"
 bad_setup
 IMG=$TMP/disk.img
 truncate -s 1M "$IMG"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # kvm-launch under valgrind memcheck (leaks definite and indirect are
 # errors): dry runs, --explain and --json on libvirt's and hand-written
 # command lines, fail-open, --check-policy on every test policy, --status;
@@ -9,7 +10,7 @@
 # there: we start it ourselves, with no environment variable involved),
 # until QEMU quits and the agent removes the entry and exits 0.
 # Skipped (77) without valgrind or QEMU, and for a sanitizer build (make check-asan).
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires valgrind "$KL" timeout "$QEMU"
 if ldd "$KL" 2>/dev/null | grep -q 'libasan\|libubsan'; then
 	echo "SKIP: $0: $KL is built with the sanitizers: valgrind cannot run it"

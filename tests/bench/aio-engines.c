@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* aio-engines: 4 KiB random O_DIRECT reads with libaio or io_uring at a fixed
  * queue depth, for a fixed time.  Built ad hoc (not part of the test suite):
  *

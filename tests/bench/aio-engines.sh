@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Runs aio-engines (4 KiB random O_DIRECT reads, libaio vs io_uring, QD 8 and
 # 32) on a preallocated file on the root filesystem and on a loop device over
 # it.  Needs root for the loop device.  Not part of the test suite.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # bench.sh — "Prove the policy pays": boots the tiny TCG guest on every disk backend it can make here, under
 # kvm-launch's built-in policy and under every safe cache x aio combination QEMU accepts, and measures inside the
 # guest; adds qemu-img bench as a reference, and the launch overhead and resident memory of kvm-launch itself.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # chart.awk — the SVG chart of tests/bench/bench.sh, built by hand (no gnuplot, no python).
 #
 #   awk -F, -f chart.awk meta.csv summary.csv > chart.svg

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* qmp-ready: how long a QEMU (or kvm-launch in front of it) takes from process start until its QMP monitor
  * answers query-status.  A helper of tests/bench/bench.sh, built ad hoc by it:
  *

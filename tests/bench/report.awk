@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # report.awk — turns tests/bench/bench.sh's raw rows into summary.csv, the stdout table, the target checks and the
 # body of results.md.
 #

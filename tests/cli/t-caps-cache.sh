@@ -3,7 +3,7 @@
 # NEWS: "whether the real QEMU has io_uring is asked once (its QAPI schema) and cached by the binary's identity
 # under the cache directory".  A stand-in QEMU counts the capability queries (-qmp stdio): two launches ask once;
 # the same binary changed (new mtime and size: an upgrade) is asked again; a fresh cache directory asks again.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires "$KL"
 kl_tmpdir
 q=$TMP/qemu

@@ -1,8 +1,9 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # kvm-launch --check-policy on the policies in tests/policies: every error and
 # warning as FILE:LINE: message, in line order (NAME.expected), exit 1 when
 # there are errors; and a file others can write is refused.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires "$KL"
 kl_tmpdir
 

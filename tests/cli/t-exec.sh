@@ -1,8 +1,9 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Exec contract: the real QEMU replaces kvm-launch (same PID), environment
 # and inherited fds are kept; libvirt's capability probe passes through; a
 # QEMU that is kvm-launch itself is refused; QEMU's own -help/-version pass.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires "$KL"
 kl_tmpdir
 export KL_RECORD=$TMP/argv

@@ -14,7 +14,7 @@
 # (the QEMU known without the policy, --qemu here, is started).
 # In a sanitizer build the guard leaves crash signals to the sanitizer on purpose (it must report them): there a
 # crash must produce the sanitizer's report and start nothing; the hangs are guarded as usual.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires "$KL" strace
 kl_tmpdir
 fake=$KL_TOP/tests/helpers/fake-qemu-rec.sh

@@ -1,7 +1,8 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Fail-open: whatever kvm-launch cannot handle reaches QEMU unchanged, with one
 # "kvm-launch:" line on stderr; on-error = refuse exits 1 instead.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires "$KL"
 kl_tmpdir
 fake=$KL_TOP/tests/helpers/fake-qemu.sh

@@ -5,7 +5,7 @@
 # /dev/null (without the replacement it would be closed, or one of kvm-launch's own files: the policy, a state
 # file).  The launch writes a state entry (so kvm-launch opens files), and a warning is provoked (a missing disk
 # image) whose text must not land in any file kvm-launch wrote.  With fd 2 open, QEMU gets that same fd 2.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires "$KL"
 kl_tmpdir
 cat > "$TMP/qemu" <<'EOQ'

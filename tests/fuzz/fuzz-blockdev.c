@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: a QEMU command line through the argv model: -blockdev (JSON
  * and dotted) node graphs, -device (JSON and QemuOpts), -drive, -name,
  * -machine, -global, -set... (launcher/model.c, blockdev.c, device.c,

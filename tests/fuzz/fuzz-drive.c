@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: QEMU's key=value syntax (launcher/keyval.c) and -drive
  * (launcher/drive.c), with their rewrite, and the same argument through the
  * whole argv model (launcher/model.c).  The input is one -drive value.

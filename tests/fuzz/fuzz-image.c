@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: image headers (policy/probe-format.c, kl_image_detect) and
  * what the file probe makes of them (policy/probe-file.c,
  * kl_probe_file_alloc: guest size against allocated blocks, with notes).

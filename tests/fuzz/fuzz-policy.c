@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: the policy file parser (policy/parse.c, keys.c, nova.c,
  * lint.c), the --check-policy diagnostics, and the decision engine
  * (policy/decide.c, hardrules.c, autosel.c) on a few disks.  The input is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: the QMP client's reader (qmp/qmp.c) and what kvm-launch does
  * with QMP replies (launcher/set.c: kl_block_find, kl_throttle_*;
  * launcher/qemu_caps.c: the io_uring schema check).  The input is
@@ -18,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "qmp/qmp.h"
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
@@ -78,7 +80,7 @@ static void use_blocks(json_object *blocks)
 	size_t n = json_object_is_type(blocks, json_type_array) ? json_object_array_length(blocks) : 0;
 	for (size_t i = 0; i < n && i < 64; i++) {
 		json_object *e = json_object_array_get_idx(blocks, i);
-		char *id = kl_qdev_id(kl_js_str(e, "qdev"));
+		char *id = kl_qdev_id(kl_json_str(e, "qdev"));
 		free(id);
 		json_object *cur = kl_throttle_current(e);
 		free(kl_throttle_text(cur));

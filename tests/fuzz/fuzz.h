@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Shared by the fuzz targets (tests/fuzz/fuzz-*.c).  Each target defines
  * LLVMFuzzerTestOneInput; it is linked either with libFuzzer (clang
  * -fsanitize=fuzzer: `make fuzz`) or with tests/fuzz/replay.c (any compiler,

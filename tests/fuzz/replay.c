@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Runs a fuzz target's LLVMFuzzerTestOneInput on files, without libFuzzer:
  *
  *     tests/fuzz/replay-drive FILE|DIR...

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # gen-golden.sh — regenerate the golden QEMU command lines in tests/golden/ from the real libvirt on this machine.
 #
 #   tests/golden/gen-golden.sh [--no-start]

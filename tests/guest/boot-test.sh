@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # boot-test.sh — smoke test of the tiny test guest: boot, report, random I/O, pattern + flush, kill, verify.
 #
 #   tests/guest/boot-test.sh

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # build-guest.sh [OUTDIR] — build the tiny Linux test guest for kvm-launch (cached, idempotent).
 #
 # Output (OUTDIR defaults to $KL_GUEST_CACHE, then /var/cache/kvm-launch-tests/guest):

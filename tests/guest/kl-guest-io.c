@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kl-guest-io: the I/O helper of the kvm-launch test guest.
  *
  * Built static (gcc -static -O2 -pthread) and packed into the guest initramfs by build-guest.sh.  The same binary

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/guest/lib.sh — shared by the guest and libvirt tests (bash).  Source it after tests/functions.sh.
 #
 #   kl_need_helpers                    json-get present (fail otherwise: `make test-programs` builds it)

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The tiny guest launched through kvm-launch by hand, with a policy that gives each disk a different cache mode
 # from the one on the command line:
 #   vda  raw file (sparse)        -drive    given writeback/threads      policy directsync/native  -> "write through"

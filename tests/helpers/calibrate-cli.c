@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* calibrate-cli: the calibration API from the command line, for shell tests
  * (until kvm-launch --calibrate is wired) and for a look at a real host.
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A stand-in QEMU for the bad-input and security tests (tests/bad/).
 #  - Asked for its capabilities (`-qmp stdio`, as kvm-launch does), it
 #    answers over QMP: the file $KL_FAKE_QMP if set (a hostile transcript,

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A stand-in QEMU that records its argv (NUL-separated, its own path first)
 # into $KL_RECORD and exits.  kvm-launch's capability question (-qmp stdio)
 # is answered with a failure so it is not recorded.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fake-qmp: a QMP server that misbehaves on purpose, for tests/unit/test-qmp.
  *
  *   fake-qmp SOCKET MODE [ARG]     listen on SOCKET, print "READY" on stdout,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* json-get: print values out of one JSON document, for shell tests (CI
  * machines have json-c but not necessarily python).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* probe-cli: print what the probes find, as key=value lines, for shell tests
  * and for a look at a real host.
  *   probe-cli [--driver D] [--format F] [--cdrom] PATH...   facts per disk

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* qmp-cli: run one QMP command with the qmp/ client, for shell tests.
  *
  *   qmp-cli [OPTIONS] SOCKET COMMAND [ARGS-JSON]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Test helper: the --status and --set modes without the rest of kvm-launch.
  *
  *   state-cli status STATEDIR [--json|--prometheus] [NAME]

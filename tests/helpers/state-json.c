@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Test helper: read JSON (json-c) and print one value.
  *
  *   state-json FILE|- [PATH]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Test helper: one QMP command through the project's QMP client.
  *
  *   state-qmp SOCKET COMMAND [ARGS-JSON]

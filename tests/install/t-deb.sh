@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The Debian package (debian/): build it from a copy of this tree, install it,
 # check its files, conffile and directories, upgrade it with a second build
 # (changelog bumped) over an edited conffile, remove it, purge it, and check

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # kvm-launch-divert against the real system QEMU and a real libvirtd (root only;
 # it changes /usr/bin for a few seconds and always undoes that in its cleanup).
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # `make install DESTDIR=...` puts exactly the files of `make print-installed-files`
 # (binary, kvm-launch-divert, man pages, docs and examples, tmpfiles entry,
 # bash completion, the Prometheus helper and units) and nothing under

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The man pages cover every option of `kvm-launch --help` (kvm-launch(8)), every
 # key the policy parser accepts (policy/keys.c: kvm-launch.conf(5)) and every
 # subcommand and option of kvm-launch-divert (kvm-launch-divert(8)); all three
@@ -26,10 +27,14 @@ done
 echo "kvm-launch(8): $(echo $opts | wc -w) options checked"
 
 # ---- kvm-launch.conf(5): every key of policy/keys.c ----
+# (a rule's throttle keys are those of kl_throttle_keys in policy/types.c
+# that have a field: the bursts' lengths are --set's alone)
 keys=$( (awk '/klp_mkeys\[KLP_M_COUNT\] = \{/,/^\};/' "$KL_TOP/policy/keys.c" | grep -o '{ "[a-z_-]*"' | tr -d '{ "'
 	awk '/akey_names\[KLP_A_COUNT\] = \{/,/^\};/' "$KL_TOP/policy/keys.c" | grep -o '"[a-z_-]*"' | tr -d '"'
+	awk '/kl_throttle_keys\[KL_THROTTLE_NKEYS\] = \{/,/^\};/' "$KL_TOP/policy/types.c" |
+		grep -oE '\{ "[a-z_]*", (true|false), FIELD' | grep -oE '"[a-z_]*"' | tr -d '"'
 	grep 'global_names\[\] = ' "$KL_TOP/policy/keys.c" | grep -o '"[a-z_-]*"' | tr -d '"') | sort -u)
-[ "$(echo $keys | wc -w)" -ge 30 ] || fail "could not read the keys from policy/keys.c (found: $keys)"
+[ "$(echo $keys | wc -w)" -ge 30 ] || fail "could not read the keys from policy/keys.c and types.c (found: $keys)"
 conf=$(plain "$man5")
 for k in $keys; do
 	printf '%s\n' "$conf" | grep -qE -- "^\.(B|BI|BR|RB|IR|RI)( |.* )\"?$k\"?([ ,]|$)" ||

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # `kvm-launch --status --prometheus` of live VMs (real QEMU, started through
 # kvm-launch with -S and a disk) against the text exposition format: HELP and
 # TYPE once per metric and before its samples, samples of a metric together,

@@ -5,7 +5,7 @@
 # firing and not firing); every metric they use is one kvm-launch prints
 # and documents.  Then a real fail-open launch (fake QEMU) must show up as
 # kvm_launch_vm_failed_open 1 in text promtool accepts.
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 PROMTOOL=${PROMTOOL:-promtool}
 requires "$PROMTOOL" "$KL"
 kl_tmpdir
@@ -20,7 +20,7 @@ for a in $(sed -n 's/^ *- alert: *//p' "$rules"); do
 done
 # Every metric the rules use: printed by --status --prometheus, documented.
 for m in $(grep -o 'kvm_launch_[a-z_]*' "$rules" | sort -u); do
-	grep -q "\"$m\"" "$KL_TOP/launcher/vm/status.c" || fail "$m is not printed by kvm-launch (launcher/vm/status.c)"
+	grep -q "\"$m\"" "$KL_TOP"/launcher/vm/status*.c || fail "$m is not printed by kvm-launch (launcher/vm/status*.c)"
 	grep -q "$m" "$KL_TOP/doc/kvm-launch.8" || fail "$m is not in doc/kvm-launch.8"
 	grep -q "$m" "$KL_TOP/contrib/prometheus/README" || fail "$m is not in contrib/prometheus/README"
 done

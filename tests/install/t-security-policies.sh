@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # contrib/apparmor parses with apparmor_parser, each snippet inside a profile like the ones it is meant for and
 # inside Debian's real libvirt profiles (usr.sbin.libvirtd and libvirt/TEMPLATE.qemu, through their local/
 # includes); a deliberately broken line in the same place must make the parse fail, so the snippets really were

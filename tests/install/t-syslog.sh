@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Messages go to syslog when standard error would lose them (closed, or
 # /dev/null: a daemon that threw its output away), and only to standard error
 # when someone reads it (a pipe, as libvirt's log through virtlogd; a file; a

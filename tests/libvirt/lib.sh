@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/libvirt/lib.sh — shared by tests/libvirt/t-*.sh (bash; source after tests/functions.sh).
 #
 # libvirt resets the environment and passes no options to its <emulator>, so the kvm-launch under test must find
@@ -32,7 +33,7 @@ KLT_STATE=$KLT_RUN/kvm-launch
 VIRSH=(virsh -q -c qemu:///system)
 export LC_ALL=C
 
-. "$KL_TOP/tests/guest/lib.sh"
+. "$(dirname "$0")/../guest/lib.sh"
 
 klt_setup() {
 	requires_root

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # libvirtd-down.sh — stop the libvirtd and virtlogd that libvirtd-up.sh started (and only those).
 #
 #   tests/libvirt/libvirtd-down.sh [--restore-config]

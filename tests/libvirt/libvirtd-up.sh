@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # libvirtd-up.sh — start a real system-mode libvirtd + virtlogd on this machine, without systemd (idempotent).
 #
 #   tests/libvirt/libvirtd-up.sh        then use `virsh -c qemu:///system ...`; stop with libvirtd-down.sh

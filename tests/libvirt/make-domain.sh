@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # make-domain.sh — print a libvirt domain XML for kvm-launch tests: type='qemu' (TCG), direct kernel boot of the
 # tiny guest (tests/guest/build-guest.sh), serial console to a file, no network, 256 MiB.
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A real libvirtd starts domains whose <emulator> is the test installation of kvm-launch (policy found by its
 # compiled-in path; tests/libvirt/lib.sh).  Domain kl-t-disks has four disks, each XML cache mode different from
 # what the policy gives:

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Ten domains started at once (parallel `virsh create`) through the test installation of kvm-launch: every one
 # boots, runs the real QEMU under the PID libvirt forked, carries the policy's settings on its command line and in
 # query-block, shows the right write cache in the guest, and has its own --status entry and agent.  Then all are

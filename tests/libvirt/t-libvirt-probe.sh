@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # libvirt's capability probe of kvm-launch as an emulator: `virsh domcapabilities --emulatorbin KVM-LAUNCH
 # --virttype qemu` works (libvirt ran kvm-launch with -machine none ... -daemonize and talked QMP to the QEMU it
 # became), libvirt really probed it (its capabilities cache for that path was rewritten), and the probe left no

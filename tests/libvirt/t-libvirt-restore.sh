@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # `virsh save` + `virsh restore` with kvm-launch as the emulator (the restore runs QEMU with -incoming defer, like the
 # destination of a migration).  The guest-visible write cache is part of what the running guest believes: Linux
 # reads it when it probes the disk and never again, so it must be the same after the restore as before the save.

@@ -1,9 +1,10 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A stored calibration reaches the decision and --status: calibrate the
 # filesystem of a preallocated image (whose built-in rule uses aio = auto),
 # launch a VM on it, and find the calibration named in --explain, the state
 # and --status (table and JSON).
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires "$KL" "$QEMU"
 JSONGET=$KL_TOP/tests/helpers/json-get
 QMPCLI=$KL_TOP/tests/helpers/qmp-cli

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # "Prove the policy pays": the calibration's engine ranking against QEMU's
 # own I/O paths, measured with `qemu-img bench` on the same storage.
 #
@@ -23,7 +24,7 @@
 # goes to the log.
 #   KL_CALIBRATE_SECONDS   calibration budget per target (default 15)
 #   KL_BENCH_RUN_SECONDS   target length of one qemu-img bench run (default 0.5)
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 CLI=$KL_TOP/tests/helpers/calibrate-cli
 requires "$CLI" qemu-img awk stat dd
 qemu-img --help 2>/dev/null | grep -q 'bench .*-S step_size' || {

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Calibration behaviour on this machine, short runs (2 s each):
 #   - a regular file as PATH: measured through a temporary file next to it,
 #     the file itself untouched, nothing left in the directory
@@ -10,7 +11,7 @@
 #     a device does not lend its calibration to the device (same number,
 #     other kind), a tmpfs
 #   - errors: a missing path, a character device
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 CLI=$KL_TOP/tests/helpers/calibrate-cli
 requires "$CLI" md5sum stat dd
 kl_tmpdir

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # 30 launches at once into one state directory (real QEMU, TCG, -S, each its
 # own raw disk), plus 3 at once under one name: 33 correct entries (distinct
 # files, each naming its own live QEMU with its start time, its agent

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Faults around a running VM launched through kvm-launch (real QEMU, TCG, -S,
 # a raw disk): QEMU killed with SIGKILL (its agent is gone within about a
 # second and the entry is cleaned), QEMU stopped with SIGTERM (SHUTDOWN

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # PID reuse: a state entry whose PID now belongs to an unrelated live process
 # (its /proc/PID/stat start time differs from the recorded one) is not shown
 # running by --status, --set refuses it, and the next launch into the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The state directory when things go wrong; the VM must start every time,
 # with its disks decided, and at most one warning:
 #  - missing (nested): created, mode 0750, entry and monitors as usual;

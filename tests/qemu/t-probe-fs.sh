@@ -12,7 +12,7 @@
 # written in place, so it is decided like a file on any local filesystem:
 # O_DIRECT, not the btrfs rule's host page cache and thread pool.
 # Mounts and loop devices are removed on every path (cleanup_fn).
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 CLI=$KL_TOP/tests/helpers/probe-cli
 JSON_GET=$KL_TOP/tests/helpers/json-get
 requires_root

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The backend probes against this machine: sparse and preallocated raw files,
 # images made by the real qemu-img (every format it creates), a tmpfs, a loop
 # device with a partition, the root filesystem's disk, the host's io_uring and
@@ -6,7 +7,7 @@
 # iflag=direct, sysfs), not from the code under test.  The tmpfs mount and
 # the loop device need root: without it those parts are skipped (exit 77
 # after everything else passed).
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 CLI=$KL_TOP/tests/helpers/probe-cli
 requires "$CLI" stat dd truncate
 kl_tmpdir

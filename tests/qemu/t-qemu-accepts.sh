@@ -1,10 +1,11 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The real QEMU accepts every cache x aio combination kvm-launch can write, on
 # each disk shape (-drive, JSON -blockdev, dotted -blockdev, a qcow2 over a
 # backing file), and really runs with it: query-block's cache flags, the
 # O_DIRECT bit of the image's fd in /proc/PID/fdinfo, and the kernel AIO
 # QEMU set up (an anon_inode:[io_uring] fd, or a /[aio] mapping for libaio).
-. "${KL_TOP:-.}/tests/functions.sh"
+. "$(dirname "$0")/../functions.sh"
 requires "$KL" "$QEMU" qemu-img
 QMPCLI=$KL_TOP/tests/helpers/qmp-cli
 JSONGET=$KL_TOP/tests/helpers/json-get

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The QMP client (qmp/) against the real QEMU, through tests/helpers/qmp-cli:
 # greeting and capabilities, small and large replies, error classes, a wire
 # trace, two monitors at once (a busy one times out, events reach the other),

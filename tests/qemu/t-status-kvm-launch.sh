@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The whole path through kvm-launch itself: `kvm-launch --state-dir DIR
 # --qemu QEMU -- ARGS` launches (state, monitors, agent, exec in place), then
 # --status, --status --json, --status --prometheus, --set cache and iops, and

@@ -8,7 +8,7 @@
 # (SIGINT); each time the process is gone, the pane has left the alternate
 # screen and the terminal modes (stty -g) are as before.
 . "$(dirname "$0")/../functions.sh"
-. "$KL_TOP/tests/guest/lib.sh"
+. "$(dirname "$0")/../guest/lib.sh"
 requires "$KL" "$QEMU" tmux truncate
 [ -x "$KL_TOP/kvm-launch-top" ] || fail "$KL_TOP/kvm-launch-top is missing: run make"
 kl_need_helpers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Calibration: file naming, ranking on synthetic results, store/lookup round
  * trip, stored files that must be ignored, the JSON and the table, the
  * engines' error paths (end of file, short reads, EINTR), and one short real

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* QEMU's key=value syntax (launcher/keyval.c): escaping, implied keys,
  * flags, round trips, edits. */
 #include <stdlib.h>

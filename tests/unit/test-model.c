@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The argv model (launcher/model.c and friends): the facts it reads from
  * libvirt-shaped command lines, and the exact rewrite.
  *
@@ -109,8 +110,8 @@ static void check_json_args(char *const *v, size_t n)
 		if (v[i][0] != '{' || (strcmp(opt, "-blockdev") != 0 && strcmp(opt, "-device") != 0))
 			continue;
 		struct kl_jdoc doc;
-		CHECK(kl_json_parse(v[i], &doc, NULL) == 0);
-		kl_json_free(&doc);
+		CHECK(kl_jdoc_parse(v[i], &doc, NULL) == 0);
+		kl_jdoc_free(&doc);
 		if (qemu_only_json)
 			continue;
 		struct json_tokener *tok = json_tokener_new();

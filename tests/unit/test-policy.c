@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The policy module: the file's grammar, its errors and warnings, nova's
  * disk_cachemodes, the built-in rules, the hard rules, --check-policy, the
  * file-safety check, and the cost of a decision. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Unit tests of the backend probes against a fake /sys and /proc built at
  * test time in a temporary directory, and fake stat/statfs/open/io_uring/
  * libaio answers.  The last cases run the real host probes. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The QMP client against tests/helpers/fake-qmp, one server per case.
  *   test-qmp [PATH-TO-fake-qmp]     (default $KL_TOP/tests/helpers/fake-qmp)
  * Timeouts are checked by the clock: a call must give up no earlier than its

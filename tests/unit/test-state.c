@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The state directory: names, atomic writes, stale entries, socket paths. */
 #include <errno.h>
 #include <fcntl.h>

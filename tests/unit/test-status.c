@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* --status without QEMU: collecting from state files (stale, unresponsive),
  * the table and Prometheus renderings, and the query-block helpers shared
  * with --set and the agent. */
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "unit.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -212,23 +214,23 @@ static void test_throttle_args(void)
 	/* Unspecified values are kept; addressed by the qdev path. */
 	json_object *set = parse("{\"iops_rd\":50}");
 	json_object *a = kl_throttle_args(vd0, set);
-	CHECK_STREQ(kl_js_str(a, "id"), "/machine/peripheral/vd0/virtio-backend");
-	CHECK_INTEQ(kl_js_int(a, "iops", -1), 100);
-	CHECK_INTEQ(kl_js_int(a, "iops_rd", -1), 50);
-	CHECK_INTEQ(kl_js_int(a, "bps", -1), 1000);
-	CHECK_INTEQ(kl_js_int(a, "iops_wr", -1), 0); /* all six base values present */
-	CHECK_INTEQ(kl_js_int(a, "iops_max", -1), 400);
-	CHECK_INTEQ(kl_js_int(a, "iops_max_length", -1), 5);
+	CHECK_STREQ(kl_json_str(a, "id"), "/machine/peripheral/vd0/virtio-backend");
+	CHECK_INTEQ(kl_json_int(a, "iops", -1), 100);
+	CHECK_INTEQ(kl_json_int(a, "iops_rd", -1), 50);
+	CHECK_INTEQ(kl_json_int(a, "bps", -1), 1000);
+	CHECK_INTEQ(kl_json_int(a, "iops_wr", -1), 0); /* all six base values present */
+	CHECK_INTEQ(kl_json_int(a, "iops_max", -1), 400);
+	CHECK_INTEQ(kl_json_int(a, "iops_max_length", -1), 5);
 	json_object_put(a);
 	json_object_put(set);
 
 	/* Setting a base value to 0 drops its bursts (QEMU refuses them alone). */
 	set = parse("{\"iops\":0}");
 	a = kl_throttle_args(vd0, set);
-	CHECK_INTEQ(kl_js_int(a, "iops", -1), 0);
-	CHECK_INTEQ(kl_js_int(a, "iops_max", -1), -1);
-	CHECK_INTEQ(kl_js_int(a, "iops_max_length", -1), -1);
-	CHECK_INTEQ(kl_js_int(a, "bps_max", -1), 2000);
+	CHECK_INTEQ(kl_json_int(a, "iops", -1), 0);
+	CHECK_INTEQ(kl_json_int(a, "iops_max", -1), -1);
+	CHECK_INTEQ(kl_json_int(a, "iops_max_length", -1), -1);
+	CHECK_INTEQ(kl_json_int(a, "bps_max", -1), 2000);
 	json_object_put(a);
 	json_object_put(set);
 
@@ -236,13 +238,13 @@ static void test_throttle_args(void)
 	 * BlockBackend without qdev by its drive name. */
 	set = parse("{\"bps\":1048576}");
 	a = kl_throttle_args(drive, set);
-	CHECK_STREQ(kl_js_str(a, "id"), "/machine/peripheral/vd1/virtio-backend");
-	CHECK_INTEQ(kl_js_int(a, "bps", -1), 1048576);
+	CHECK_STREQ(kl_json_str(a, "id"), "/machine/peripheral/vd1/virtio-backend");
+	CHECK_INTEQ(kl_json_int(a, "bps", -1), 1048576);
 	json_object_put(a);
 	json_object *nodev = parse("{\"device\":\"ide0-hd0\",\"qdev\":\"\",\"inserted\":{}}");
 	a = kl_throttle_args(nodev, set);
-	CHECK_STREQ(kl_js_str(a, "device"), "ide0-hd0");
-	CHECK(kl_js_str(a, "id") == NULL);
+	CHECK_STREQ(kl_json_str(a, "device"), "ide0-hd0");
+	CHECK(kl_json_str(a, "id") == NULL);
 	json_object_put(a);
 	json_object_put(nodev);
 	json_object_put(set);
@@ -301,13 +303,13 @@ static void test_collect(void)
 
 	/* Empty directory, and a directory that does not exist. */
 	json_object *doc = kl_status_collect(dir, NULL, 1000);
-	CHECK_INTEQ(json_object_array_length(kl_js_get(doc, "vms", json_type_array)), 0);
-	CHECK(kl_js_get(doc, "host", json_type_object) != NULL);
+	CHECK_INTEQ(json_object_array_length(kl_json_get(doc, "vms", json_type_array)), 0);
+	CHECK(kl_json_get(doc, "host", json_type_object) != NULL);
 	json_object_put(doc);
 	char *none = xasprintf("%s/none", tmpdir);
 	doc = kl_status_collect(none, NULL, 1000);
-	CHECK_INTEQ(json_object_array_length(kl_js_get(doc, "vms", json_type_array)), 0);
-	CHECK(kl_js_get(doc, "errors", json_type_array) == NULL);
+	CHECK_INTEQ(json_object_array_length(kl_json_get(doc, "vms", json_type_array)), 0);
+	CHECK(kl_json_get(doc, "errors", json_type_array) == NULL);
 	json_object_put(doc);
 	free(none);
 
@@ -329,22 +331,22 @@ static void test_collect(void)
 	long long t0 = now_ms();
 	doc = kl_status_collect(dir, NULL, 1000);
 	long long took = now_ms() - t0;
-	json_object *vms = kl_js_get(doc, "vms", json_type_array);
+	json_object *vms = kl_json_get(doc, "vms", json_type_array);
 	CHECK_INTEQ(vms ? json_object_array_length(vms) : 0, 3);
 	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
 		json_object *vm = json_object_array_get_idx(vms, i);
-		const char *name = kl_js_str(vm, "name");
+		const char *name = kl_json_str(vm, "name");
 		if (strcmp(name, "gone") == 0) {
-			CHECK_STREQ(kl_js_str(vm, "state"), "stopped");
-			CHECK(!kl_js_bool(vm, "running", true));
+			CHECK_STREQ(kl_json_str(vm, "state"), "stopped");
+			CHECK(!kl_json_bool(vm, "running", true));
 		} else {
-			CHECK_STREQ(kl_js_str(vm, "state"), "unresponsive");
-			CHECK(kl_js_bool(vm, "running", false));
-			CHECK(!kl_js_bool(vm, "responsive", true));
+			CHECK_STREQ(kl_json_str(vm, "state"), "unresponsive");
+			CHECK(kl_json_bool(vm, "running", false));
+			CHECK(!kl_json_bool(vm, "responsive", true));
 		}
-		json_object *d0 = json_object_array_get_idx(kl_js_get(vm, "disks", json_type_array), 0);
-		CHECK_STREQ(kl_js_str(d0, "cache"), "none");
-		CHECK_STREQ(kl_js_str(d0, "cache_source"), "state");
+		json_object *d0 = json_object_array_get_idx(kl_json_get(vm, "disks", json_type_array), 0);
+		CHECK_STREQ(kl_json_str(d0, "cache"), "none");
+		CHECK_STREQ(kl_json_str(d0, "cache_source"), "state");
 	}
 	/* One hung VM costs about the timeout, not more. */
 	printf("# collect with a hung monitor took %lld ms\n", took);
@@ -353,10 +355,10 @@ static void test_collect(void)
 
 	/* The filter: names and shell patterns. */
 	doc = kl_status_collect(dir, "go*", 100);
-	CHECK_INTEQ(json_object_array_length(kl_js_get(doc, "vms", json_type_array)), 1);
+	CHECK_INTEQ(json_object_array_length(kl_json_get(doc, "vms", json_type_array)), 1);
 	json_object_put(doc);
 	doc = kl_status_collect(dir, "nothing-like-it", 100);
-	CHECK_INTEQ(json_object_array_length(kl_js_get(doc, "vms", json_type_array)), 0);
+	CHECK_INTEQ(json_object_array_length(kl_json_get(doc, "vms", json_type_array)), 0);
 	json_object_put(doc);
 	close(ls);
 	free(mute);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* A tiny unit-test harness: TAP-style lines the suite runner counts.
  *   static void test_x(void) { CHECK(a == b); CHECK_STREQ(s, "x"); }
  *   int main(void) { RUN(test_x); return unit_done(); }
