@@ -12,7 +12,8 @@ pkgs="gcc make pkg-config libc6-dev libjson-c-dev liburing-dev libaio-dev qemu-s
 if [ "${1:-}" = --tests ]; then
 	pkgs="$pkgs libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients valgrind clang
 	      libclang-rt-14-dev e2fsprogs btrfs-progs xfsprogs debhelper apparmor checkpolicy semodule-utils bash-completion groff-base
-	      libfuse3-dev fuse3 strace systemd"
+	      libfuse3-dev fuse3 strace systemd
+	      qemu-system-arm procps"
 	[ -f "$here/deps-tests.txt" ] && pkgs="$pkgs $(grep -v '^#' "$here/deps-tests.txt" | tr '\n' ' ')"
 fi
 

@@ -20,6 +20,7 @@
 #include "launcher/launch.h"
 #include "launcher/options.h"
 #include "launcher/prepare.h"
+#include "launcher/qemu_target.h"
 #include "launcher/report.h"
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
@@ -52,13 +53,17 @@ static struct kl_policy *load_policy(const struct kl_options *o, struct kl_error
 	return p;
 }
 
-static const char *choose_qemu(const struct kl_options *o, const struct kl_policy *p)
+/* --qemu as given; else "qemu =" or configure's path, for the target kvm-launch
+ * runs as (installed or diverted as qemu-system-TARGET: that target's binary). */
+static char *choose_qemu(const struct kl_options *o, const struct kl_policy *p, const char *argv0)
 {
 	if (o->qemu)
-		return o->qemu;
-	if (p && kl_policy_globals(p)->qemu)
-		return kl_policy_globals(p)->qemu;
-	return KL_DEFAULT_QEMU;
+		return xstrdup(o->qemu);
+	const char *configured = p && kl_policy_globals(p)->qemu ? kl_policy_globals(p)->qemu : KL_DEFAULT_QEMU;
+	char *qemu = kl_qemu_for_target(configured, argv0);
+	if (strcmp(qemu, configured) != 0)
+		kl_debug("running as %s: the real QEMU is %s (configured: %s)", argv0, qemu, configured);
+	return qemu;
 }
 
 static const char *choose_state_dir(const struct kl_options *o, const struct kl_policy *p)
@@ -111,7 +116,7 @@ static void set_up_state(struct kl_launch *l, const char *state_dir)
 		kl_warn("no agent for this VM (live settings not applied): %s", err.msg);
 }
 
-static int launch_main(const struct kl_options *o)
+static int launch_main(const struct kl_options *o, const char *argv0)
 {
 	struct kl_error err = KL_ERROR_INIT;
 	struct kl_launch l = { 0 };
@@ -137,7 +142,7 @@ static int launch_main(const struct kl_options *o)
 				       kl_policy_file_on_error(path) == KL_ON_ERROR_REFUSE;
 	int rc = 0;
 
-	l.qemu = xstrdup(choose_qemu(o, policy));
+	l.qemu = choose_qemu(o, policy, argv0);
 	l.argc = o->rest_argc;
 	l.argv = o->rest_argv;
 	if (kl_exec_is_self(l.qemu)) {
@@ -288,6 +293,6 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	default:
-		return launch_main(&o);
+		return launch_main(&o, argv[0]);
 	}
 }

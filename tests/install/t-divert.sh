@@ -88,7 +88,7 @@ cleanup_fn "${VIRSH[*]} destroy $NAME >/dev/null 2>&1; undo_if_ours"
 
 img=$base/img/disk.raw
 truncate -s 64M "$img"
-"$KL_TOP/tests/libvirt/make-domain.sh" --name "$NAME" --emulator "$Q" --serial-log "/var/log/kvm-launch-tests/$NAME.serial" \
+"$KL_TOP/tests/libvirt/make-domain.sh" ${KL_SUITE_ID:+--env "KL_SUITE_ID=$KL_SUITE_ID"} --name "$NAME" --emulator "$Q" --serial-log "/var/log/kvm-launch-tests/$NAME.serial" \
 	"file:$img:raw:bus=virtio" | sed -e '/<kernel>/d' -e '/<initrd>/d' -e '/<cmdline>/d' > "$base/dom.xml"
 
 # libvirt's capability cache entry for $Q: its <qemuctime>.

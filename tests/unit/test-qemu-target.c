@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The real QEMU chosen for the name kvm-launch runs under (launcher/qemu_target.c). */
+#include "launcher/qemu_target.h"
+
+#include <stdlib.h>
+
+#include "tests/unit/unit.h"
+
+static void check_for(const char *configured, const char *invoked_as, const char *want)
+{
+	char *got = kl_qemu_for_target(configured, invoked_as);
+	CHECK_STREQ(got, want);
+	free(got);
+}
+
+static void test_target_of_name(void)
+{
+	CHECK_STREQ(kl_qemu_target_of_name("/usr/bin/qemu-system-aarch64"), "aarch64");
+	CHECK_STREQ(kl_qemu_target_of_name("qemu-system-x86_64"), "x86_64");
+	CHECK_STREQ(kl_qemu_target_of_name("./qemu-system-s390x"), "s390x");
+	CHECK(kl_qemu_target_of_name("/usr/bin/qemu-system-x86_64.distrib") == NULL);
+	CHECK(kl_qemu_target_of_name("/usr/local/bin/kvm-launch") == NULL);
+	CHECK(kl_qemu_target_of_name("qemu-system-") == NULL);
+	CHECK(kl_qemu_target_of_name("/usr/bin/qemu-system-aarch64/") == NULL);
+	CHECK(kl_qemu_target_of_name(NULL) == NULL);
+}
+
+static void test_diverted_targets(void)
+{
+	/* kvm-launch-divert's policy line names x86_64's real binary; each diverted target runs its own. */
+	check_for("/usr/bin/qemu-system-x86_64.distrib", "/usr/bin/qemu-system-aarch64",
+		  "/usr/bin/qemu-system-aarch64.distrib");
+	check_for("/usr/bin/qemu-system-x86_64.distrib", "/usr/bin/qemu-system-x86_64",
+		  "/usr/bin/qemu-system-x86_64.distrib");
+	check_for("/usr/bin/qemu-system-aarch64.distrib", "qemu-system-riscv64", "/usr/bin/qemu-system-riscv64.distrib");
+	check_for("/usr/bin/qemu-system-x86_64", "/opt/x/qemu-system-aarch64", "/usr/bin/qemu-system-aarch64");
+}
+
+static void test_unchanged(void)
+{
+	/* Run as kvm-launch (libvirt's <emulator>, by hand): the configured binary. */
+	check_for("/usr/bin/qemu-system-x86_64.distrib", "/usr/local/bin/kvm-launch", "/usr/bin/qemu-system-x86_64.distrib");
+	check_for("/usr/bin/qemu-system-x86_64", NULL, "/usr/bin/qemu-system-x86_64");
+	/* A configured binary that names no target (RHEL's qemu-kvm, a wrapper) is left alone. */
+	check_for("/usr/libexec/qemu-kvm", "/usr/bin/qemu-system-aarch64", "/usr/libexec/qemu-kvm");
+	check_for("/opt/qemu-system-x86_64-wrapper", "/usr/bin/qemu-system-aarch64", "/opt/qemu-system-x86_64-wrapper");
+	/* Only the last component is looked at. */
+	check_for("/opt/qemu-system-x86_64/bin/qemu", "/usr/bin/qemu-system-aarch64", "/opt/qemu-system-x86_64/bin/qemu");
+}
+
+int main(void)
+{
+	RUN(test_target_of_name);
+	RUN(test_diverted_targets);
+	RUN(test_unchanged);
+	return unit_done();
+}
