@@ -133,7 +133,8 @@ EOF
 		apt-get update -q
 		apt-get install -y -q --no-install-recommends -t $suite-backports $bp_pkgs
 		cd /src/kvm-launch && sh contrib/deps.sh --tests
-		apt-get clean"
+		apt-get clean" >"$root.new/packages.log" 2>&1 ||
+		{ tail -n 30 "$root.new/packages.log" >&2; die "installing the packages failed (log $root.new/packages.log)"; }
 	for m in $build_mounts; do umount "$m"; done
 	build_mounts=
 	rm -rf "$root.new/src"
@@ -164,6 +165,9 @@ trap "kill -KILL -1 2>/dev/null; sleep 0.2
 		case \$(cat \"\$b\") in \"\$root\"/*) losetup -d /dev/\$(basename \$(dirname \$(dirname \$b))) ;; esac
 	done" EXIT
 mount --make-rprivate /
+# The root must be a mount point: libvirt makes "/" a slave mount for its private /dev of each QEMU
+# ("Failed disable mount propagation out of the root filesystem" otherwise).
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount --bind /sys "$root/sys"
 mount --bind /dev "$root/dev"

@@ -13,11 +13,12 @@ static const char *last_component(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-/* A target name as QEMU spells them: letters, digits, '_' (x86_64, aarch64, ppc64, riscv64, s390x). */
+/* A target name as QEMU and Debian spell them: letters, digits, '_', '-' (x86_64, aarch64, s390x, and
+ * Debian's x86_64-microvm build). */
 static size_t target_len(const char *s)
 {
 	size_t n = 0;
-	while ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_')
+	while ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_' || s[n] == '-')
 		n++;
 	return n;
 }

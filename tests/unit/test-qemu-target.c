@@ -18,6 +18,7 @@ static void test_target_of_name(void)
 	CHECK_STREQ(kl_qemu_target_of_name("/usr/bin/qemu-system-aarch64"), "aarch64");
 	CHECK_STREQ(kl_qemu_target_of_name("qemu-system-x86_64"), "x86_64");
 	CHECK_STREQ(kl_qemu_target_of_name("./qemu-system-s390x"), "s390x");
+	CHECK_STREQ(kl_qemu_target_of_name("/usr/bin/qemu-system-x86_64-microvm"), "x86_64-microvm");
 	CHECK(kl_qemu_target_of_name("/usr/bin/qemu-system-x86_64.distrib") == NULL);
 	CHECK(kl_qemu_target_of_name("/usr/local/bin/kvm-launch") == NULL);
 	CHECK(kl_qemu_target_of_name("qemu-system-") == NULL);
@@ -34,6 +35,11 @@ static void test_diverted_targets(void)
 		  "/usr/bin/qemu-system-x86_64.distrib");
 	check_for("/usr/bin/qemu-system-aarch64.distrib", "qemu-system-riscv64", "/usr/bin/qemu-system-riscv64.distrib");
 	check_for("/usr/bin/qemu-system-x86_64", "/opt/x/qemu-system-aarch64", "/usr/bin/qemu-system-aarch64");
+	/* Debian's qemu-system-x86 also ships qemu-system-x86_64-microvm. */
+	check_for("/usr/bin/qemu-system-x86_64.distrib", "/usr/bin/qemu-system-x86_64-microvm",
+		  "/usr/bin/qemu-system-x86_64-microvm.distrib");
+	check_for("/usr/bin/qemu-system-x86_64-microvm.distrib", "/usr/bin/qemu-system-x86_64",
+		  "/usr/bin/qemu-system-x86_64.distrib");
 }
 
 static void test_unchanged(void)
@@ -43,7 +49,7 @@ static void test_unchanged(void)
 	check_for("/usr/bin/qemu-system-x86_64", NULL, "/usr/bin/qemu-system-x86_64");
 	/* A configured binary that names no target (RHEL's qemu-kvm, a wrapper) is left alone. */
 	check_for("/usr/libexec/qemu-kvm", "/usr/bin/qemu-system-aarch64", "/usr/libexec/qemu-kvm");
-	check_for("/opt/qemu-system-x86_64-wrapper", "/usr/bin/qemu-system-aarch64", "/opt/qemu-system-x86_64-wrapper");
+	check_for("/opt/qemu-system-x86_64+wrapper", "/usr/bin/qemu-system-aarch64", "/opt/qemu-system-x86_64+wrapper");
 	/* Only the last component is looked at. */
 	check_for("/opt/qemu-system-x86_64/bin/qemu", "/usr/bin/qemu-system-aarch64", "/opt/qemu-system-x86_64/bin/qemu");
 }
