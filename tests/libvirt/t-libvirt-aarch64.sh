@@ -17,7 +17,7 @@ ln -s "$KLT_BIN" "$LINK"
 chmod 0755 "$D" "$D/bin"
 
 # ---- libvirt's capability probe, through kvm-launch ----
-"${VIRSH[@]}" domcapabilities --emulatorbin "$LINK" --arch aarch64 --virttype qemu >"$D/domcaps.xml" 2>"$D/err" ||
+"${VIRSH[@]}" domcapabilities --emulatorbin "$LINK" --arch aarch64 --machine virt --virttype qemu >"$D/domcaps.xml" 2>"$D/err" ||
 	fail "virsh domcapabilities --arch aarch64 failed: $(cat "$D/err")"
 grep -q "<path>$LINK</path>" "$D/domcaps.xml" || fail "domcapabilities does not name $LINK"
 grep -q '<arch>aarch64</arch>' "$D/domcaps.xml" || fail "domcapabilities is not for aarch64"
