@@ -22,6 +22,8 @@
 # namespace and go with it; loop devices backed by files in the root are detached.  A trap does all
 # this on every exit, including Ctrl-C and SIGTERM.  The logs are copied back to
 # tests/logs-backports/.  Exit status: the suite's.
+# The whole script is one block, parsed before it runs: editing the file meanwhile cannot change a run.
+{
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -181,7 +183,7 @@ chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/us
 
 run_in_root() {
 	copy_src "$root/src/kvm-launch"
-	unshare --pid --fork --mount --propagation private --kill-child -- sh -c "$inner" inner "$root" "$@" &
+	unshare --pid --fork --mount --propagation private --kill-child -- sh -c "$inner" inner "$root" "$@" 8>&- &
 	ns_pid=$!
 	rc=0
 	wait "$ns_pid" || rc=$?
@@ -189,8 +191,20 @@ run_in_root() {
 	return "$rc"
 }
 
+# Prints the stack's versions; each must be a backports build (~bpo), or the run is not the stack it claims.
+# libvirt's private /dev for each QEMU (qemu.conf namespaces, default ["mount"]) cannot be built inside a
+# chroot: QEMU found an empty /dev ("Failed to open /dev/null", "Could not open '/dev/loop0'").  The root is
+# not a whole system, so that feature is off there; everything else is libvirt's default.
+root_config() {
+	f=$root/etc/libvirt/qemu.conf
+	grep -q '^namespaces *=' "$f" 2>/dev/null && return 0
+	printf '%s\n' "# contrib/stack-backports.sh: no private /dev per QEMU inside this chroot" 'namespaces = [ ]' >>"$f"
+}
+
 versions() {
-	chroot "$root" dpkg-query -W -f='${Package} ${Version}\n' $bp_pkgs | sed 's/^/stack-backports:   /' >&2
+	v=$(chroot "$root" dpkg-query -W -f='${Package} ${Version}\n' $bp_pkgs) || die "dpkg-query in $root failed"
+	echo "$v" | sed 's/^/stack-backports:   /' >&2
+	! echo "$v" | grep -v '~bpo' >&2 || die "the packages above are not from $suite-backports"
 }
 
 mode=run
@@ -202,8 +216,13 @@ case ${1:-} in
 *) die "usage: $0 [--build | --shell | -- CMD...]" ;;
 esac
 
+# One run at a time per root: they share its /src and /var/lib/kvm-launch-tests.
+mkdir -p "$(dirname "$root")"
+exec 8>"$root.lock"
+flock -w 7200 8 || die "another run holds $root.lock"
 t_start=$(now)
 build_root
+root_config
 t_built=$(now)
 log "stack (pinned to $suite-backports):"
 versions
@@ -220,3 +239,4 @@ rm -rf "$here/tests/logs-backports"
 [ -d "$root/src/kvm-launch/tests/logs" ] && cp -r "$root/src/kvm-launch/tests/logs" "$here/tests/logs-backports"
 log "root: $((t_built - t_start)) s; suite: $((t_end - t_built)) s; total: $((t_end - t_start)) s; exit $rc"
 exit "$rc"
+}

@@ -60,9 +60,10 @@ static char *choose_qemu(const struct kl_options *o, const struct kl_policy *p, 
 	if (o->qemu)
 		return xstrdup(o->qemu);
 	const char *configured = p && kl_policy_globals(p)->qemu ? kl_policy_globals(p)->qemu : KL_DEFAULT_QEMU;
-	char *qemu = kl_qemu_for_target(configured, argv0);
+	_cleanup_free_ char *invoked = kl_qemu_invoked_as(argv0);
+	char *qemu = kl_qemu_for_target(configured, invoked);
 	if (strcmp(qemu, configured) != 0)
-		kl_debug("running as %s: the real QEMU is %s (configured: %s)", argv0, qemu, configured);
+		kl_debug("running as %s: the real QEMU is %s (configured: %s)", invoked, qemu, configured);
 	return qemu;
 }
 

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "launcher/qemu_target.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/xalloc.h"
 
@@ -49,4 +52,23 @@ char *kl_qemu_for_target(const char *configured, const char *invoked_as)
 	if (old_n == strlen(target) && strncmp(old, target, old_n) == 0)
 		return xstrdup(configured);
 	return xasprintf("%.*s%s%s", (int)(old - configured), configured, target, old + old_n);
+}
+
+char *kl_qemu_invoked_as(const char *argv0)
+{
+	char *cur = xstrdup(argv0 ? argv0 : "");
+	for (int hop = 0; hop < 8; hop++) {
+		char buf[PATH_MAX];
+		ssize_t n = readlink(cur, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			break;
+		buf[n] = '\0';
+		if (!kl_qemu_target_of_name(buf))
+			break;
+		char *next = buf[0] == '/' ? xstrdup(buf)
+					   : xasprintf("%.*s%s", (int)(last_component(cur) - cur), cur, buf);
+		free(cur);
+		cur = next;
+	}
+	return cur;
 }

@@ -28,6 +28,7 @@ log() { echo "t-divert: $*"; }
 # ---- no stale state from an earlier run, or from anyone ----
 for q in /usr/bin/qemu-system-*; do
 	q=${q%.distrib}
+	[ -L "$q" ] && [ -z "$(dpkg-divert --listpackage "$q")" ] && continue # an alias link (below)
 	if [ -n "$(dpkg-divert --listpackage "$q")" ]; then
 		fail "$q is already diverted ($(dpkg-divert --listpackage "$q") -> $(dpkg-divert --truename "$q")): undo it first (kvm-launch-divert undo)"
 	fi
@@ -149,6 +150,20 @@ log "\$ kvm-launch-divert install"
 real2=$("$Q2" --dry-run -- -name x -machine virt | head -n 1)
 [ "$real2" = "$Q2.distrib" ] || fail "kvm-launch at $Q2 would run '$real2', not $Q2.distrib"
 log "$Q2: diverted too; kvm-launch under that name runs $real2"
+# Debian 13's packaging (QEMU 10 here) adds alias links such as qemu-system-amd64 -> qemu-system-x86_64; they are
+# not diverted and reach the diverted binary, and kvm-launch reads them as the target they point to.
+aliases=0
+for a in /usr/bin/qemu-system-*; do
+	[ -L "$a" ] && [ "$a" != "$Q" ] && [ "$a" != "$Q2" ] || continue
+	t=$(readlink "$a")
+	case $t in qemu-system-* | /usr/bin/qemu-system-*) ;; *) continue ;; esac
+	[ -z "$(dpkg-divert --listpackage "$a")" ] || fail "the alias $a was diverted"
+	real=$("$a" --dry-run -- -name x | head -n 1)
+	[ "$real" = "/usr/bin/${t##*/}.distrib" ] || fail "kvm-launch reached through the alias $a -> $t would run '$real'"
+	log "alias $a -> $t: runs $real"
+	aliases=$((aliases + 1))
+done
+[ "$aliases" -gt 0 ] || log "no qemu-system-* alias links here (Debian 12's QEMU 7.2 packaging has none)"
 [ "$(sed -n 2p "$POL")" = "qemu = $Q.distrib" ] || { cat "$POL"; fail "policy: no qemu line at the top"; }
 [ "$(sed 1,3d "$POL" | sha256sum)" = "$pol_before" ] || fail "policy: the rest of the file changed"
 "$DIV" status --kvm-launch "$KLB" --config "$POL" | sed 's/^/  /' || fail "status: not installed"

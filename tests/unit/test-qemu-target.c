@@ -2,7 +2,9 @@
 /* The real QEMU chosen for the name kvm-launch runs under (launcher/qemu_target.c). */
 #include "launcher/qemu_target.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "tests/unit/unit.h"
 
@@ -54,10 +56,50 @@ static void test_unchanged(void)
 	check_for("/opt/qemu-system-x86_64/bin/qemu", "/usr/bin/qemu-system-aarch64", "/opt/qemu-system-x86_64/bin/qemu");
 }
 
+/* Debian 13's alias links: qemu-system-amd64 -> qemu-system-x86_64, which the diversion made a link to kvm-launch. */
+static void test_alias_links(void)
+{
+	char dir[] = "/tmp/kl-unit-target.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char kl[300], x86[300], amd64[300], arm64[300], aarch64[300];
+	snprintf(kl, sizeof(kl), "%s/kvm-launch", dir);
+	snprintf(x86, sizeof(x86), "%s/qemu-system-x86_64", dir);
+	snprintf(amd64, sizeof(amd64), "%s/qemu-system-amd64", dir);
+	snprintf(aarch64, sizeof(aarch64), "%s/qemu-system-aarch64", dir);
+	snprintf(arm64, sizeof(arm64), "%s/qemu-system-arm64", dir);
+	FILE *f = fopen(kl, "w");
+	CHECK(f != NULL);
+	if (f)
+		fclose(f);
+	CHECK(symlink(kl, x86) == 0);
+	CHECK(symlink("qemu-system-x86_64", amd64) == 0);
+	CHECK(symlink(aarch64, arm64) == 0); /* absolute, to a file that does not exist */
+
+	char *s = kl_qemu_invoked_as(amd64);
+	CHECK_STREQ(s, x86);
+	free(s);
+	s = kl_qemu_invoked_as(x86);
+	CHECK_STREQ(s, x86);
+	free(s);
+	s = kl_qemu_invoked_as(arm64);
+	CHECK_STREQ(s, aarch64);
+	free(s);
+	s = kl_qemu_invoked_as("qemu-system-nosuch-here");
+	CHECK_STREQ(s, "qemu-system-nosuch-here");
+	free(s);
+
+	unlink(arm64);
+	unlink(amd64);
+	unlink(x86);
+	unlink(kl);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	RUN(test_target_of_name);
 	RUN(test_diverted_targets);
 	RUN(test_unchanged);
+	RUN(test_alias_links);
 	return unit_done();
 }
