@@ -66,9 +66,11 @@ cleanup() {
 	rc=$?
 	trap - EXIT INT TERM HUP
 	if [ -n "$ns_pid" ] && kill -0 "$ns_pid" 2>/dev/null; then
-		# unshare --kill-child: its child (the namespace's init) gets SIGKILL, and with it every
-		# process of the namespace.
-		kill -TERM "$ns_pid" 2>/dev/null || true
+		# unshare blocks SIGINT and SIGTERM while it waits for its child, the namespace's init:
+		# SIGKILL that one, and the kernel kills every process of the namespace with it.
+		for c in $(cat "/proc/$ns_pid/task/$ns_pid/children" 2>/dev/null); do
+			kill -KILL "$c" 2>/dev/null || true
+		done
 		wait "$ns_pid" 2>/dev/null || true
 	fi
 	for m in $build_mounts; do
