@@ -128,7 +128,8 @@ static int launch_main(const struct kl_options *o, const char *argv0)
 	 * same failure again: then the start is refused. */
 	_cleanup_strvec_ struct strvec early = STRVEC_INIT;
 	if (exec_mode) {
-		strvec_push_dup(&early, choose_qemu(o, NULL));
+		_cleanup_free_ char *early_qemu = choose_qemu(o, NULL, argv0);
+		strvec_push_dup(&early, early_qemu);
 		for (int i = 0; i < o->rest_argc; i++)
 			strvec_push_dup(&early, o->rest_argv[i]);
 		kl_exec_guard_arm(strvec_terminate(&early), kl_exec_is_self(early.v[0]), GUARD_TIMEOUT_S);
