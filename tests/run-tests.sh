@@ -18,7 +18,8 @@ failed_names=
 # Leftover check (the epilogue below): every process the suite starts inherits KL_SUITE_ID (libvirt domains get it
 # through make-domain.sh's <qemu:env>), so what is still running at the end is told from what other users of the
 # machine run, and nothing that existed before is counted.  Loop devices carry no such mark: those attached during
-# the run, backed by a test's file, and still attached at the end are counted.
+# the run, backed by a test's file, and still attached at the end are counted (on a machine shared with another
+# run of the suite at the same time, that run's loop devices can be counted too).
 KL_SUITE_ID=kl-suite-$$-$(date +%s%N)
 export KL_SUITE_ID
 loops() { # NAME<TAB>BACKING of every attached loop device
@@ -98,6 +99,9 @@ suite_procs() { # PIDs of live processes carrying this run's KL_SUITE_ID, but fo
 suite_loops() {
 	loops | while IFS='	' read -r dev backing; do
 		printf '%s\n' "$loops_before" | grep -qxF "$dev	$backing" && continue
+		# A file of ours is there (or was deleted with its test directory); a path that does not resolve here
+		# belongs to another root (run in a chroot, the host's loop devices show with the host's paths).
+		case $backing in *" (deleted)") ;; *) [ -e "$backing" ] || continue ;; esac
 		case $backing in */kl-* | */kvm-launch-tests/*) printf '%s\t%s\n' "$dev" "$backing" ;; esac
 	done
 }

@@ -84,8 +84,8 @@ for cache in none writeback writethrough directsync unsafe; do
 			"$QMPCLI" "$sock" human-monitor-command \
 				"{\"command-line\":\"qemu-io $node \\\"read 0 4096\\\"\"}" > "$TMP/$name.io" ||
 				fail "$cache/$aio: qemu-io on $node failed"
-			# QEMU 7.2's qemu-io prints its report on QEMU's stdout (the reply is ""), later ones in the reply;
-			# an error is always in the reply.
+			# HMP qemu-io prints its report on QEMU's stdout (the reply is "", seen on 7.2 and 10.0) or in the
+			# reply; an error is always in the reply.
 			grep -Eqx '""|"read 4096/4096 bytes.*' "$TMP/$name.io" ||
 				fail "$cache/$aio: qemu-io read on $node: $(cat "$TMP/$name.io")"
 		done
