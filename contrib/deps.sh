@@ -17,7 +17,7 @@ if [ "${1:-}" = --tests ]; then
 	pkgs="$pkgs libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients valgrind clang
 	      libclang-rt-14-dev e2fsprogs btrfs-progs xfsprogs debhelper apparmor checkpolicy semodule-utils bash-completion groff-base
 	      libfuse3-dev fuse3 strace systemd
-	      ansible-core prometheus tmux"
+	      ansible-core prometheus tmux qemu-system-arm procps build-essential"
 	[ -f "$here/deps-tests.txt" ] && pkgs="$pkgs $(grep -v '^#' "$here/deps-tests.txt" | tr '\n' ' ')"
 fi
 

@@ -21,6 +21,7 @@
 #include "launcher/launch.h"
 #include "launcher/options.h"
 #include "launcher/prepare.h"
+#include "launcher/qemu_target.h"
 #include "launcher/report.h"
 #include "launcher/top.h"
 #include "launcher/vm/set.h"
@@ -54,13 +55,18 @@ static struct kl_policy *load_policy(const struct kl_options *o, struct kl_error
 	return p;
 }
 
-static const char *choose_qemu(const struct kl_options *o, const struct kl_policy *p)
+/* --qemu as given; else "qemu =" or configure's path, for the target kvm-launch
+ * runs as (installed or diverted as qemu-system-TARGET: that target's binary). */
+static char *choose_qemu(const struct kl_options *o, const struct kl_policy *p, const char *argv0)
 {
 	if (o->qemu)
-		return o->qemu;
-	if (p && kl_policy_globals(p)->qemu)
-		return kl_policy_globals(p)->qemu;
-	return KL_DEFAULT_QEMU;
+		return xstrdup(o->qemu);
+	const char *configured = p && kl_policy_globals(p)->qemu ? kl_policy_globals(p)->qemu : KL_DEFAULT_QEMU;
+	_cleanup_free_ char *invoked = kl_qemu_invoked_as(argv0);
+	char *qemu = kl_qemu_for_target(configured, invoked);
+	if (strcmp(qemu, configured) != 0)
+		kl_debug("running as %s: the real QEMU is %s (configured: %s)", invoked, qemu, configured);
+	return qemu;
 }
 
 static const char *choose_state_dir(const struct kl_options *o, const struct kl_policy *p)
@@ -141,7 +147,7 @@ out:
 		l->vm.name = NULL;
 }
 
-static int launch_main(const struct kl_options *o)
+static int launch_main(const struct kl_options *o, const char *argv0)
 {
 	struct kl_error err = KL_ERROR_INIT;
 	struct kl_launch l = { 0 };
@@ -152,7 +158,8 @@ static int launch_main(const struct kl_options *o)
 	 * same failure again: then the start is refused. */
 	_cleanup_strvec_ struct strvec early = STRVEC_INIT;
 	if (exec_mode) {
-		strvec_push_dup(&early, choose_qemu(o, NULL));
+		_cleanup_free_ char *early_qemu = choose_qemu(o, NULL, argv0);
+		strvec_push_dup(&early, early_qemu);
 		for (int i = 0; i < o->rest_argc; i++)
 			strvec_push_dup(&early, o->rest_argv[i]);
 		kl_exec_guard_arm(strvec_terminate(&early), kl_exec_is_self(early.v[0]), GUARD_TIMEOUT_S);
@@ -167,7 +174,7 @@ static int launch_main(const struct kl_options *o)
 				       kl_policy_file_on_error(path) == KL_ON_ERROR_REFUSE;
 	int rc = 0;
 
-	l.qemu = xstrdup(choose_qemu(o, policy));
+	l.qemu = choose_qemu(o, policy, argv0);
 	l.argc = o->rest_argc;
 	l.argv = o->rest_argv;
 	if (kl_exec_is_self(l.qemu)) {
@@ -331,6 +338,6 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	default:
-		return launch_main(&o);
+		return launch_main(&o, argv[0]);
 	}
 }

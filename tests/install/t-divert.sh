@@ -10,25 +10,32 @@
 # real QEMU with the policy's cache/aio and kvm-launch's monitors, and libvirt
 # must have probed the emulator again without a restart.  After undo the same
 # domain runs plain QEMU, the binary is back byte for byte, and the policy file
-# is as it was.  A second round without a policy file checks that install
-# creates it and undo removes it.
+# is as it was.  Install and undo act on every installed target: a second one,
+# /usr/bin/qemu-system-aarch64 (Debian's qemu-system-arm), must be diverted too,
+# run its own real binary (not x86_64's), and come back byte for byte.  A second
+# round without a policy file checks that install creates it and undo removes it.
 . "$(dirname "$0")/../functions.sh"
 requires_root
 PATH=$PATH:/usr/sbin:/sbin
 export LC_ALL=C
 Q=/usr/bin/qemu-system-x86_64
-requires dpkg-divert virsh libvirtd virtlogd sha256sum make tar "$Q"
+Q2=/usr/bin/qemu-system-aarch64
+requires dpkg-divert virsh libvirtd virtlogd sha256sum make tar "$Q" "$Q2"
 VIRSH=(virsh -q -c qemu:///system)
 NAME=kl-divert-test
 base=/var/lib/kvm-launch-tests/divert
 log() { echo "t-divert: $*"; }
 
 # ---- no stale state from an earlier run, or from anyone ----
-if [ -n "$(dpkg-divert --listpackage "$Q")" ]; then
-	fail "$Q is already diverted ($(dpkg-divert --listpackage "$Q") -> $(dpkg-divert --truename "$Q")): undo it first (kvm-launch-divert undo)"
-fi
-[ ! -e "$Q.distrib" ] || fail "$Q.distrib exists without a diversion: a leftover? move it away first"
-[ -f "$Q" ] && [ ! -L "$Q" ] || fail "$Q is not a regular file"
+for q in /usr/bin/qemu-system-*; do
+	q=${q%.distrib}
+	[ -L "$q" ] && [ -z "$(dpkg-divert --listpackage "$q")" ] && continue # an alias link (below)
+	if [ -n "$(dpkg-divert --listpackage "$q")" ]; then
+		fail "$q is already diverted ($(dpkg-divert --listpackage "$q") -> $(dpkg-divert --truename "$q")): undo it first (kvm-launch-divert undo)"
+	fi
+	[ ! -e "$q.distrib" ] || fail "$q.distrib exists without a diversion: a leftover? move it away first"
+	[ -f "$q" ] && [ ! -L "$q" ] || fail "$q is not a regular file"
+done
 "$Q" --version 2>/dev/null | grep -q '^kvm-launch' && fail "$Q is kvm-launch without a diversion"
 
 # Other tests' QEMUs would be started through kvm-launch while the diversion
@@ -45,6 +52,9 @@ fi
 sum_before=$(sha256sum < "$Q")
 stat_before=$(stat -c '%a %U %G %s %Y' "$Q")
 log "$Q: $stat_before sha256 ${sum_before%% *}"
+sum2_before=$(sha256sum < "$Q2")
+stat2_before=$(stat -c '%a %U %G %s %Y' "$Q2")
+log "$Q2: $stat2_before sha256 ${sum2_before%% *}"
 
 # ---- the dedicated installation ----
 mkdir -p "$base"
@@ -76,7 +86,7 @@ rc=0
 [ "$running" = 1 ] || cleanup_fn "'$KL_TOP/tests/libvirt/libvirtd-down.sh' --restore-config 9>&-"
 
 undo_if_ours() {
-	if [ "$(dpkg-divert --listpackage "$Q")" = LOCAL ]; then
+	if [ "$(dpkg-divert --listpackage "$Q")" = LOCAL ] || [ "$(dpkg-divert --listpackage "$Q2")" = LOCAL ]; then
 		"$DIV" undo --kvm-launch "$KLB" --config "$POL" || true
 	fi
 	if [ "$(sha256sum < "$Q")" != "$sum_before" ]; then
@@ -89,7 +99,7 @@ cleanup_fn "${VIRSH[*]} destroy $NAME >/dev/null 2>&1; undo_if_ours"
 
 img=$base/img/disk.raw
 truncate -s 64M "$img"
-"$KL_TOP/tests/libvirt/make-domain.sh" --name "$NAME" --emulator "$Q" --serial-log "/var/log/kvm-launch-tests/$NAME.serial" \
+"$KL_TOP/tests/libvirt/make-domain.sh" ${KL_SUITE_ID:+--env "KL_SUITE_ID=$KL_SUITE_ID"} --name "$NAME" --emulator "$Q" --serial-log "/var/log/kvm-launch-tests/$NAME.serial" \
 	"file:$img:raw:bus=virtio" | sed -e '/<kernel>/d' -e '/<initrd>/d' -e '/<cmdline>/d' > "$base/dom.xml"
 
 # libvirt's capability cache entry for $Q: its <qemuctime>.
@@ -134,6 +144,27 @@ log "\$ kvm-launch-divert install"
 [ "$(dpkg-divert --truename "$Q")" = "$Q.distrib" ] || fail "diverted to $(dpkg-divert --truename "$Q")"
 [ "$(readlink "$Q")" = "$KLB" ] || fail "$Q is not a link to $KLB"
 [ "$(sha256sum < "$Q.distrib")" = "$sum_before" ] || fail "$Q.distrib is not the original binary"
+# The second target: diverted as well, and kvm-launch under its name runs its own real binary.
+[ "$(dpkg-divert --truename "$Q2")" = "$Q2.distrib" ] || fail "$Q2 diverted to $(dpkg-divert --truename "$Q2")"
+[ "$(readlink "$Q2")" = "$KLB" ] || fail "$Q2 is not a link to $KLB"
+[ "$(sha256sum < "$Q2.distrib")" = "$sum2_before" ] || fail "$Q2.distrib is not the original binary"
+real2=$("$Q2" --dry-run -- -name x -machine virt | head -n 1)
+[ "$real2" = "$Q2.distrib" ] || fail "kvm-launch at $Q2 would run '$real2', not $Q2.distrib"
+log "$Q2: diverted too; kvm-launch under that name runs $real2"
+# Debian 13's packaging (QEMU 10 here) adds alias links such as qemu-system-amd64 -> qemu-system-x86_64; they are
+# not diverted and reach the diverted binary, and kvm-launch reads them as the target they point to.
+aliases=0
+for a in /usr/bin/qemu-system-*; do
+	[ -L "$a" ] && [ "$a" != "$Q" ] && [ "$a" != "$Q2" ] || continue
+	t=$(readlink "$a")
+	case $t in qemu-system-* | /usr/bin/qemu-system-*) ;; *) continue ;; esac
+	[ -z "$(dpkg-divert --listpackage "$a")" ] || fail "the alias $a was diverted"
+	real=$("$a" --dry-run -- -name x | head -n 1)
+	[ "$real" = "/usr/bin/${t##*/}.distrib" ] || fail "kvm-launch reached through the alias $a -> $t would run '$real'"
+	log "alias $a -> $t: runs $real"
+	aliases=$((aliases + 1))
+done
+[ "$aliases" -gt 0 ] || log "no qemu-system-* alias links here (Debian 12's QEMU 7.2 packaging has none)"
 [ "$(sed -n 2p "$POL")" = "qemu = $Q.distrib" ] || { cat "$POL"; fail "policy: no qemu line at the top"; }
 [ "$(sed 1,3d "$POL" | sha256sum)" = "$pol_before" ] || fail "policy: the rest of the file changed"
 "$DIV" status --kvm-launch "$KLB" --config "$POL" | sed 's/^/  /' || fail "status: not installed"
@@ -171,6 +202,14 @@ log "\$ kvm-launch-divert undo"
 [ "$(stat -c '%a %U %G %s %Y' "$Q")" = "$stat_before" ] || fail "$Q: mode, owner, size or mtime changed"
 [ "$(sha256sum < "$POL")" = "$pol_before" ] || fail "policy differs after undo"
 log "$Q: $(stat -c '%a %U %G %s %Y' "$Q") sha256 $(sha256sum < "$Q" | cut -c1-64): as before"
+[ -z "$(dpkg-divert --listpackage "$Q2")" ] || fail "the diversion of $Q2 is still there"
+[ -f "$Q2" ] && [ ! -L "$Q2" ] && [ ! -e "$Q2.distrib" ] || fail "$Q2 is not a regular file again, or $Q2.distrib is left"
+[ "$(sha256sum < "$Q2")" = "$sum2_before" ] || fail "$Q2 is not the original binary after undo"
+[ "$(stat -c '%a %U %G %s %Y' "$Q2")" = "$stat2_before" ] || fail "$Q2: mode, owner, size or mtime changed"
+log "$Q2: $(stat -c '%a %U %G %s %Y' "$Q2") sha256 $(sha256sum < "$Q2" | cut -c1-64): as before"
+for q in /usr/bin/qemu-system-*; do
+	[ -z "$(dpkg-divert --listpackage "${q%.distrib}")" ] || fail "${q%.distrib} is still diverted after undo"
+done
 
 pid=$(start_domain)
 cmdline "$pid" > "$base/cmdline.plain"

@@ -156,6 +156,8 @@ klt_domain() { # NAME MAKE-DOMAIN-ARGS...
 			args+=("$a")
 		fi
 	done
+	# The suite's mark (tests/run-tests.sh), which libvirt would not pass on by itself.
+	[ -n "${KL_SUITE_ID:-}" ] && args=(--env "KL_SUITE_ID=$KL_SUITE_ID" "${args[@]}")
 	"$KL_TOP/tests/libvirt/make-domain.sh" --name "$name" --emulator "$KLT_BIN" \
 		--kernel "$KL_GUEST_KERNEL" --initrd "$KL_GUEST_INITRD" --serial-log "$KLT_DIR/$name.serial" "${args[@]}" \
 		>"$KLT_DIR/$name.xml" || fail "make-domain.sh failed for $name"

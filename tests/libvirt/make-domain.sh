@@ -18,6 +18,9 @@
 #   --serial-log PATH      serial console file (default /var/log/kvm-launch-tests/NAME.serial)
 #   --machine TYPE         <type machine=...> (default pc; q35 also works)
 #   --scsi-model MODEL     add <controller type='scsi' model=MODEL> (e.g. virtio-scsi; libvirt's default on pc is lsi)
+#   --arch ARCH            <type arch=...> (default x86_64; e.g. aarch64 with --machine virt)
+#   --env NAME=VALUE       an environment variable for the emulator (<qemu:commandline><qemu:env>); repeatable.
+#                          tests/run-tests.sh's KL_SUITE_ID goes this way, as libvirt resets the environment
 #
 # DISK: colon-separated fields.  The first field says the kind, the next ones are positional, then options.
 #   file:PATH[:FORMAT][:OPT...]                 <disk type='file'>, FORMAT default raw
@@ -52,6 +55,8 @@ guest_cmd=
 serial_log=
 machine=pc
 scsi_model=
+arch=x86_64
+envs=()
 
 die() { echo "make-domain: $*" >&2; exit 2; }
 
@@ -69,6 +74,8 @@ while (($#)); do
         --serial-log) serial_log=$2; shift 2 ;;
         --machine) machine=$2; shift 2 ;;
         --scsi-model) scsi_model=$2; shift 2 ;;
+        --arch) arch=$2; shift 2 ;;
+        --env) [[ $2 == [A-Za-z_]*=* ]] || die "--env wants NAME=VALUE"; envs+=("$2"); shift 2 ;;
         --help | -h) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         --) shift; break ;;
         -*) die "unknown option $1" ;;
@@ -270,7 +277,7 @@ cmdline="console=ttyS0 quiet panic=-1"
 [[ -n $guest_cmd ]] && cmdline+=" kl.cmd=$guest_cmd"
 
 cat <<EOF
-<domain type='qemu'>
+<domain type='qemu'$( ((${#envs[@]})) && echo " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'")>
   <name>$(xml_escape "$name")</name>
   <uuid>$uuid</uuid>
   <memory unit='MiB'>$memory</memory>
@@ -279,7 +286,7 @@ EOF
 ((iothreads > 0)) && echo "  <iothreads>$iothreads</iothreads>"
 cat <<EOF
   <os>
-    <type arch='x86_64' machine='$(xml_escape "$machine")'>hvm</type>
+    <type arch='$(xml_escape "$arch")' machine='$(xml_escape "$machine")'>hvm</type>
     <kernel>$(xml_escape "$kernel")</kernel>
     <initrd>$(xml_escape "$initrd")</initrd>
     <cmdline>$(xml_escape "$cmdline")</cmdline>
@@ -310,8 +317,15 @@ cat <<EOF
     </console>
     <memballoon model='none'/>
   </devices>
-</domain>
 EOF
+if ((${#envs[@]})); then
+    echo "  <qemu:commandline>"
+    for e in "${envs[@]}"; do
+        echo "    <qemu:env name='$(xml_escape "${e%%=*}")' value='$(xml_escape "${e#*=}")'/>"
+    done
+    echo "  </qemu:commandline>"
+fi
+echo "</domain>"
 }
 xml=$(emit "$@")
 printf '%s\n' "$xml"

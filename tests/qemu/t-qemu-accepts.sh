@@ -5,6 +5,10 @@
 # backing file), and really runs with it: query-block's cache flags, the
 # O_DIRECT bit of the image's fd in /proc/PID/fdinfo, and the kernel AIO
 # QEMU set up (an anon_inode:[io_uring] fd, or a /[aio] mapping for libaio).
+# The AIO is looked for after a read from each disk (HMP qemu-io through QMP):
+# QEMU 7.2 sets its io_uring ring up when it opens the image, QEMU 10.0 only at
+# the first I/O, so under -S there is none yet (a version difference, not a
+# failure).
 . "$(dirname "$0")/../functions.sh"
 requires "$KL" "$QEMU" qemu-img
 QMPCLI=$KL_TOP/tests/helpers/qmp-cli
@@ -75,6 +79,16 @@ for cache in none writeback writethrough directsync unsafe; do
 		for img in "${images[@]}"; do
 			[ "$(direct_bit "$pid" "$img")" = "$want_direct" ] ||
 				fail "$cache/$aio: $img: O_DIRECT bit $(direct_bit "$pid" "$img"), want $want_direct"
+		done
+		# A read from each disk, so that QEMU has set up its kernel AIO context (lazily on QEMU >= 10).
+		for node in d0 f1 f2; do
+			"$QMPCLI" "$sock" human-monitor-command \
+				"{\"command-line\":\"qemu-io $node \\\"read 0 4096\\\"\"}" > "$TMP/$name.io" ||
+				fail "$cache/$aio: qemu-io on $node failed"
+			# HMP qemu-io prints its report on QEMU's stdout (the reply is "", seen on 7.2 and 10.0) or in the
+			# reply; an error is always in the reply.
+			grep -Eqx '""|"read 4096/4096 bytes.*' "$TMP/$name.io" ||
+				fail "$cache/$aio: qemu-io read on $node: $(cat "$TMP/$name.io")"
 		done
 		uring=$(find "/proc/$pid/fd" -lname 'anon_inode:\[io_uring\]' 2>/dev/null | wc -l)
 		libaio=$(grep -c ' /\[aio\]' "/proc/$pid/maps" || true)
