@@ -20,6 +20,7 @@
 #include "launcher/vm/cachemode.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/state.h"
+#include "launcher/vm/view.h"
 
 #define SET_CONNECT_TIMEOUT_MS 3000
 #define SET_CALL_TIMEOUT_MS 10000
@@ -722,13 +723,14 @@ static int set_run(const char *state_dir, int argc, char **argv, bool force, str
 	const char *label = kl_js_str(disk, "id") ? kl_js_str(disk, "id") : kl_js_str(disk, "node");
 	if (!label)
 		label = argv[1];
-	const char *sock = kl_js_str(e.json, "query_socket");
-	if (!sock) {
+	if (!kl_js_str(e.json, "query_socket")) {
 		kl_error_set(err, "%s: started without kvm-launch's query monitor: nothing can be changed live", vm);
 		goto out;
 	}
-	if (qmp_connect(sock, SET_CONNECT_TIMEOUT_MS, &qmp, err) < 0) {
-		kl_error_prefix(err, "%s: cannot reach QEMU's monitor (%s)", vm, sock);
+	if (kl_state_may_drive(&e, err) < 0)
+		goto out;
+	if (kl_vm_qmp(&e, SET_CONNECT_TIMEOUT_MS, &qmp, err) < 0) {
+		kl_error_prefix(err, "%s: cannot reach QEMU's monitor (%s/%s.qmp.sock)", vm, e.dir, e.stem);
 		goto out;
 	}
 	if (qmp_execute(qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &blocks, err) < 0) {
