@@ -273,8 +273,11 @@ static int foreach_in(const struct kl_statedir *d, int (*fn)(struct kl_state_ent
 		struct kl_state_entry e;
 		struct kl_error err = KL_ERROR_INIT;
 		if (load_entry(d, names.v[i], &e, &err) < 0) {
-			if (err.errnum != ENOENT)
+			/* Another uid's junk is said with -v only. */
+			if (err.errnum != ENOENT && (d->owner == geteuid() || d->owner == 0))
 				kl_warn("skipping %s", err.msg);
+			else if (err.errnum != ENOENT)
+				kl_info("skipping %s", err.msg);
 			continue;
 		}
 		int r = fn(&e, ctx);

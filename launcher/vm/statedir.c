@@ -237,6 +237,8 @@ static void push_dir(struct kl_statedir **v, size_t *n, struct kl_statedir *d)
 	d->path = NULL;
 }
 
+/* Problems with a users/UID are said with -v only: anyone in group kvm can
+ * put junk in users/, and it must not make --status fail or chatter. */
 static void try_dir(int at, const char *name, const char *path, uid_t owner, struct kl_statedir **v, size_t *n,
 		    struct strvec *errors)
 {
@@ -247,13 +249,15 @@ static void try_dir(int at, const char *name, const char *path, uid_t owner, str
 	if (fd < 0 || kl_statedir_check_fd(fd, path, owner, &err) < 0) {
 		if (errors)
 			strvec_pushf(errors, "%s: ignored", err.msg);
+		else
+			kl_info("%s: ignored", err.msg);
 		return;
 	}
 	struct kl_statedir d = { steal_fd(&fd), xstrdup(path), owner };
 	push_dir(v, n, &d);
 }
 
-static void users_dirs(struct kl_statedir **v, size_t *n, struct strvec *errors)
+static void users_dirs(struct kl_statedir **v, size_t *n)
 {
 	int fd = open(USERS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -271,7 +275,7 @@ static void users_dirs(struct kl_statedir **v, size_t *n, struct strvec *errors)
 		if (de->d_name[0] < '0' || de->d_name[0] > '9' || *end || errno || u == 0 || u >= (uid_t)-1)
 			continue;
 		_cleanup_free_ char *path = xasprintf("%s/%s", USERS_DIR, de->d_name);
-		try_dir(dirfd(d), de->d_name, path, (uid_t)u, v, n, errors);
+		try_dir(dirfd(d), de->d_name, path, (uid_t)u, v, n, NULL);
 	}
 	closedir(d);
 }
@@ -299,7 +303,7 @@ size_t kl_statedir_for_read(const char *explicit_dir, struct kl_statedir **out, 
 		return n;
 	}
 	try_dir(AT_FDCWD, ROOT_DIR, ROOT_DIR, 0, out, &n, errors);
-	users_dirs(out, &n, errors);
+	users_dirs(out, &n);
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 	if (geteuid() != 0 && xdg && *xdg == '/') {
 		_cleanup_free_ char *path = xasprintf("%s/kvm-launch", xdg);

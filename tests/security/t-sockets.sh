@@ -79,7 +79,7 @@ echo "--set: kl-attacker refused with the reason; root's iops=88 reached the rea
 # ---- a view client that never reads, and many at once ----
 APID=$("$H/state-json" "$SEC_ROOTDIR/s1.json" agent.pid)
 as_attacker perl -MSocket -e 'my @s; for (1..20) { socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die; connect($s, sockaddr_un($ARGV[0])) or last; push @s, $s } sleep 8' \
-	"$SEC_ROOTDIR/s1.view.sock" &
+	"$SEC_ROOTDIR/s1.view.sock" 9>&- &
 hog=$!
 sleep 1
 sec_timed 5 "$SEC_KL" --status s1 > "$SEC_TMP/st2.txt" || fail "--status while a client hogs the view"
