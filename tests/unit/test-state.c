@@ -269,6 +269,18 @@ static void test_dir_checks(void)
 	CHECK(kl_state_dir_ensure(ww, &err) < 0);
 	CHECK(strstr(err.msg, "writable by everyone") != NULL);
 
+	/* Group-writable: refused too (a group member could plant entries);
+	 * the special bits of a private directory survive the world-bit fix. */
+	char *gw = xasprintf("%s/groupwritable", tmpdir);
+	mkdir(gw, 0770);
+	chmod(gw, 0770);
+	CHECK(kl_state_dir_ensure(gw, &err) < 0);
+	CHECK(strstr(err.msg, "writable by its group") != NULL);
+	chmod(gw, 02755);
+	CHECK(kl_state_dir_ensure(gw, &err) == 0);
+	CHECK(stat(gw, &st) == 0 && (st.st_mode & 07777) == 02750);
+	free(gw);
+
 	CHECK(kl_state_dir_ensure(nested, &err) == 0);
 	CHECK(stat(nested, &st) == 0 && S_ISDIR(st.st_mode));
 
