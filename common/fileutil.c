@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/safefile.h"
 #include "common/xalloc.h"
 
 char *kl_read_small_file(const char *path, size_t max, struct kl_error *err)
@@ -50,32 +51,16 @@ char *kl_read_small_file(const char *path, size_t max, struct kl_error *err)
 
 int kl_write_file_atomic(const char *path, const char *content, mode_t mode, struct kl_error *err)
 {
+	/* The directory by path (callers name their own); the file itself goes
+	 * through the one atomic writer, kl_write_at. */
 	const char *slash = strrchr(path, '/');
-	_cleanup_free_ char *tmp = slash ? xasprintf("%.*s/.%s.XXXXXX", (int)(slash - path), path, slash + 1)
-					 : xasprintf(".%s.XXXXXX", path);
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return kl_error_errno(err, errno, "cannot create a temporary file for %s", path);
-	size_t len = strlen(content), off = 0;
-	int e = 0;
-	if (fchmod(fd, mode) < 0)
-		e = errno;
-	while (!e && off < len) {
-		ssize_t n = write(fd, content + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			e = n < 0 ? errno : ENOSPC;
-		else
-			off += (size_t)n;
-	}
-	if (close(fd) < 0 && !e)
-		e = errno;
-	if (!e && rename(tmp, path) < 0)
-		e = errno;
-	if (e) {
-		unlink(tmp);
-		return kl_error_errno(err, e, "cannot write %s", path);
+	_cleanup_free_ char *dir = slash ? xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : xstrdup(".");
+	_cleanup_close_ int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return kl_error_errno(err, errno, "cannot write %s: open %s", path, dir);
+	if (kl_write_at(dirfd, slash ? slash + 1 : path, content, strlen(content), mode, err) < 0) {
+		kl_error_prefix(err, "%s", dir);
+		return -1;
 	}
 	return 0;
 }

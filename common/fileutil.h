@@ -9,10 +9,10 @@
 /* Read a whole file of at most max bytes (NUL-terminated; NULL on error or
  * when larger than max). */
 char *kl_read_small_file(const char *path, size_t max, struct kl_error *err);
-/* Write via a temporary file ".NAME.XXXXXX" in the same directory, then
- * rename: readers see the old or the new file, never a part.  No fsync:
- * everything we write is runtime state or a cache that a host crash makes
- * moot, and an fsync costs milliseconds in every VM start. */
+/* kl_write_at (common/safefile.h) in the directory of PATH, opened by path:
+ * readers see the old or the new file, never a part.  For files in a
+ * directory another uid may write, open it with kl_dir_open_trusted and use
+ * kl_write_at directly. */
 int kl_write_file_atomic(const char *path, const char *content, mode_t mode, struct kl_error *err);
 /* mkdir -p; existing directories are fine. */
 int kl_mkdir_p(const char *path, mode_t mode, struct kl_error *err);

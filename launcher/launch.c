@@ -12,6 +12,7 @@
 #include "common/xalloc.h"
 #include "launcher/prepare.h"
 #include "launcher/qemu_caps.h"
+#include "launcher/vm/state.h"
 
 void kl_launch_free(struct kl_launch *l)
 {
@@ -31,6 +32,7 @@ void kl_launch_free(struct kl_launch *l)
 	free(l->query_socket);
 	free(l->agent_log);
 	free(l->failed_open_why);
+	kl_state_fds_free(l->state_fds);
 	memset(l, 0, sizeof *l);
 }
 

@@ -15,6 +15,8 @@
 #include "policy/types.h"
 #include "launcher/argv/model.h"
 
+struct kl_state_fds;
+
 struct kl_disk_result {
 	const struct kl_disk_given *given;   /* owned by the model */
 	struct kl_disk_facts facts;
@@ -59,6 +61,7 @@ struct kl_launch {
 	char *agent_socket;               /* QMP monitor held by the agent */
 	char *query_socket;               /* QMP monitor for --status / --set */
 	char *agent_log;
+	struct kl_state_fds *state_fds;   /* the private directory and our listening sockets (vm/state.h) */
 	pid_t pid;                        /* our PID = QEMU's PID after exec */
 	unsigned long long start_ticks;   /* /proc/PID/stat starttime, to detect PID reuse */
 	long long started_unix;           /* wall clock at launch */

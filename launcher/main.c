@@ -113,6 +113,7 @@ static void set_up_state(struct kl_launch *l, const char *state_dir)
 		while (l->exec_argv.n > plain_argc)
 			free(l->exec_argv.v[--l->exec_argv.n]);
 		l->exec_argv.v[l->exec_argv.n] = NULL;
+		kl_state_fds_free(steal_pointer(&l->state_fds));
 		return;
 	}
 	if (kl_agent_spawn(l, &err) < 0)
@@ -242,6 +243,8 @@ static int launch_main(const struct kl_options *o, const char *argv0)
 	}
 	kl_exec_guard_disarm();
 	fflush(NULL);
+	/* Only now may QEMU's monitor listeners survive an exec. */
+	kl_state_pass_fds(&l);
 	kl_exec_qemu(strvec_terminate(&l.exec_argv), &err);
 	kl_err("%s", err.msg);
 	rc = 127;

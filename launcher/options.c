@@ -204,7 +204,7 @@ void kl_usage(FILE *f)
 	      "Options:\n"
 	      "  --config FILE       policy file (default " KL_DEFAULT_CONFIG ")\n"
 	      "  --qemu PATH         the real QEMU binary\n"
-	      "  --state-dir DIR     where VM state files and QMP sockets live\n"
+	      "  --state-dir DIR     this private directory (ours, not group-writable) for VM state\n"
 	      "  --dry-run           print what would be exec'd, one argument per line; exec nothing\n"
 	      "  --explain           print each disk's decision as a table; exec nothing\n"
 	      "  --json              JSON output for --dry-run, --explain, --status and --calibrate\n"

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -21,6 +22,7 @@
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
+#include "launcher/vm/view.h"
 
 #ifndef SYS_close_range
 #define SYS_close_range 436
@@ -72,27 +74,40 @@ static void reset_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* In the grandchild: becomes the agent.  Never returns. */
-static _Noreturn void agent_child(const char *state_file, int pidfd)
+/* fd to exactly `to` without close-on-exec; -1 stays -1. */
+static int place_fd(int fd, int to)
 {
-	/* The pidfd goes to fd 3; everything else inherited (libvirt's monitor
-	 * and log fds, the launcher's own) is closed. */
-	if (pidfd >= 0 && pidfd != KL_AGENT_PIDFD) {
-		if (dup2(pidfd, KL_AGENT_PIDFD) < 0)
-			_exit(1);
-		pidfd = KL_AGENT_PIDFD;
-	} else if (pidfd == KL_AGENT_PIDFD) {
-		int fl = fcntl(pidfd, F_GETFD);
-		if (fl >= 0)
-			fcntl(pidfd, F_SETFD, fl & ~FD_CLOEXEC);
-	}
-	close_all_from(pidfd >= 0 ? KL_AGENT_PIDFD + 1 : KL_AGENT_PIDFD);
+	if (fd < 0)
+		return -1;
+	if (dup2(fd, to) < 0)
+		_exit(1);
+	return to;
+}
+
+/* In the grandchild: becomes the agent.  Never returns. */
+static _Noreturn void agent_child(const char *state_file, int pidfd, int view_fd)
+{
+	/* QEMU's pidfd goes to fd 3 and the view socket to fd 4; everything
+	 * else inherited (libvirt's monitor and log fds, the launcher's own,
+	 * QEMU's monitor listeners) is closed.  First out of the way of 3 and
+	 * 4, then into place. */
+	int hp = pidfd >= 0 ? fcntl(pidfd, F_DUPFD_CLOEXEC, 10) : -1;
+	int hv = view_fd >= 0 ? fcntl(view_fd, F_DUPFD_CLOEXEC, 10) : -1;
+	if ((pidfd >= 0 && hp < 0) || (view_fd >= 0 && hv < 0))
+		_exit(1);
+	pidfd = place_fd(hp, KL_AGENT_PIDFD);
+	view_fd = place_fd(hv, KL_AGENT_VIEWFD);
+	close_all_from(KL_AGENT_VIEWFD + 1);
+	if (pidfd < 0)
+		close(KL_AGENT_PIDFD);
+	if (view_fd < 0)
+		close(KL_AGENT_VIEWFD);
 	int null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
 		dup2(null, STDERR_FILENO);
-		if (null > STDERR_FILENO && null != pidfd)
+		if (null > STDERR_FILENO && null != pidfd && null != view_fd)
 			close(null);
 	}
 	if (chdir("/") < 0) {
@@ -102,15 +117,15 @@ static _Noreturn void agent_child(const char *state_file, int pidfd)
 	extern char **environ;
 	execve("/proc/self/exe", argv, environ);
 	/* No /proc or exec refused: run here, in the launcher's copy. */
-	_exit(kl_agent_run(state_file, pidfd));
+	_exit(kl_agent_run(state_file, pidfd, view_fd));
 }
 
 int kl_agent_spawn(const struct kl_launch *l, struct kl_error *err)
 {
-	/* Without monitors (no socket path fitted) the agent still removes the
-	 * entry when QEMU exits. */
+	/* Without monitors the agent still removes the entry when QEMU exits. */
 	if (!l->state_file)
 		return 0;
+	int view_fd = l->state_fds ? l->state_fds->view_fd : -1;
 
 	int pidfd = kl_pidfd_open(getpid());
 	if (pidfd < 0)
@@ -131,7 +146,7 @@ int kl_agent_spawn(const struct kl_launch *l, struct kl_error *err)
 		if (grandchild < 0)
 			_exit(1);
 		if (grandchild == 0)
-			agent_child(l->state_file, pidfd);
+			agent_child(l->state_file, pidfd, view_fd);
 		_exit(0);
 	}
 	if (pidfd >= 0)
@@ -153,6 +168,9 @@ int kl_agent_spawn(const struct kl_launch *l, struct kl_error *err)
 
 struct agent {
 	const char *state_file;
+	struct kl_statedir dir;  /* the entry's directory, ours */
+	char *stem;
+	int view_fd;             /* the read-only view's listener, -1 if none */
 	pid_t qemu_pid;
 	unsigned long long qemu_ticks;
 	bool unnamed;
@@ -167,13 +185,6 @@ static double now_unix(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long long monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Has QEMU exited?  Waits up to timeout_ms (0: just look). */
@@ -419,22 +430,23 @@ static int drain_events(struct agent *a)
 /* ---- exit ---- */
 
 struct finish_ctx {
-	const char *state_file;
+	struct agent *a;
 	bool keep_log;
 };
 
 static int finish_entry(json_object *st, void *vctx, struct kl_error *err)
 {
 	struct finish_ctx *f = vctx;
+	(void)st;
 	(void)err;
-	kl_state_remove(f->state_file, st, f->keep_log);
+	kl_state_remove_at(f->a->dir.fd, f->a->stem, f->a->dir.owner, f->keep_log);
 	return 0;
 }
 
 static void finish(struct agent *a)
 {
 	struct kl_error err = KL_ERROR_INIT;
-	struct finish_ctx f = { a->state_file, !a->unnamed };
+	struct finish_ctx f = { a, !a->unnamed };
 	kl_info("agent: QEMU (pid %d) exited: removing its state", (int)a->qemu_pid);
 	if (kl_state_update(a->state_file, a->qemu_pid, a->qemu_ticks, finish_entry, &f, NULL, &err) < 0)
 		kl_warn("agent: %s", err.msg);
@@ -442,40 +454,69 @@ static void finish(struct agent *a)
 
 /* ---- main loop ---- */
 
-static int connect_monitor(struct agent *a, const char *sock)
+/* The socket was bound (and is listening) since before QEMU's exec, so the
+ * connection is made at once; the greeting comes when QEMU is up. */
+static int connect_monitor(struct agent *a)
 {
-	long long deadline = monotonic_ms() + KL_AGENT_CONNECT_TIMEOUT_MS;
 	struct kl_error err = KL_ERROR_INIT;
-
-	for (;;) {
-		if (qemu_gone(a, 0))
-			return -1;
-		long long left = deadline - monotonic_ms();
-		if (left <= 0) {
-			kl_warn("agent: no answer on %s after %d s: %s", sock, KL_AGENT_CONNECT_TIMEOUT_MS / 1000, err.msg);
-			return -1;
-		}
-		kl_error_clear(&err);
-		if (qmp_connect_wait(sock, left < 1000 ? (int)left : 1000, &a->qmp, &err) == 0)
-			return 0;
-		/* Refused or timed out: QEMU still starting, stopped, or gone. */
-		qemu_gone(a, 50);
+	_cleanup_free_ char *name = xasprintf("%s.agent.sock", a->stem);
+	int fd = kl_vm_connect_at(&a->dir, name, a->qemu_pid, a->dir.owner, 5000, &err);
+	if (fd >= 0 && qmp_connect_fd(fd, KL_AGENT_CONNECT_TIMEOUT_MS, &a->qmp, &err) < 0) {
+		close(fd);
+		fd = -1;
 	}
+	if (fd < 0) {
+		kl_warn("agent: %s: %s", name, err.msg);
+		return -1;
+	}
+	return 0;
 }
 
-int kl_agent_run(const char *state_file, int pidfd)
+/* The entry's directory (ours, trusted), its stem, the entry itself and the
+ * log, all from the state file's name. */
+static int open_entry(struct agent *a, int *logfd)
 {
-	struct agent a = { .state_file = state_file, .pidfd = pidfd };
 	struct kl_error err = KL_ERROR_INIT;
-	int rc = 0;
+	const char *slash = strrchr(a->state_file, '/');
+	size_t len = strlen(a->state_file);
+	if (!slash || len < 6 || strcmp(a->state_file + len - 5, ".json") != 0) {
+		kl_err("agent: %s: not a state file", a->state_file);
+		return -1;
+	}
+	_cleanup_free_ char *dir = xstrndup(a->state_file, (size_t)(slash - a->state_file));
+	a->stem = xstrndup(slash + 1, strlen(slash + 1) - 5);
+	if (kl_statedir_open(*dir ? dir : "/", geteuid(), &a->dir, &err) < 0 ||
+	    kl_state_read_at(a->dir.fd, slash + 1, a->dir.owner, &a->state, &err) < 0) {
+		kl_err("agent: %s", err.msg);
+		return -1;
+	}
+	_cleanup_free_ char *log = xasprintf("%s.agent.log", a->stem);
+	int fd = openat(a->dir.fd, log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+			0600);
+	struct stat st;
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -1;
+	}
+	*logfd = fd;
+	return 0;
+}
+
+int kl_agent_run(const char *state_file, int pidfd, int view_fd)
+{
+	struct agent a = { .state_file = state_file, .pidfd = pidfd, .view_fd = view_fd, .dir = KL_STATEDIR_INIT };
+	int rc = 0, logfd = -1;
 
 	signal(SIGPIPE, SIG_IGN);
-	if (kl_state_read(state_file, &a.state, &err) < 0) {
-		kl_err("agent: %s", err.msg);
-		return 1;
+	if (open_entry(&a, &logfd) < 0) {
+		rc = 1;
+		goto out;
 	}
-	const char *log = kl_js_str(a.state, "agent_log");
-	int logfd = log ? open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640) : -1;
+	if (a.view_fd >= 0) {
+		int fl = fcntl(a.view_fd, F_GETFL);
+		fcntl(a.view_fd, F_SETFL, (fl < 0 ? 0 : fl) | O_NONBLOCK);
+		fcntl(a.view_fd, F_SETFD, FD_CLOEXEC);
+	}
 	kl_log_set_fd(logfd);
 	if (kl_log_get_level() < KL_LOG_INFO)
 		kl_log_set_level(KL_LOG_INFO);
@@ -508,10 +549,9 @@ int kl_agent_run(const char *state_file, int pidfd)
 	}
 
 	record_state(&a, "connecting", NULL);
-	const char *sock = kl_js_str(a.state, "agent_socket");
-	if (!sock) {
+	if (!kl_js_str(a.state, "agent_socket")) {
 		record_state(&a, "no-monitor", "no agent socket");
-	} else if (connect_monitor(&a, sock) < 0) {
+	} else if (connect_monitor(&a) < 0) {
 		if (!qemu_gone(&a, 0))
 			record_state(&a, "no-monitor", "QEMU's monitor did not answer");
 	} else {
@@ -528,12 +568,16 @@ int kl_agent_run(const char *state_file, int pidfd)
 		}
 		/* Wake-ups are rare (QEMU events), so this costs nothing. */
 		kl_release_text_pages();
-		struct pollfd p[2];
-		nfds_t np = 0;
+		struct pollfd p[3];
+		nfds_t np = 0, view = 3;
 		if (a.pidfd >= 0)
 			p[np++] = (struct pollfd){ .fd = a.pidfd, .events = POLLIN };
 		if (a.qmp)
 			p[np++] = (struct pollfd){ .fd = qmp_fd(a.qmp), .events = POLLIN };
+		if (a.view_fd >= 0) {
+			view = np;
+			p[np++] = (struct pollfd){ .fd = a.view_fd, .events = POLLIN };
+		}
 		int timeout = a.pidfd >= 0 ? -1 : 500;
 		int r = poll(p, np, timeout);
 		if (r < 0 && errno != EINTR) {
@@ -541,6 +585,8 @@ int kl_agent_run(const char *state_file, int pidfd)
 			rc = 1;
 			break;
 		}
+		if (r > 0 && view < np && (p[view].revents & POLLIN))
+			kl_view_serve(a.view_fd, a.qmp);
 		if (qemu_gone(&a, 0))
 			break;
 		if (a.entry_gone && !a.qmp)
@@ -558,7 +604,12 @@ out:
 		qmp_close(a.qmp);
 	if (a.pidfd >= 0)
 		close(a.pidfd);
-	json_object_put(a.state);
+	if (a.view_fd >= 0)
+		close(a.view_fd);
+	kl_statedir_close(&a.dir);
+	free(a.stem);
+	if (a.state)
+		json_object_put(a.state);
 	if (logfd >= 0)
 		close(logfd);
 	kl_log_set_fd(-1);
@@ -578,5 +629,10 @@ int kl_agent_main(const char *state_file)
 		fcntl(pidfd, F_SETFD, FD_CLOEXEC);
 	if (pidfd >= 0 && kl_proc_pidfd_pid(pidfd) < 0)
 		pidfd = -1; /* not a pidfd: leave it alone */
-	return kl_agent_run(state_file, pidfd);
+	/* fd 4: the view socket's listener, if it is one. */
+	int listening = 0;
+	socklen_t len = sizeof listening;
+	int view_fd = getsockopt(KL_AGENT_VIEWFD, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening
+			      ? KL_AGENT_VIEWFD : -1;
+	return kl_agent_run(state_file, pidfd, view_fd);
 }

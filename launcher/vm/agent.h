@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The per-VM agent: a small detached process that holds the VM's agent QMP
  * monitor, applies the live settings the policy decided (I/O throttling),
  * records what it did and notable QEMU events in the state file, and cleans
@@ -10,7 +11,7 @@
  * every inherited fd and pointing stdio at /dev/null, re-executes this binary
  * (/proc/self/exe) as
  *
- *     kvm-launch --agent STATEFILE          (the pidfd is fd 3)
+ *     kvm-launch --agent STATEFILE          (the pidfd is fd 3, the view socket fd 4)
  *
  * so that the agent holds nothing of the launcher's memory.  main() routes
  * that hidden option to kl_agent_main().  If the re-exec fails, the agent
@@ -23,6 +24,8 @@
 
 /* The fd number the agent finds QEMU's pidfd at after the re-exec. */
 #define KL_AGENT_PIDFD 3
+/* ... and the listening view socket (STEM.view.sock) at fd 4. */
+#define KL_AGENT_VIEWFD 4
 /* How long the agent waits for QEMU's monitor to answer. */
 #define KL_AGENT_CONNECT_TIMEOUT_MS 60000
 
@@ -35,7 +38,8 @@ int kl_agent_spawn(const struct kl_launch *l, struct kl_error *err);
 /* The agent itself (hidden option --agent STATEFILE).  Returns the exit code. */
 int kl_agent_main(const char *state_file);
 
-/* The agent's loop on an already-open pidfd (-1: none, poll /proc instead). */
-int kl_agent_run(const char *state_file, int pidfd);
+/* The agent's loop on an already-open pidfd (-1: none, poll /proc instead)
+ * and view listener (-1: none). */
+int kl_agent_run(const char *state_file, int pidfd, int view_fd);
 
 #endif

@@ -23,6 +23,7 @@
 #include "launcher/vm/cachemode.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/state.h"
+#include "launcher/vm/view.h"
 
 #define TKEY(i) (kl_throttle_keys[i].name)
 #define SET_CONNECT_TIMEOUT_MS 3000
@@ -308,12 +309,13 @@ static int set_open(struct set_run *r, const char *state_dir, int argc, char **a
 	r->label = kl_json_str(r->disk, "id") ? kl_json_str(r->disk, "id") : kl_json_str(r->disk, "node");
 	if (!r->label)
 		r->label = argv[1];
-	const char *sock = kl_json_str(r->e.json, "query_socket");
-	if (!sock)
+	if (!kl_json_str(r->e.json, "query_socket"))
 		return kl_error_fail(err, "%s: started without kvm-launch's query monitor: nothing can be changed live",
 				     r->vm);
-	if (qmp_connect(sock, SET_CONNECT_TIMEOUT_MS, &r->qmp, err) < 0) {
-		kl_error_prefix(err, "%s: cannot reach QEMU's monitor (%s)", r->vm, sock);
+	if (kl_state_may_drive(&r->e, err) < 0)
+		return -1;
+	if (kl_vm_qmp(&r->e, SET_CONNECT_TIMEOUT_MS, &r->qmp, err) < 0) {
+		kl_error_prefix(err, "%s: cannot reach QEMU's monitor (%s/%s.qmp.sock)", r->vm, r->e.dir, r->e.stem);
 		return -1;
 	}
 	if (qmp_execute(r->qmp, "query-block", NULL, SET_CALL_TIMEOUT_MS, &r->blocks, err) < 0) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,7 +20,6 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* ---- small helpers ---- */
 
@@ -71,16 +71,6 @@ json_object *kl_js_get(json_object *o, const char *key, json_type type)
 	return v;
 }
 
-static char *dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		return xstrdup(".");
-	if (slash == path)
-		return xstrdup("/");
-	return xstrndup(path, (size_t)(slash - path));
-}
-
 static const char *base_of(const char *path)
 {
 	const char *slash = strrchr(path, '/');
@@ -125,223 +115,31 @@ char *kl_state_name(const char *vm_name, pid_t pid)
 	return strbuf_steal(&b);
 }
 
-/* ---- the directory ---- */
-
-static int mkdir_parents(const char *dir, struct kl_error *err)
-{
-	_cleanup_free_ char *p = xstrdup(dir);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			return kl_error_errno(err, errno, "cannot create %s", p);
-		*s = '/';
-	}
-	return 0;
-}
-
-static int check_dir_fd(int fd, const char *dir, bool fix_mode, struct kl_error *err)
-{
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return kl_error_errno(err, errno, "%s", dir);
-	if (!S_ISDIR(st.st_mode))
-		return kl_error_fail(err, "%s: not a directory", dir);
-	if (st.st_uid != geteuid() && st.st_uid != 0)
-		return kl_error_fail(err, "%s: owned by uid %u, neither us nor root: refusing it", dir,
-				     (unsigned)st.st_uid);
-	if (st.st_mode & S_IWOTH)
-		return kl_error_fail(err, "%s: writable by everyone (mode %04o): refusing it", dir,
-				     (unsigned)(st.st_mode & 07777));
-	if (st.st_mode & (S_IROTH | S_IXOTH)) {
-		if (!fix_mode || st.st_uid != geteuid())
-			return kl_error_fail(err, "%s: accessible by everyone (mode %04o): refusing it", dir,
-					     (unsigned)(st.st_mode & 07777));
-		if (fchmod(fd, st.st_mode & 0770) < 0)
-			return kl_error_errno(err, errno, "%s: cannot remove world access", dir);
-	}
-	return 0;
-}
-
 int kl_state_dir_ensure(const char *dir, struct kl_error *err)
 {
-	if (!dir || !*dir)
+	_cleanup_statedir_ struct kl_statedir d = KL_STATEDIR_INIT;
+	if (!dir)
 		return kl_error_fail(err, "empty state directory name");
-	if (mkdir_parents(dir, err) < 0)
-		return -1;
-	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-		return kl_error_errno(err, errno, "cannot create %s", dir);
-	struct stat lst;
-	if (lstat(dir, &lst) == 0 && S_ISLNK(lst.st_mode))
-		return kl_error_fail(err, "%s: is a symbolic link: refusing it", dir);
-	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ELOOP || errno == ENOTDIR)
-			return kl_error_fail(err, "%s: not a directory (or a symbolic link): refusing it", dir);
-		return kl_error_errno(err, errno, "%s", dir);
-	}
-	if (check_dir_fd(fd, dir, true, err) < 0)
-		return -1;
-	if (access(dir, W_OK | X_OK) < 0)
-		return kl_error_errno(err, errno, "%s: not writable", dir);
-	return 0;
+	return kl_statedir_for_launch(dir, &d, err);
 }
 
-static char *short_socket_dir(void)
+void kl_state_fds_free(struct kl_state_fds *f)
 {
-	if (geteuid() == 0)
-		return xstrdup(KL_DEFAULT_STATE_DIR "/s");
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	if (xdg && *xdg == '/')
-		return xasprintf("%s/kvm-launch/s", xdg);
-	return NULL;
-}
-
-static int ensure_short_dir(const char *sdir)
-{
-	_cleanup_free_ char *parent = dir_of(sdir);
-	if (kl_state_dir_ensure(parent, NULL) < 0)
-		return -1;
-	if (mkdir(sdir, 0700) < 0 && errno != EEXIST)
-		return -1;
-	_cleanup_close_ int fd = open(sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 || check_dir_fd(fd, sdir, true, NULL) < 0)
-		return -1;
-	return 0;
-}
-
-int kl_state_socket_paths_in(const char *dir, const char *stem, pid_t pid, const char *sdir,
-			     char **agent_out, char **query_out)
-{
-	char *a = xasprintf("%s/%s.agent.sock", dir, stem);
-	char *q = xasprintf("%s/%s.qmp.sock", dir, stem);
-
-	*agent_out = *query_out = NULL;
-	if (strlen(a) <= SUN_PATH_MAX && strlen(q) <= SUN_PATH_MAX)
-		goto done;
-	free(a);
-	free(q);
-	a = xasprintf("%s/%d.a.sock", dir, (int)pid);
-	q = xasprintf("%s/%d.q.sock", dir, (int)pid);
-	if (strlen(a) <= SUN_PATH_MAX && strlen(q) <= SUN_PATH_MAX)
-		goto done;
-	free(a);
-	free(q);
-	a = q = NULL;
-	if (sdir) {
-		_cleanup_free_ char *key = xasprintf("%s/%s", dir, stem);
-		unsigned long long h = (unsigned long long)fnv1a(key);
-		a = xasprintf("%s/%016llx.a", sdir, h);
-		q = xasprintf("%s/%016llx.q", sdir, h);
-		if (strlen(a) <= SUN_PATH_MAX && strlen(q) <= SUN_PATH_MAX && ensure_short_dir(sdir) == 0)
-			goto done;
-		free(a);
-		free(q);
-	}
-	return -1;
-done:
-	*agent_out = a;
-	*query_out = q;
-	return 0;
-}
-
-int kl_state_socket_paths(const char *dir, const char *stem, pid_t pid, char **agent_out, char **query_out)
-{
-	_cleanup_free_ char *sdir = short_socket_dir();
-	return kl_state_socket_paths_in(dir, stem, pid, sdir, agent_out, query_out);
-}
-
-void kl_state_dirs(const char *state_dir, struct strvec *out)
-{
-	if (state_dir) {
-		strvec_push_dup(out, state_dir);
+	if (!f)
 		return;
-	}
-	strvec_push_dup(out, KL_DEFAULT_STATE_DIR);
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	if (geteuid() != 0 && xdg && *xdg == '/')
-		strvec_pushf(out, "%s/kvm-launch", xdg);
+	int *fds[] = { &f->dirfd, &f->agent_fd, &f->query_fd, &f->view_fd };
+	for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+	free(f->stem);
+	free(f);
 }
 
-/* ---- locking ---- */
-
-/* flock() on the directory: every writer of a state file in it takes this
- * for its read-modify-write.  Returns the locked fd, or -1 (errno) after
- * timeout_ms. */
-static int lock_dir(const char *dir, int timeout_ms)
+/* DIR/STEM.view.sock, for humans. */
+static json_object *view_path_json(const char *dir, const char *stem)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	for (int waited = 0;; waited += 10) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			return fd;
-		if (errno != EWOULDBLOCK && errno != EINTR)
-			break;
-		if (waited >= timeout_ms) {
-			errno = ETIMEDOUT;
-			break;
-		}
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	int e = errno;
-	close(fd);
-	errno = e;
-	return -1;
-}
-
-/* ---- writing ---- */
-
-int kl_state_write_json(const char *path, json_object *obj, struct kl_error *err)
-{
-	_cleanup_free_ char *text = xasprintf("%s\n", json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
-										   JSON_C_TO_STRING_NOSLASHESCAPE));
-	return kl_write_file_atomic(path, text, 0640, err);
-}
-
-int kl_state_read(const char *path, json_object **out, struct kl_error *err)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return kl_error_errno(err, errno, "cannot open %s", path);
-	struct strbuf b = STRBUF_INIT;
-	char buf[8192];
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof buf);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			int e = errno;
-			strbuf_free(&b);
-			return kl_error_errno(err, e, "cannot read %s", path);
-		}
-		if (n == 0)
-			break;
-		strbuf_append_len(&b, buf, (size_t)n);
-		if (b.len > 64 * 1024 * 1024) {
-			strbuf_free(&b);
-			return kl_error_fail(err, "%s: too large", path);
-		}
-	}
-	json_tokener *tok = json_tokener_new();
-	json_object *o = json_tokener_parse_ex(tok, strbuf_str(&b), (int)b.len);
-	enum json_tokener_error jerr = json_tokener_get_error(tok);
-	json_tokener_free(tok);
-	strbuf_free(&b);
-	if (!o || jerr != json_tokener_success) {
-		if (o)
-			json_object_put(o);
-		return kl_error_fail(err, "%s: not valid JSON (%s)", path,
-				     jerr == json_tokener_success ? "incomplete" : json_tokener_error_desc(jerr));
-	}
-	if (!json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		return kl_error_fail(err, "%s: not a JSON object", path);
-	}
-	*out = o;
-	return 0;
+	_cleanup_free_ char *p = xasprintf("%s/%s.view.sock", dir, stem);
+	return json_object_new_string(p);
 }
 
 static json_object *tri_json(enum kl_tri t)
@@ -440,6 +238,9 @@ json_object *kl_state_to_json(const struct kl_launch *l)
 	json_object_object_add(o, "state_dir", str_or_null(l->state_dir));
 	json_object_object_add(o, "agent_socket", str_or_null(l->agent_socket));
 	json_object_object_add(o, "query_socket", str_or_null(l->query_socket));
+	if (l->state_fds && l->state_fds->view_fd >= 0)
+		json_object_object_add(o, "view_socket",
+				       view_path_json(l->state_dir, l->state_fds->stem));
 	json_object_object_add(o, "agent_log", str_or_null(l->agent_log));
 	json_object_object_add(o, "incoming", json_object_new_boolean(l->vm.incoming));
 
@@ -477,348 +278,178 @@ json_object *kl_state_to_json(const struct kl_launch *l)
 
 int kl_state_write(const struct kl_launch *l, struct kl_error *err)
 {
-	if (!l->state_file || !l->state_dir)
+	struct kl_state_fds *f = l->state_fds;
+	if (!l->state_file || !f)
 		return kl_error_fail(err, "no state file chosen (kl_state_prepare was not called)");
 	_cleanup_json_ json_object *o = kl_state_to_json(l);
 	/* The lock keeps an agent of an earlier VM of the same name from
 	 * removing this file while it cleans up after its own QEMU. */
-	_cleanup_close_ int lock = lock_dir(l->state_dir, 2000);
+	struct kl_statedir d = { f->dirfd, l->state_dir, f->owner };
+	_cleanup_close_ int lock = kl_statedir_lock(&d, 2000);
 	if (lock < 0)
 		kl_debug("%s: cannot lock (%s): writing anyway", l->state_dir, strerror(errno));
-	return kl_state_write_json(l->state_file, o, err);
-}
-
-/* ---- updating ---- */
-
-int kl_state_update(const char *path, pid_t pid, unsigned long long start_ticks,
-		    int (*fn)(json_object *state, void *ctx, struct kl_error *err), void *ctx,
-		    bool *gone, struct kl_error *err)
-{
-	_cleanup_free_ char *dir = dir_of(path);
-	_cleanup_json_ json_object *st = NULL;
-
-	if (gone)
-		*gone = false;
-	_cleanup_close_ int lock = lock_dir(dir, 5000);
-	if (lock < 0)
-		return kl_error_errno(err, errno, "cannot lock %s", dir);
-	if (kl_state_read(path, &st, err) < 0) {
-		if (err && err->errnum == ENOENT) {
-			kl_error_clear(err);
-			if (gone)
-				*gone = true;
-			return 0;
-		}
-		return -1;
-	}
-	if (kl_js_int(st, "pid", -1) != (long long)pid ||
-	    (start_ticks && (unsigned long long)kl_js_int(st, "start_ticks", 0) != start_ticks)) {
-		if (gone)
-			*gone = true;
-		return 0;
-	}
-	int r = fn(st, ctx, err);
-	if (r <= 0)
-		return r;
-	return kl_state_write_json(path, st, err);
-}
-
-/* ---- listing ---- */
-
-static void entry_fill(struct kl_state_entry *e)
-{
-	json_object *j = e->json;
-	const char *name = kl_js_str(j, "name");
-	if (!name)
-		name = kl_js_str(j, "stem");
-	if (!name)
-		name = base_of(e->file);
-	e->name = name;
-	e->pid = (pid_t)kl_js_int(j, "pid", 0);
-	e->start_ticks = (unsigned long long)kl_js_int(j, "start_ticks", 0);
-	e->proc = kl_proc_check(e->pid, e->start_ticks);
-	json_object *agent = kl_js_get(j, "agent", json_type_object);
-	e->agent_pid = (pid_t)kl_js_int(agent, "pid", 0);
-	e->agent = e->agent_pid > 0 ? kl_proc_check(e->agent_pid, (unsigned long long)kl_js_int(agent, "start_ticks", 0))
-				    : KL_PROC_GONE;
-	e->stopped = !kl_js_bool(j, "running", true);
-}
-
-static int entry_cmp(const void *a, const void *b)
-{
-	const struct kl_state_entry *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
-	return c ? c : strcmp(x->file, y->file);
-}
-
-int kl_state_list(const char *dir, struct kl_state_entry **out, size_t *n, struct kl_error *err)
-{
-	*out = NULL;
-	*n = 0;
-	_cleanup_closedir_ DIR *d = opendir(dir);
-	if (!d) {
-		if (errno == ENOENT)
-			return 0;
-		return kl_error_errno(err, errno, "cannot read %s", dir);
-	}
-	size_t cap = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		if (de->d_name[0] == '.' || len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
-			continue;
-		_cleanup_free_ char *file = xasprintf("%s/%s", dir, de->d_name);
-		json_object *j = NULL;
-		struct kl_error rerr = KL_ERROR_INIT;
-		if (kl_state_read(file, &j, &rerr) < 0) {
-			if (rerr.errnum != ENOENT)
-				kl_warn("skipping %s", rerr.msg);
-			continue;
-		}
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 8;
-			*out = xrealloc(*out, cap * sizeof **out);
-		}
-		struct kl_state_entry *e = &(*out)[(*n)++];
-		memset(e, 0, sizeof *e);
-		e->file = steal_pointer(&file);
-		e->json = j;
-		entry_fill(e);
-	}
-	if (*n > 1)
-		qsort(*out, *n, sizeof **out, entry_cmp);
-	return 0;
-}
-
-void kl_state_entries_free(struct kl_state_entry *e, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(e[i].file);
-		if (e[i].json)
-			json_object_put(e[i].json);
-	}
-}
-
-bool kl_state_entry_stale(const struct kl_state_entry *e)
-{
-	return e->proc != KL_PROC_ALIVE;
-}
-
-int kl_state_find(const char *state_dir, const char *name, struct kl_state_entry *out, struct kl_error *err)
-{
-	_cleanup_strvec_ struct strvec dirs = STRVEC_INIT;
-	bool found = false;
-
-	memset(out, 0, sizeof *out);
-	kl_state_dirs(state_dir, &dirs);
-	for (size_t i = 0; i < dirs.n; i++) {
-		struct kl_state_entry *es;
-		size_t n;
-		if (kl_state_list(dirs.v[i], &es, &n, err) < 0) {
-			if (i + 1 < dirs.n)
-				continue;
-			if (!found)
-				return -1;
-			break;
-		}
-		for (size_t k = 0; k < n; k++) {
-			const char *stem = kl_js_str(es[k].json, "stem");
-			bool match = strcmp(es[k].name, name) == 0 || (stem && strcmp(stem, name) == 0);
-			if (!match)
-				continue;
-			/* Prefer a live entry over a stale one of the same name. */
-			if (found && (kl_state_entry_stale(&es[k]) || !kl_state_entry_stale(out)))
-				continue;
-			if (found)
-				kl_state_entries_free(out, 1);
-			*out = es[k];
-			memset(&es[k], 0, sizeof es[k]);
-			found = true;
-		}
-		kl_state_entries_free(es, n);
-		free(es);
-	}
-	if (!found)
-		return kl_error_fail(err, "no VM named '%s' was launched through kvm-launch", name);
-	kl_error_clear(err);
-	return 0;
-}
-
-/* ---- removing ---- */
-
-static bool same_dir(const char *a, const char *b)
-{
-	struct stat sa, sb;
-	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
-/* Unlink path if it lives directly in dir (or the short socket directory)
- * and has the expected type. */
-static void remove_owned(const char *path, const char *dir, mode_t type)
-{
-	if (!path || !*path)
-		return;
-	_cleanup_free_ char *pdir = dir_of(path);
-	_cleanup_free_ char *sdir = short_socket_dir();
-	if (!same_dir(pdir, dir) && !(type == S_IFSOCK && sdir && same_dir(pdir, sdir)))
-		return;
-	struct stat st;
-	if (lstat(path, &st) < 0 || (st.st_mode & S_IFMT) != type)
-		return;
-	if (unlink(path) < 0 && errno != ENOENT)
-		kl_debug("cannot remove %s: %s", path, strerror(errno));
-}
-
-void kl_state_remove(const char *state_file, json_object *state, bool keep_log)
-{
-	_cleanup_free_ char *dir = dir_of(state_file);
-	remove_owned(kl_js_str(state, "agent_socket"), dir, S_IFSOCK);
-	remove_owned(kl_js_str(state, "query_socket"), dir, S_IFSOCK);
-	if (!keep_log)
-		remove_owned(kl_js_str(state, "agent_log"), dir, S_IFREG);
-	remove_owned(state_file, dir, S_IFREG);
-}
-
-int kl_state_clean_stale(const char *dir)
-{
-	struct kl_state_entry *es;
-	size_t n;
-	int removed = 0;
-
-	_cleanup_close_ int lock = lock_dir(dir, 200);
-	if (lock < 0)
-		return 0;
-	if (kl_state_list(dir, &es, &n, NULL) < 0)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!kl_state_entry_stale(&es[i]))
-			continue;
-		kl_debug("removing stale state %s (pid %d %s)", es[i].file, (int)es[i].pid,
-			 kl_proc_state_name(es[i].proc));
-		kl_state_remove(es[i].file, es[i].json, false);
-		removed++;
-	}
-	kl_state_entries_free(es, n);
-	free(es);
-	return removed;
+	_cleanup_free_ char *name = xasprintf("%s.json", f->stem);
+	return kl_state_write_at(f->dirfd, name, f->owner, o, err);
 }
 
 /* ---- launch side ---- */
 
-static char *absolute(const char *dir)
+/* The stem for this VM: a live VM of the same name (two QEMUs given one
+ * -name) keeps its entry and we take STEM@PID.  Called under the lock. */
+static char *choose_stem(int dirfd, uid_t owner, const char *vm_name, pid_t pid)
 {
-	char real[PATH_MAX];
-	if (realpath(dir, real))
-		return xstrdup(real);
-	return xstrdup(dir);
-}
-
-static int choose_dir(const char *state_dir, char **out, struct kl_error *err)
-{
-	const char *dir = state_dir ? state_dir : KL_DEFAULT_STATE_DIR;
-	if (kl_state_dir_ensure(dir, err) == 0) {
-		*out = absolute(dir);
-		return 0;
-	}
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	if (state_dir || geteuid() == 0 || !xdg || *xdg != '/')
-		return -1;
-	struct kl_error err2 = KL_ERROR_INIT;
-	_cleanup_free_ char *alt = xasprintf("%s/kvm-launch", xdg);
-	if (kl_state_dir_ensure(alt, &err2) < 0) {
-		kl_error_set(err, "%s; and %s", err->msg, err2.msg);
-		return -1;
-	}
-	kl_debug("%s: using %s instead", err->msg, alt);
-	kl_error_clear(err);
-	*out = absolute(alt);
-	return 0;
-}
-
-int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error *err)
-{
-	_cleanup_free_ char *dir = NULL;
-	_cleanup_free_ char *stem = NULL;
-	pid_t pid = getpid();
-
-	for (int i = 0; i < l->argc; i++)
-		if (l->argv[i] && (strcmp(l->argv[i], "-daemonize") == 0 || strcmp(l->argv[i], "--daemonize") == 0))
-			return kl_error_fail(err, "-daemonize: QEMU leaves the launched process, so it cannot be followed");
-	if (choose_dir(state_dir, &dir, err) < 0)
-		return -1;
-	kl_state_clean_stale(dir);
-
-	if (kl_proc_start_ticks(pid, &l->start_ticks) < 0)
-		return kl_error_errno(err, errno, "cannot read /proc/%d/stat", (int)pid);
-	stem = kl_state_name(l->vm.name, pid);
-	/* The name is chosen and claimed under the directory lock: two launches
-	 * of one -name at the same moment must not both take it (one entry
-	 * would be lost, and both QEMUs given the same monitor sockets). */
-	_cleanup_close_ int lock = lock_dir(dir, 2000);
-	if (lock < 0)
-		kl_debug("%s: cannot lock (%s): choosing the name anyway", dir, strerror(errno));
-	/* A live VM of the same name (two QEMUs given one -name): keep both. */
-	_cleanup_free_ char *probe = xasprintf("%s/%s.json", dir, stem);
+	char *stem = kl_state_name(vm_name, pid);
+	_cleanup_free_ char *probe = xasprintf("%s.json", stem);
 	_cleanup_json_ json_object *old = NULL;
-	if (kl_state_read(probe, &old, NULL) == 0 && kl_js_int(old, "pid", 0) != pid &&
+	if (kl_state_read_at(dirfd, probe, owner, &old, NULL) == 0 && kl_js_int(old, "pid", 0) != pid &&
 	    kl_proc_check((pid_t)kl_js_int(old, "pid", 0), (unsigned long long)kl_js_int(old, "start_ticks", 0)) ==
 		    KL_PROC_ALIVE) {
 		char *s = xasprintf("%s@%d", stem, (int)pid);
 		free(stem);
 		stem = s;
 	}
+	return stem;
+}
+
+static int write_claim(const struct kl_launch *l, struct kl_error *err)
+{
+	struct kl_state_fds *f = l->state_fds;
+	_cleanup_json_ json_object *claim = json_object_new_object();
+	json_object_object_add(claim, "version", json_object_new_int(KL_STATE_VERSION));
+	json_object_object_add(claim, "name", l->vm.name ? json_object_new_string(l->vm.name) : NULL);
+	json_object_object_add(claim, "stem", json_object_new_string(f->stem));
+	json_object_object_add(claim, "pid", json_object_new_int64(l->pid));
+	json_object_object_add(claim, "start_ticks", json_object_new_int64((int64_t)l->start_ticks));
+	json_object_object_add(claim, "started", json_object_new_int64(l->started_unix));
+	json_object_object_add(claim, "running", json_object_new_boolean(true));
+	_cleanup_free_ char *name = xasprintf("%s.json", f->stem);
+	return kl_state_write_at(f->dirfd, name, f->owner, claim, err);
+}
+
+int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error *err)
+{
+	_cleanup_statedir_ struct kl_statedir d = KL_STATEDIR_INIT;
+	pid_t pid = getpid();
+
+	for (int i = 0; i < l->argc; i++)
+		if (l->argv[i] && (strcmp(l->argv[i], "-daemonize") == 0 || strcmp(l->argv[i], "--daemonize") == 0))
+			return kl_error_fail(err, "-daemonize: QEMU leaves the launched process, so it cannot be followed");
+	if (kl_statedir_for_launch(state_dir, &d, err) < 0)
+		return -1;
+	kl_state_clean_stale_at(d.fd, d.path, d.owner);
+	if (kl_proc_start_ticks(pid, &l->start_ticks) < 0)
+		return kl_error_errno(err, errno, "cannot read /proc/%d/stat", (int)pid);
+
+	/* The name is chosen and claimed under the lock: two launches of one
+	 * -name at the same moment must not both take it. */
+	_cleanup_close_ int lock = kl_statedir_lock(&d, 2000);
+	if (lock < 0)
+		kl_debug("%s: cannot lock (%s): choosing the name anyway", d.path, strerror(errno));
+	kl_state_fds_free(l->state_fds);
+	struct kl_state_fds *f = l->state_fds = xcalloc(1, sizeof *f);
+	f->agent_fd = f->query_fd = f->view_fd = -1;
+	f->stem = choose_stem(d.fd, d.owner, l->vm.name, pid);
+	f->owner = d.owner;
+	f->dirfd = steal_fd(&d.fd);
 
 	free(l->state_dir);
 	free(l->state_file);
 	free(l->agent_log);
 	free(l->agent_socket);
 	free(l->query_socket);
-	l->state_dir = xstrdup(dir);
-	l->state_file = xasprintf("%s/%s.json", dir, stem);
-	l->agent_log = xasprintf("%s/%s.agent.log", dir, stem);
+	l->state_dir = xstrdup(d.path);
+	l->state_file = xasprintf("%s/%s.json", d.path, f->stem);
+	l->agent_log = xasprintf("%s/%s.agent.log", d.path, f->stem);
 	l->agent_socket = l->query_socket = NULL;
-	if (kl_state_socket_paths(dir, stem, pid, &l->agent_socket, &l->query_socket) < 0)
-		kl_warn("%s: no socket path fits in %zu bytes: the VM starts without kvm-launch's monitors",
-			dir, SUN_PATH_MAX);
 	l->pid = pid;
 	if (!l->started_unix)
 		l->started_unix = (long long)time(NULL);
 	/* The claim: a first entry naming our PID, which kl_state_write
 	 * replaces; another launch now sees the name taken by a live VM. */
-	_cleanup_json_ json_object *claim = json_object_new_object();
-	json_object_object_add(claim, "version", json_object_new_int(KL_STATE_VERSION));
-	json_object_object_add(claim, "name", l->vm.name ? json_object_new_string(l->vm.name) : NULL);
-	json_object_object_add(claim, "stem", json_object_new_string(stem));
-	json_object_object_add(claim, "pid", json_object_new_int64(pid));
-	json_object_object_add(claim, "start_ticks", json_object_new_int64((int64_t)l->start_ticks));
-	json_object_object_add(claim, "started", json_object_new_int64(l->started_unix));
-	json_object_object_add(claim, "running", json_object_new_boolean(true));
-	return kl_state_write_json(l->state_file, claim, err);
+	if (write_claim(l, err) < 0) {
+		kl_state_fds_free(steal_pointer(&l->state_fds));
+		return -1;
+	}
+	return 0;
 }
 
-static void unlink_stale_socket(const char *path)
+/* A listening socket DIR/STEM.SUFFIX made by us with mode `mode`. */
+static int listen_at(const struct kl_launch *l, const char *suffix, mode_t mode, struct kl_error *err)
 {
-	struct stat st;
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path);
+	struct kl_state_fds *f = l->state_fds;
+	struct kl_statedir d = { f->dirfd, l->state_dir, f->owner };
+	_cleanup_free_ char *name = xasprintf("%s%s", f->stem, suffix);
+	struct sockaddr_un sa;
+	socklen_t len;
+	if (kl_statedir_sockaddr(&d, name, &sa, &len) < 0)
+		return kl_error_fail(err, "%s/%s: no socket address fits", l->state_dir, name);
+	kl_statedir_remove(f->dirfd, name, S_IFSOCK, f->owner);
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return kl_error_errno(err, errno, "socket");
+	mode_t old = umask(0777 & ~mode);
+	int r = bind(fd, (struct sockaddr *)&sa, len);
+	int e = errno;
+	umask(old);
+	if (r < 0)
+		return kl_error_errno(err, e, "cannot bind %s/%s", l->state_dir, name);
+	if (listen(fd, 16) < 0)
+		return kl_error_errno(err, errno, "listen %s/%s", l->state_dir, name);
+	return steal_fd(&fd);
 }
 
-static void add_monitor(struct strvec *argv, const char *id, const char *path)
+static void add_monitor(struct strvec *argv, const char *id, int fd)
 {
-	_cleanup_free_ char *esc = kl_state_qemu_escape(path);
-	unlink_stale_socket(path);
 	strvec_push_dup(argv, "-chardev");
-	strvec_pushf(argv, "socket,id=%s,path=%s,server=on,wait=off", id, esc);
+	strvec_pushf(argv, "socket,id=%s,fd=%d,server=on,wait=off", id, fd);
 	strvec_push_dup(argv, "-mon");
 	strvec_pushf(argv, "chardev=%s,mode=control", id);
 }
 
 void kl_state_add_monitors(struct kl_launch *l)
 {
-	if (!l->agent_socket || !l->query_socket)
+	struct kl_state_fds *f = l->state_fds;
+	struct kl_error err = KL_ERROR_INIT;
+	if (!f)
 		return;
+	f->agent_fd = listen_at(l, ".agent.sock", 0600, &err);
+	if (f->agent_fd >= 0)
+		f->query_fd = listen_at(l, ".qmp.sock", 0600, &err);
+	if (f->query_fd >= 0)
+		f->view_fd = listen_at(l, ".view.sock", 0660, &err);
+	if (f->view_fd < 0) {
+		kl_warn("%s: the VM starts without kvm-launch's monitors", err.msg);
+		for (int *p = &f->agent_fd; p <= &f->view_fd; p++)
+			if (*p >= 0)
+				close(*p);
+		f->agent_fd = f->query_fd = f->view_fd = -1;
+		return; /* a socket bound before the failure goes with the entry */
+	}
+	free(l->agent_socket);
+	free(l->query_socket);
+	l->agent_socket = xasprintf("%s/%s.agent.sock", l->state_dir, f->stem);
+	l->query_socket = xasprintf("%s/%s.qmp.sock", l->state_dir, f->stem);
 	if (l->exec_argv.n == 0)
 		strvec_push_dup(&l->exec_argv, l->qemu ? l->qemu : KL_DEFAULT_QEMU);
-	add_monitor(&l->exec_argv, KL_MONITOR_ID_PREFIX "agent", l->agent_socket);
-	add_monitor(&l->exec_argv, KL_MONITOR_ID_PREFIX "query", l->query_socket);
+	add_monitor(&l->exec_argv, KL_MONITOR_ID_PREFIX "agent", f->agent_fd);
+	add_monitor(&l->exec_argv, KL_MONITOR_ID_PREFIX "query", f->query_fd);
+}
+
+void kl_state_pass_fds(struct kl_launch *l)
+{
+	struct kl_state_fds *f = l->state_fds;
+	if (!f)
+		return;
+	int keep[] = { f->agent_fd, f->query_fd };
+	for (size_t i = 0; i < 2; i++) {
+		int fl = keep[i] >= 0 ? fcntl(keep[i], F_GETFD) : -1;
+		if (fl >= 0)
+			fcntl(keep[i], F_SETFD, fl & ~FD_CLOEXEC);
+	}
+	/* The view socket is the agent's now, the directory nobody's. */
+	if (f->view_fd >= 0)
+		close(f->view_fd);
+	if (f->dirfd >= 0)
+		close(f->dirfd);
+	f->view_fd = f->dirfd = -1;
 }

@@ -1,15 +1,19 @@
-/* The state directory: one JSON file per VM launched through kvm-launch,
- * written atomically, plus the VM's two QMP sockets (one held by its agent,
- * one for --status and --set) and the agent's log.
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The state store: one JSON file per VM launched through kvm-launch, written
+ * atomically into a private directory (statedir.h), plus the VM's two QMP
+ * sockets (one held by its agent, one for --status and --set), the agent's
+ * read-only view socket and the agent's log.
  *
  * Launch order (main.c):
- *   kl_state_prepare(l, dir, err)   directory, file and socket names
- *   kl_state_add_monitors(l)        the two -chardev/-mon pairs on exec_argv
- *   kl_state_write(l, err)          NAME.json (after add_monitors: it records argv)
- *   kl_agent_spawn(l, err)          (agent.h) right before execve
+ *   kl_state_prepare(l, dir, err)   directory, names, stale cleanup, claim
+ *   kl_state_add_monitors(l)        bind the sockets; -chardev fd=N/-mon pairs on exec_argv
+ *   kl_state_write(l, err)          STEM.json (after add_monitors: it records argv)
+ *   kl_agent_spawn(l, err)          (agent.h) the agent gets the view socket only
+ *   kl_state_pass_fds(l)            right before execve
  *
- * Every reader (status, set, agent) treats an entry as belonging to a process
- * only while that PID is alive with the recorded /proc/PID/stat start time. */
+ * Every reader (status, set, agent) believes an entry only while its PID is
+ * alive with the recorded /proc/PID/stat start time and runs as the entry's
+ * owner. */
 #ifndef KL_LAUNCHER_STATE_H
 #define KL_LAUNCHER_STATE_H
 
@@ -21,6 +25,7 @@
 #include "common/strbuf.h"
 #include "launcher/launch.h"
 #include "launcher/vm/procinfo.h"
+#include "launcher/vm/statedir.h"
 
 #define KL_STATE_VERSION 1
 /* Longest sanitised name kept as is (a hash suffix follows when cut). */
@@ -32,96 +37,131 @@
 
 /* ---- Launch side ---- */
 
-/* Choose and create the directory (state_dir, else KL_DEFAULT_STATE_DIR, else
- * for a non-root user $XDG_RUNTIME_DIR/kvm-launch), and fill l->state_dir,
- * state_file, agent_socket, query_socket (NULL when no path fits sun_path:
- * the VM then starts without monitors), agent_log, pid, start_ticks and
- * started_unix.  Also removes stale entries it finds in the directory, and
- * claims the name under the directory lock by writing a first state file
- * that names our PID (kl_state_write replaces it), so that launches of one
- * -name at the same moment get distinct entries and sockets. */
+/* What the launch keeps open between kl_state_prepare and the exec: the
+ * private directory and the listening sockets kvm-launch bound there. */
+struct kl_state_fds {
+	int dirfd;
+	uid_t owner;
+	char *stem;
+	int agent_fd;      /* STEM.agent.sock 0600, QEMU's monitor for the agent */
+	int query_fd;      /* STEM.qmp.sock 0600, QEMU's monitor for --status/--set */
+	int view_fd;       /* STEM.view.sock 0660, the agent's read-only view */
+};
+void kl_state_fds_free(struct kl_state_fds *f);
+
+/* Choose and open the private directory (statedir.h: --state-dir or
+ * state-dir = as given, else the layout for our uid), remove stale entries
+ * in it, and fill l->state_dir, state_file, agent_socket, query_socket,
+ * agent_log (paths for humans), l->state_fds, pid, start_ticks and
+ * started_unix.  It claims the name under the directory's .lock by writing
+ * a first entry naming our PID (kl_state_write replaces it), so that
+ * launches of one -name at the same moment get distinct entries. */
 int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error *err);
-/* Append -chardev socket,...,server=on,wait=off -mon chardev=...,mode=control
- * for kvmlaunch-agent and kvmlaunch-query to l->exec_argv, after removing
- * stale sockets at those paths.  Does nothing when the sockets are NULL. */
+/* Bind STEM.agent.sock and STEM.qmp.sock (umask 077) and STEM.view.sock
+ * (0660) ourselves, so nobody can bind those names first, and append
+ * -chardev socket,id=...,fd=N,server=on,wait=off -mon chardev=...,mode=control
+ * for kvmlaunch-agent and kvmlaunch-query to l->exec_argv.  On failure the
+ * VM starts without monitors (one warning). */
 void kl_state_add_monitors(struct kl_launch *l);
-/* Write l->state_file (json-c; temp file + fsync + rename, mode 0640). */
+/* Right before execve of QEMU (after kl_agent_spawn): the two monitor
+ * listeners lose FD_CLOEXEC (QEMU takes them over), everything else of ours
+ * is closed.  Nothing else ever inherits them. */
+void kl_state_pass_fds(struct kl_launch *l);
+/* Write the entry (json-c; temp file + rename, mode 0640). */
 int kl_state_write(const struct kl_launch *l, struct kl_error *err);
 /* The object kl_state_write writes (caller puts it). */
 json_object *kl_state_to_json(const struct kl_launch *l);
 
-/* ---- Names and paths ---- */
+/* ---- Names ---- */
 
 /* The file-name stem for a VM: [A-Za-z0-9._-] kept, others '_', no leading
  * '.', at most KL_STATE_NAME_MAX characters; a "-xxxxxxxx" hash of the
  * original is appended when anything was changed or cut, so different names
  * stay different.  NULL or "" gives "pid-PID".  Caller frees. */
 char *kl_state_name(const char *vm_name, pid_t pid);
-/* Create (mode 0750) or check a state directory: not a symlink, a directory,
- * owned by us or root, not writable by others; world access bits are
- * removed if we own it, else refused.  Parents are created 0755. */
+/* The explicit-directory check of kl_statedir_for_launch (create 0750, owned
+ * by us, not group/other-writable, world access removed), for tests. */
 int kl_state_dir_ensure(const char *dir, struct kl_error *err);
-/* Where the monitors of a VM go: DIR/STEM.agent.sock and DIR/STEM.qmp.sock,
- * else DIR/PID.a.sock and DIR/PID.q.sock, else SHORT/HASH.a and SHORT/HASH.q
- * (SHORT = KL_DEFAULT_STATE_DIR/s for root, $XDG_RUNTIME_DIR/kvm-launch/s
- * otherwise; created 0700), else both NULL.  Returns 0 when paths were set. */
-int kl_state_socket_paths(const char *dir, const char *stem, pid_t pid, char **agent_out, char **query_out);
-/* Same with the short directory given (NULL: no third choice); for tests. */
-int kl_state_socket_paths_in(const char *dir, const char *stem, pid_t pid, const char *short_dir,
-			     char **agent_out, char **query_out);
-/* The directories --status/--set read when state_dir is NULL: the default,
- * and $XDG_RUNTIME_DIR/kvm-launch for a non-root user. */
-void kl_state_dirs(const char *state_dir, struct strvec *out);
 /* Escape ',' as ',,' for a QEMU option value.  Caller frees. */
 char *kl_state_qemu_escape(const char *s);
 
-/* ---- Reading, updating, removing ---- */
+/* ---- Reading, updating, removing (entries.c) ----
+ *
+ * Every reader works from a trusted directory fd (statedir.h): entries are
+ * opened O_NOFOLLOW|O_NONBLOCK, must be regular files owned by the
+ * directory's owner and at most KL_STATE_MAX_BYTES, and are handled one at a
+ * time.  File names are derived from the entry's own file name (STEM.json ->
+ * STEM.qmp.sock...); paths written inside the JSON are never used. */
 
-/* Parse a state file (must be a JSON object). */
+/* Parse an entry by path (its directory opened without following a
+ * symlink; any owner).  For tests and helpers. */
 int kl_state_read(const char *path, json_object **out, struct kl_error *err);
+/* Parse DIR/NAME, owned by owner. */
+int kl_state_read_at(int dirfd, const char *name, uid_t owner, json_object **out, struct kl_error *err);
 /* Write obj to path atomically (mode 0640). */
 int kl_state_write_json(const char *path, json_object *obj, struct kl_error *err);
+/* The same into DIR/NAME, the file owned by owner. */
+int kl_state_write_at(int dirfd, const char *name, uid_t owner, json_object *obj, struct kl_error *err);
 
-/* Locked read-modify-write of one state file (flock on its directory, shared
- * with the launcher, the agent and --set).  fn gets the parsed state and
- * returns 1 to write it back, 0 to leave it, -1 to fail (err set).  If the
- * file belongs to another process than pid/start_ticks (a newer launch of the
- * same name) or no longer exists, fn is not called and 0 is returned with
- * *gone set (when gone is not NULL). */
+/* Locked read-modify-write of one entry (DIR/.lock, shared with the
+ * launcher, the agent and --set).  fn gets the parsed state and returns 1 to
+ * write it back, 0 to leave it, -1 to fail (err set).  If the file belongs to
+ * another process than pid/start_ticks (a newer launch of the same name) or
+ * no longer exists, fn is not called and 0 is returned with *gone set (when
+ * gone is not NULL). */
 int kl_state_update(const char *path, pid_t pid, unsigned long long start_ticks,
 		    int (*fn)(json_object *state, void *ctx, struct kl_error *err), void *ctx,
 		    bool *gone, struct kl_error *err);
 
 /* One entry of a state directory. */
 struct kl_state_entry {
-	char *file;                  /* DIR/STEM.json */
+	char *file;                  /* DIR/STEM.json (for messages) */
+	char *dir;                   /* DIR */
+	char *stem;                  /* STEM, from the file name */
+	int dirfd;                   /* DIR, trusted (its own fd) */
+	uid_t owner;                 /* the entry's and the directory's owner */
 	json_object *json;           /* the parsed state */
-	const char *name;            /* VM name, else the stem (points into json or file) */
+	const char *name;            /* VM name, else the stem (points into json or stem) */
 	pid_t pid;
 	unsigned long long start_ticks;
-	enum kl_proc_state proc;     /* QEMU's process */
+	enum kl_proc_state proc;     /* QEMU's process: ALIVE only when believed */
+	const char *distrust;        /* why a live PID is not believed (NULL: it is, or the PID is gone) */
 	pid_t agent_pid;             /* 0 if none recorded */
 	enum kl_proc_state agent;    /* the agent's process */
 	bool stopped;                /* marked stopped by its agent */
 };
 
+/* Call fn for every entry of the directories kvm-launch reads
+ * (kl_statedir_for_read), one at a time, sorted by file name within a
+ * directory; fn may keep nothing that points into e after it returns, or
+ * steal it (then clear what it took).  fn returning < 0 stops.  Problems
+ * with directories go to errors (may be NULL); unreadable entries are
+ * skipped with a warning. */
+int kl_state_foreach(const char *state_dir, int (*fn)(struct kl_state_entry *e, void *ctx), void *ctx,
+		     struct strvec *errors);
 /* Every *.json in dir (dot files skipped), sorted by name.  A missing
- * directory is no entries.  Unparsable files are skipped with a warning. */
+ * directory is no entries.  For tests (kl_state_foreach holds one at a time). */
 int kl_state_list(const char *dir, struct kl_state_entry **out, size_t *n, struct kl_error *err);
 void kl_state_entries_free(struct kl_state_entry *e, size_t n);
-/* Stale: QEMU's PID is gone or reused. */
+/* Not believed: QEMU's PID is gone or reused, the start time was not
+ * recorded, or the process runs as another uid than the entry's owner. */
 bool kl_state_entry_stale(const struct kl_state_entry *e);
-/* Find a VM by name (the -name given or the file stem) in the directories of
- * kl_state_dirs(state_dir).  Returns 0 and fills *out (free with
- * kl_state_entries_free(out, 1)), -1 with err when not found. */
+/* Find a running VM by name (the -name given or the file stem).  Two
+ * believed entries of that name are refused as ambiguous.  Returns 0 and
+ * fills *out (free with kl_state_entries_free(out, 1)), -1 with err. */
 int kl_state_find(const char *state_dir, const char *name, struct kl_state_entry *out, struct kl_error *err);
+/* May this process drive the VM's QEMU monitor (root, or the owner)?  If
+ * not, err says why. */
+int kl_state_may_drive(const struct kl_state_entry *e, struct kl_error *err);
 
-/* Remove an entry: the JSON, and the sockets and log it names, but only
- * files in the entry's own directory (or the short socket directory) and of
- * the right type (sockets must be sockets).  keep_log keeps the agent log. */
-void kl_state_remove(const char *state_file, json_object *state, bool keep_log);
-/* Remove stale entries of dir; returns how many. */
+/* Remove an entry by its stem: STEM.json, .agent.sock, .qmp.sock,
+ * .view.sock and (unless keep_log) .agent.log, by unlinkat on dirfd, each
+ * only if owned by owner and of the expected type. */
+void kl_state_remove_at(int dirfd, const char *stem, uid_t owner, bool keep_log);
+/* Remove stale entries of dir (a path); returns how many. */
 int kl_state_clean_stale(const char *dir);
+/* The same on an open trusted directory, under its lock. */
+int kl_state_clean_stale_at(int dirfd, const char *path, uid_t owner);
 
 /* Small json-c helpers shared by status/set/agent (NULL/0/false when absent
  * or of another type). */

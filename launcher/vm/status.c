@@ -25,6 +25,7 @@
 #include "launcher/vm/block.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/status-policy.h"
+#include "launcher/vm/view.h"
 
 /* ---- asking QEMU ---- */
 
@@ -47,31 +48,19 @@ static void answers_free(struct answers *a)
 		json_object_put(a->stats);
 }
 
-static void ask_qemu(const char *sock, int timeout_ms, struct answers *a)
+/* Over QMP for root and the VM's owner, else through the agent's view
+ * (view.h); a sock of NULL means the VM was started without monitors. */
+static void ask_qemu(const struct kl_state_entry *e, const char *sock, int timeout_ms, struct answers *a)
 {
 	struct kl_error err = KL_ERROR_INIT;
-	_cleanup_qmp_ struct qmp_client *c = NULL;
-	long long deadline = kl_monotonic_ms() + timeout_ms;
-	static const char *const cmds[] = { "query-status", "query-block", "query-blockstats" };
-	json_object **outs[] = { &a->status, &a->blocks, &a->stats };
 
 	if (!sock) {
 		a->why = xstrdup("started without a query monitor");
 		return;
 	}
-	if (qmp_connect(sock, timeout_ms, &c, &err) < 0) {
-		a->why = xasprintf("monitor: %s", err.msg);
+	if (kl_vm_live(e, timeout_ms, &a->status, &a->blocks, &a->stats, &err) < 0) {
+		a->why = xstrdup(err.msg);
 		return;
-	}
-	for (size_t i = 0; i < 3; i++) {
-		long long left = deadline - kl_monotonic_ms();
-		if (left < 1)
-			left = 1;
-		kl_error_clear(&err);
-		if (qmp_execute(c, cmds[i], NULL, (int)left, outs[i], &err) < 0) {
-			a->why = xasprintf("%s: %s", cmds[i], err.msg);
-			return;
-		}
 	}
 	a->responsive = true;
 }
@@ -160,7 +149,7 @@ static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 	const char *state;
 
 	if (alive)
-		ask_qemu(kl_json_str(j, "query_socket"), timeout_ms, &a);
+		ask_qemu(e, kl_json_str(j, "query_socket"), timeout_ms, &a);
 	state = !alive ? "stopped" : a.responsive ? "running" : "unresponsive";
 
 	json_object_object_add(o, "name", json_object_new_string(e->name));
@@ -247,34 +236,36 @@ static bool matches(const struct kl_state_entry *e, const char *filter)
 	return !filter || fnmatch(filter, e->name, 0) == 0 || (stem && fnmatch(filter, stem, 0) == 0);
 }
 
+struct collect_ctx {
+	const char *filter;
+	int timeout_ms;
+	json_object *vms;
+};
+
+static int collect_one(struct kl_state_entry *e, void *vctx)
+{
+	struct collect_ctx *c = vctx;
+	if (matches(e, c->filter))
+		json_object_array_add(c->vms, vm_view(e, c->timeout_ms));
+	return 0;
+}
+
 json_object *kl_status_collect(const char *state_dir, const char *name_filter, int timeout_ms)
 {
-	_cleanup_strvec_ struct strvec dirs = STRVEC_INIT;
+	_cleanup_strvec_ struct strvec errs = STRVEC_INIT;
 	json_object *doc = json_object_new_object();
-	json_object *vms = json_object_new_array();
-	json_object *errors = json_object_new_array();
+	struct collect_ctx c = { name_filter, timeout_ms, json_object_new_array() };
 
-	kl_state_dirs(state_dir, &dirs);
-	for (size_t d = 0; d < dirs.n; d++) {
-		struct kl_state_entry *es;
-		size_t n;
-		struct kl_error err = KL_ERROR_INIT;
-		if (kl_state_list(dirs.v[d], &es, &n, &err) < 0) {
-			json_object_array_add(errors, json_object_new_string(err.msg));
-			continue;
-		}
-		for (size_t i = 0; i < n; i++)
-			if (matches(&es[i], name_filter))
-				json_object_array_add(vms, vm_view(&es[i], timeout_ms));
-		kl_state_entries_free(es, n);
-		free(es);
-	}
-	json_object_object_add(doc, "vms", vms);
+	/* One entry at a time: each is read, asked and let go. */
+	kl_state_foreach(state_dir, collect_one, &c, &errs);
+	json_object_object_add(doc, "vms", c.vms);
 	json_object_object_add(doc, "host", host_view());
-	if (json_object_array_length(errors))
+	if (errs.n) {
+		json_object *errors = json_object_new_array();
+		for (size_t i = 0; i < errs.n; i++)
+			json_object_array_add(errors, json_object_new_string(errs.v[i]));
 		json_object_object_add(doc, "errors", errors);
-	else
-		json_object_put(errors);
+	}
 	return doc;
 }
 

@@ -80,12 +80,13 @@ for f in /etc/x /etc/y /tmp/kl-escape "$TMP/pwned1" "$TMP/pwned2" "$TMP/pwned3" 
 done
 # Directly in the state directory, with safe names, one entry per VM.
 [ -z "$(find "$ST" -mindepth 1 -type d)" ] || fail "subdirectories in the state directory: $(find "$ST" -mindepth 1 -type d)"
-find "$ST" -mindepth 1 -printf '%f\n' > "$TMP/files"
+# (.lock is kvm-launch's lock file, the one dot file it makes.)
+find "$ST" -mindepth 1 ! -name .lock -printf '%f\n' > "$TMP/files"
 if grep -v '^[A-Za-z0-9_@-][A-Za-z0-9._@-]*$' "$TMP/files"; then fail "unsafe file names in the state directory"; fi
 awk 'length($0) > 100' "$TMP/files" | grep . && fail "file names longer than 100 bytes"
 for i in $(seq 30); do
 	[ "$(grep -c '\.json$' "$TMP/files")" -ge $n ] && break
-	sleep 0.1; find "$ST" -mindepth 1 -printf '%f\n' > "$TMP/files"
+	sleep 0.1; find "$ST" -mindepth 1 ! -name .lock -printf '%f\n' > "$TMP/files"
 done
 [ "$(grep -c '\.json$' "$TMP/files")" = $n ] || { cat "$TMP/files"; fail "$(grep -c '\.json$' "$TMP/files") entries for $n VMs"; }
 # Each entry holds its VM's real name (or none) and its QEMU's PID.
@@ -120,7 +121,8 @@ echo "$n hostile names: entries safe and distinct"
 # The table: one header line per VM, no control character but the newlines
 # (a name cannot forge lines nor drive the operator's terminal).
 "$KL" --config "$PASS" --status > "$TMP/status.txt" 2> "$TMP/status.err" || fail "--status"
-[ "$(grep -c '^VM ' "$TMP/status.txt")" = $n ] || fail "--status: $(grep -c '^VM ' "$TMP/status.txt") VM lines for $n VMs"
+[ "$(grep -c '^VM ' "$TMP/status.txt")" = $n ] ||
+	{ cat "$TMP/status.txt" "$TMP/status.err" >&2; fail "--status: $(grep -c '^VM ' "$TMP/status.txt") VM lines for $n VMs"; }
 tr -d '\n' < "$TMP/status.txt" | grep -q '[[:cntrl:]]' && fail "--status prints control characters"
 grep -q '^VM x?y: ' "$TMP/status.txt" || fail "--status: the name x<newline>y not shown as x?y"
 
@@ -132,7 +134,7 @@ for f in "$ST"/*.json; do
 done
 [ "$(echo $agents | wc -w)" = $n ] || fail "$(echo $agents | wc -w) agents for $n VMs"
 killall_fakes
-left() { find "$ST" -mindepth 1 ! -name '*.agent.log'; }
+left() { find "$ST" -mindepth 1 ! -name .lock ! -name '*.agent.log'; }
 for i in $(seq 100); do
 	[ -z "$(left)" ] && break
 	sleep 0.1

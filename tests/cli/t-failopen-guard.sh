@@ -6,7 +6,7 @@
 #   policy   the open of the policy file            (-P POLICY  openat)
 #   caps     the capability query of QEMU           (socketpair, with an empty cache directory)
 #   probe    the statfs of the disk image            (-P IMAGE   statfs/fstatfs)
-#   state    the lock of the state directory         (-P STATEDIR flock)
+#   state    the lock of the state directory         (-P STATEDIR/.lock flock: the lock file, never the directory)
 # A crash is `signal=SIGSEGV`; a hang is `delay_enter` longer than the guard's 20 s.  The QEMU is a recording
 # stand-in (tests/helpers/fake-qemu-rec.sh): it must receive exactly the original argv.  strace's own log must
 # show that the fault was injected at that point (otherwise the case proves nothing and fails).
@@ -62,7 +62,7 @@ case_run() {
 	policy) sel=(-P "$d/p.conf" -e "inject=openat:$fault") ;;
 	caps) sel=(-e "inject=socketpair:$fault") ;;
 	probe) sel=(-P "$IMGF" -e "inject=statfs,fstatfs:$fault") ;;
-	state) sel=(-P "$d/state" -e "inject=flock:$fault") ;;
+	state) sel=(-P "$d/state/.lock" -e "inject=flock:$fault") ;;
 	esac
 	local rc=0 t0
 	t0=$(date +%s)

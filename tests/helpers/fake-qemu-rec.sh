@@ -9,7 +9,10 @@
 #    into $KL_RECORD, its PID into $KL_RECORD.pid (and appends it to
 #    $KL_RECORD_PIDS if set), then
 #    exits 0, or with $KL_FAKE_STAY set sleeps that many
-#    seconds so the VM "runs" (the state entry and agent stay).
+#    seconds so the VM "runs" (the state entry and agent stay).  It serves
+#    no monitor: the listening sockets kvm-launch hands it (-chardev
+#    socket,...,fd=N) are closed, so --status sees them refused at once, as
+#    from a QEMU whose monitors are gone, instead of waiting for a greeting.
 # Configuration through the environment is fine here: this is the test's
 # QEMU, not kvm-launch.
 for a in "$@"; do
@@ -33,6 +36,8 @@ if [ -n "${KL_RECORD_PIDS:-}" ]; then
 	echo $$ >> "$KL_RECORD_PIDS"
 fi
 if [ -n "${KL_FAKE_STAY:-}" ]; then
-	exec sleep "$KL_FAKE_STAY"
+	fds=$(printf '%s\n' "$@" | sed -n 's/^socket,id=kvmlaunch-[a-z]*,fd=\([0-9]*\),.*/\1/p')
+	exec perl -MPOSIX -e 'POSIX::close($_) for @ARGV[1..$#ARGV]; exec "sleep", $ARGV[0] or die "sleep: $!"' \
+		"$KL_FAKE_STAY" $fds
 fi
 exit 0

@@ -38,7 +38,7 @@ fi
 [ -z "$(dpkg-divert --listpackage "$Q")" ] || fail "$Q is already diverted ($(dpkg-divert --listpackage "$Q")): undo it first"
 [ ! -e "$Q.distrib" ] || fail "$Q.distrib exists without a diversion: a leftover? move it away first"
 [ -f "$Q" ] && [ ! -L "$Q" ] || fail "$Q is not a regular file"
-if [ "${CI:-}" != true ] && ls /run/kvm-launch/*.json >/dev/null 2>&1; then
+if [ "${CI:-}" != true ] && [ -n "$(find /run/kvm-launch -name '*.json' 2>/dev/null | head -n 1)" ]; then
 	echo "SKIP: $0: /run/kvm-launch holds state of VMs (purging the package would remove it)"
 	exit 77
 fi

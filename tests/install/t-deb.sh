@@ -100,8 +100,10 @@ grep -q ' /etc/kvm-launch/kvm-launch.conf ' <<<"$conffiles" || fail "the policy 
 /usr/bin/kvm-launch --check-policy /etc/kvm-launch/kvm-launch.conf || fail "the packaged policy is not valid"
 [ -z "$(grep -v -e '^#' -e '^[[:space:]]*$' /etc/kvm-launch/kvm-launch.conf)" ] || fail "the packaged policy has active lines"
 if getent group kvm >/dev/null; then
-	[ "$(stat -c '%a %U %G' /run/kvm-launch)" = "3770 root kvm" ] || fail "/run/kvm-launch: $(stat -c '%a %U %G' /run/kvm-launch)"
-	[ "$(stat -c '%a %U %G' /var/cache/kvm-launch)" = "2775 root kvm" ] || fail "/var/cache/kvm-launch: $(stat -c '%a %U %G' /var/cache/kvm-launch)"
+	[ "$(stat -c '%a %U %G' /run/kvm-launch)" = "755 root root" ] || fail "/run/kvm-launch: $(stat -c '%a %U %G' /run/kvm-launch)"
+	[ "$(stat -c '%a %U %G' /run/kvm-launch/root)" = "2750 root kvm" ] || fail "/run/kvm-launch/root: $(stat -c '%a %U %G' /run/kvm-launch/root)"
+	[ "$(stat -c '%a %U %G' /run/kvm-launch/users)" = "3770 root kvm" ] || fail "/run/kvm-launch/users: $(stat -c '%a %U %G' /run/kvm-launch/users)"
+	[ "$(stat -c '%a %U %G' /var/cache/kvm-launch)" = "755 root root" ] || fail "/var/cache/kvm-launch: $(stat -c '%a %U %G' /var/cache/kvm-launch)"
 fi
 log "state $(stat -c '%n %a %U:%G' /run/kvm-launch), cache $(stat -c '%n %a %U:%G' /var/cache/kvm-launch)"
 grep -q 'systemd-tmpfiles' /var/lib/dpkg/info/kvm-launch.postinst || fail "postinst does not run systemd-tmpfiles"

@@ -45,8 +45,11 @@ for x in apparmor/libvirt-qemu.kvm-launch apparmor/usr.sbin.libvirtd.kvm-launch 
 	f "$(grep "examples/$x\$" "$TMP/expected")" >/dev/null
 done
 tmpf=$(f "$(grep 'tmpfiles.d/kvm-launch.conf$' "$TMP/expected")")
-grep -qx "d $runstatedir/kvm-launch 3770 root kvm -" "$tmpf" || fail "tmpfiles: state directory line"
-grep -qx "d $localstatedir/cache/kvm-launch 2775 root kvm -" "$tmpf" || fail "tmpfiles: cache directory line"
+grep -qx "d $runstatedir/kvm-launch 0755 root root -" "$tmpf" || fail "tmpfiles: state directory line"
+grep -qx "d $runstatedir/kvm-launch/root 2750 root kvm -" "$tmpf" || fail "tmpfiles: root's state directory line"
+grep -qx "d $runstatedir/kvm-launch/users 3770 root kvm -" "$tmpf" || fail "tmpfiles: users' state directory line"
+grep -qx "d $localstatedir/cache/kvm-launch 0755 root root -" "$tmpf" || fail "tmpfiles: cache directory line"
+grep -qx "d $localstatedir/cache/kvm-launch/users 3770 root kvm -" "$tmpf" || fail "tmpfiles: users' cache directory line"
 comp=$(f "$(grep 'completions/kvm-launch$' "$TMP/expected")")
 bash -n "$comp" || fail "bash completion: syntax"
 grep -q "\"$runstatedir/kvm-launch\"" "$comp" || fail "bash completion: state directory not substituted"
@@ -90,11 +93,17 @@ if [ "$(id -u)" = 0 ] && command -v systemd-tmpfiles >/dev/null && getent group 
 	chmod 0755 "$TMP" "$base" "$base/run" "$base/cache"
 	sed -e "s|^d $runstatedir/|d $base/run/|" -e "s|^d $localstatedir/cache/|d $base/cache/|" "$tmpf" > "$TMP/t.conf"
 	systemd-tmpfiles --create "$TMP/t.conf" || fail "systemd-tmpfiles --create failed"
-	st=$base/run/kvm-launch
-	[ "$(stat -c '%a %U %G' "$st")" = "3770 root kvm" ] || fail "state dir: $(stat -c '%a %U %G' "$st")"
-	[ "$(stat -c '%a %U %G' "$base/cache/kvm-launch")" = "2775 root kvm" ] || fail "cache dir: $(stat -c '%a %U %G' "$base/cache/kvm-launch")"
-	# As nobody with supplementary group kvm, like libvirt-qemu.
-	setpriv --reuid=nobody --regid=nogroup --groups="$(getent group kvm | cut -d: -f3)" --inh-caps=-all \
+	top=$base/run/kvm-launch
+	[ "$(stat -c '%a %U %G' "$top")" = "755 root root" ] || fail "state dir: $(stat -c '%a %U %G' "$top")"
+	[ "$(stat -c '%a %U %G' "$top/root")" = "2750 root kvm" ] || fail "root's state dir: $(stat -c '%a %U %G' "$top/root")"
+	[ "$(stat -c '%a %U %G' "$top/users")" = "3770 root kvm" ] || fail "users' state dir: $(stat -c '%a %U %G' "$top/users")"
+	[ "$(stat -c '%a %U %G' "$base/cache/kvm-launch")" = "755 root root" ] || fail "cache dir: $(stat -c '%a %U %G' "$base/cache/kvm-launch")"
+	[ "$(stat -c '%a %U %G' "$base/cache/kvm-launch/users")" = "3770 root kvm" ] ||
+		fail "users' cache dir: $(stat -c '%a %U %G' "$base/cache/kvm-launch/users")"
+	# As nobody with supplementary group kvm, like libvirt-qemu: its own users/UID.
+	st=$top/users/$(id -u nobody)
+	kvmgid=$(getent group kvm | cut -d: -f3)
+	setpriv --reuid=nobody --regid=nogroup --groups="$kvmgid" --inh-caps=-all \
 		"$KL" --state-dir "$st" --config /nonexistent-policy -- -name kl-install-test -S -nodefaults -display none \
 		-machine pc,accel=tcg -m 64 > "$TMP/vm.log" 2>&1 &
 	vmpid=$!
@@ -102,16 +111,17 @@ if [ "$(id -u)" = 0 ] && command -v systemd-tmpfiles >/dev/null && getent group 
 	vm_listed() { "$KL" --status --state-dir "$st" kl-install-test --json | grep -Eq '"state": ?"running"'; }
 	wait_for 30 vm_listed || { cat "$TMP/vm.log"; fail "the VM started as nobody:kvm is not listed as running"; }
 	[ -f "$st/kl-install-test.json" ] || { cat "$TMP/vm.log"; fail "no state file written by the kvm user"; }
+	[ "$(stat -c '%a %U %G' "$st")" = "2750 nobody kvm" ] || fail "users/UID: $(stat -c '%a %U %G' "$st") (want 2750 nobody kvm)"
 	[ "$(stat -c '%a %U %G' "$st/kl-install-test.json")" = "640 nobody kvm" ] ||
 		fail "state file: $(stat -c '%a %U %G' "$st/kl-install-test.json") (want 640 nobody kvm)"
+	[ "$(stat -c '%a' "$st/kl-install-test.qmp.sock")" = 600 ] || fail "query socket: $(stat -c '%a' "$st/kl-install-test.qmp.sock")"
 	"$KL" --status --state-dir "$st" kl-install-test --json > "$TMP/status.json" || fail "--status as root"
 	grep -q '"state":"running"' "$TMP/status.json" || grep -q '"state": "running"' "$TMP/status.json" ||
 		{ cat "$TMP/status.json"; fail "root does not see the VM running"; }
-	# Sticky: the kvm user cannot remove root's files there.
-	touch "$st/root-owned.json"
-	! setpriv --reuid=nobody --regid=nogroup --groups="$(getent group kvm | cut -d: -f3)" rm -f "$st/root-owned.json" 2>/dev/null ||
-		[ -e "$st/root-owned.json" ] || fail "sticky bit: nobody removed a root-owned file"
-	echo "tmpfiles: $st is $(stat -c '%a %U:%G' "$st"); a QEMU as nobody:kvm wrote $(stat -c '%a %U:%G' "$st/kl-install-test.json") state, root reads it"
+	# Root's directory is root's alone.
+	! setpriv --reuid=nobody --regid=nogroup --groups="$kvmgid" touch "$top/root/x.json" 2>/dev/null ||
+		fail "a kvm user could write root's state directory"
+	echo "tmpfiles: $top/root is $(stat -c '%a %U:%G' "$top/root"); a QEMU as nobody:kvm wrote $(stat -c '%a %U:%G' "$st/kl-install-test.json") state in $st ($(stat -c '%a %U:%G' "$st")), root reads it"
 	kill "$vmpid"; wait "$vmpid" 2>/dev/null
 else
 	# Not a silent pass: the whole test reports a skip (77) at the end.

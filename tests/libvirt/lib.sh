@@ -29,7 +29,7 @@ KLT_VAR=$KLT_BASE/var
 KLT_BUILD=$KLT_BASE/build
 KLT_BIN=$KLT_PREFIX/bin/kvm-launch
 KLT_POLICY=$KLT_ETC/kvm-launch/kvm-launch.conf
-KLT_STATE=$KLT_RUN/kvm-launch
+KLT_STATE=$KLT_RUN/kvm-launch/root   # QEMU runs as root under the test libvirtd
 VIRSH=(virsh -q -c qemu:///system)
 export LC_ALL=C
 

@@ -63,13 +63,22 @@ for p in /proc/[0-9]*; do
 		fail "QEMU has a child process ${p#/proc/} ($(field "${p#/proc/}" 3))"
 	fi
 done
-# fds: stdio on /dev/null, the pidfd, its log and its monitor socket; not fd 7.
+# fds: stdio on /dev/null, the pidfd, its log, its state directory, its
+# monitor connection and the view socket's listener; not fd 7, and never
+# QEMU's own monitor listeners (a1.agent.sock, a1.qmp.sock).
 ls -l "/proc/$APID/fd" | sed 's/^/    /'
 readlink "/proc/$QPID/fd/7" | grep -q "inherited-a1" || fail "QEMU lost the inherited fd 7"
 for fd in /proc/$APID/fd/*; do
 	l=$(readlink "$fd")
 	case $l in
-	/dev/null|anon_inode:\[pidfd\]|pidfd:*|socket:*|"$ALOG") ;;
+	/dev/null|anon_inode:\[pidfd\]|pidfd:*|"$ALOG"|"$ST") ;;
+	socket:*)
+		ino=${l#socket:[}
+		ino=${ino%]}
+		bound=$(awk -v i="$ino" '$7 == i { print $8 }' /proc/net/unix)
+		case $bound in
+		*.agent.sock|*.qmp.sock) fail "the agent holds QEMU's monitor listener $bound (fd ${fd##*/})" ;;
+		esac ;;
 	*) fail "the agent holds fd ${fd##*/} -> $l" ;;
 	esac
 done

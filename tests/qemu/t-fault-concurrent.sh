@@ -73,6 +73,6 @@ t0=$(date +%s%N)
 agents_gone() { for a in $(cat "$TMP/apids"); do kill -0 "$a" 2>/dev/null && return 1; done; return 0; }
 wait_for 10 agents_gone || fail "agents left: $(for a in $(cat "$TMP/apids"); do kill -0 $a 2>/dev/null && echo $a; done)"
 echo "all agents gone $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill"
-no_entries() { [ -z "$(find "$ST" -mindepth 1 ! -name '*.agent.log')" ]; }
-wait_for 5 no_entries || fail "left in the state directory: $(find "$ST" -mindepth 1 ! -name '*.agent.log' | head)"
+no_entries() { [ -z "$(find "$ST" -mindepth 1 ! -name '*.agent.log' ! -name .lock)" ]; }
+wait_for 5 no_entries || fail "left in the state directory: $(find "$ST" -mindepth 1 ! -name '*.agent.log' ! -name .lock | head)"
 echo "$TOTAL concurrent launches: ok"

@@ -8,9 +8,10 @@
 #  - full (a 64 KiB tmpfs filled up): the same;
 #  - a symbolic link, a regular file, writable by everyone: refused, one warning;
 #  - a path so long the monitor sockets do not fit sun_path (108 bytes):
-#    the sockets go to the short directory (KL_DEFAULT_STATE_DIR/s for root,
-#    see kl_state_socket_paths), --status still reaches the VM, and they are
-#    removed when it exits; a path longer than PATH_MAX: no state, one warning.
+#    kvm-launch binds them through its directory fd (/proc/self/fd/N/NAME)
+#    and hands QEMU the fds, so they still live in that directory, --status
+#    still reaches the VM, and they are removed when it exits; a path longer
+#    than PATH_MAX: no state, one warning.
 # Mounts need root.
 . "$(dirname "$0")/../functions.sh"
 requires "$QEMU" "$KL" truncate timeout mount umount dd df
@@ -65,17 +66,14 @@ ST=$TMP/a/b/c/state
 start missing "$ST"
 [ -f "$ST/missing.json" ] || fail "missing: no entry"
 [ "$(stat -c %a "$ST")" = 750 ] || fail "missing: state directory mode $(stat -c %a "$ST")"
-printf '%s\n' "$CMDLINE" | grep -q "path=$ST/missing.qmp.sock" || fail "missing: no query monitor"
-# Not world-accessible: the directory, the files, the sockets QEMU made.
-wait_for 10 test -S "$ST/missing.qmp.sock" || fail "missing: no socket"
+printf '%s\n' "$CMDLINE" | grep -q "^socket,id=kvmlaunch-query,fd=[0-9]*,server=on,wait=off$" ||
+	fail "missing: no query monitor"
+# Not world-accessible: the directory, the files, the sockets kvm-launch bound.
+test -S "$ST/missing.qmp.sock" || fail "missing: no socket"
 ls -la "$ST"
-# (QEMU makes the sockets with its umask, 0755 here: others could not
-# connect anyway, which needs write permission, and cannot reach them
-# through the 0750 directory.)
-[ -z "$(find "$ST" ! -type s -perm /o=rwx)" ] || fail "missing: world-accessible: $(find "$ST" ! -type s -perm /o=rwx)"
-for s in "$ST"/*.sock; do
-	[ $(( 0$(stat -c %a "$s") & 02 )) = 0 ] || fail "$s: others may connect (mode $(stat -c %a "$s"))"
-done
+[ -z "$(find "$ST" -perm /o=rwx)" ] || fail "missing: world-accessible: $(find "$ST" -perm /o=rwx)"
+[ "$(stat -c %a "$ST/missing.qmp.sock")" = 600 ] && [ "$(stat -c %a "$ST/missing.agent.sock")" = 600 ] ||
+	fail "missing: QEMU's monitor sockets are not 0600"
 [ $(( 0$(stat -c %a "$ST/missing.json") & 07137 )) = 0 ] || fail "missing.json: mode $(stat -c %a "$ST/missing.json")"
 stop
 echo "missing: created 0750, entry and monitors"
@@ -111,7 +109,7 @@ dd if=/dev/zero of="$TMP/full/filler" bs=4k 2>/dev/null
 start full "$TMP/full"
 no_state full "No space left on device"
 ls -la "$TMP/full"
-[ -z "$(ls -A "$TMP/full" | grep -v '^filler$')" ] || fail "full: temporary files left: $(ls -A "$TMP/full")"
+[ -z "$(ls -A "$TMP/full" | grep -v -x -e filler -e .lock)" ] || fail "full: temporary files left: $(ls -A "$TMP/full")"
 stop
 
 # ---- refused directories ----
@@ -133,39 +131,22 @@ stop
 
 # ---- sockets that do not fit sun_path ----
 LONG=$TMP/$(head -c 150 /dev/zero | tr '\0' 'L')/state
-SHORT=$(sed -n 's/^#define KL_DEFAULT_STATE_DIR "\(.*\)"$/\1/p' "$KL_TOP/config.h")/s
-short_existed=no
-[ -d "$SHORT" ] && short_existed=yes
 start long "$LONG"
-printf '%s\n' "$CMDLINE" | grep -o 'path=[^,]*' > "$TMP/long.paths"
-cat "$TMP/long.paths"
-[ "$(grep -c . "$TMP/long.paths")" -ge 2 ] || { cat "$TMP/long.log"; fail "long: no monitors"; }
-while read -r p; do
-	p=${p#path=}
-	case $p in "$TMP"/*) ;; *) continue ;; esac
-	[ ${#p} -le 107 ] || fail "long: socket path of ${#p} bytes"
-done < "$TMP/long.paths"
-if grep -q "path=$LONG/" "$TMP/long.paths"; then
-	fail "long: a socket path in the long directory"
-fi
-SOCKS=$(printf '%s\n' "$CMDLINE" | sed -n 's/^socket,id=kvmlaunch-[a-z]*,path=\([^,]*\),.*/\1/p')
-[ "$(echo "$SOCKS" | wc -l)" = 2 ] || fail "long: $(echo "$SOCKS" | wc -l) kvm-launch monitors"
-for s in $SOCKS; do
-	[ ${#s} -le 107 ] || fail "long: $s is ${#s} bytes"
-	case $s in "$SHORT"/*) ;; *) fail "long: $s is not in $SHORT" ;; esac
-	wait_for 10 test -S "$s" || fail "long: socket $s missing"
+[ "$(printf '%s\n' "$CMDLINE" | grep -c '^socket,id=kvmlaunch-[a-z]*,fd=[0-9]*,server=on,wait=off$')" = 2 ] ||
+	{ cat "$TMP/long.log"; fail "long: no monitors"; }
+for s in agent qmp view; do
+	test -S "$LONG/long.$s.sock" || fail "long: no $s socket in the long directory"
 done
 [ -f "$LONG/long.json" ] || fail "long: no entry in the long directory"
 wait_for 30 sh -c "[ \"\$('$H/state-json' '$LONG/long.json' agent.state)\" = watching ]" || fail "long: agent not watching"
 "$KL" --config "$TMP/policy.conf" --state-dir "$LONG" --status > "$TMP/long.status" || fail "long: --status"
 grep -q "^VM long: pid $QPID, running" "$TMP/long.status" || { cat "$TMP/long.status"; fail "long: --status cannot reach the VM"; }
-echo "long: sockets at $(echo $SOCKS)"
+echo "long: sockets in $LONG (${#LONG} bytes)"
 stop
 wait_for 5 sh -c "! test -e '$LONG/long.json'" || fail "long: entry left"
-for s in $SOCKS; do
-	[ ! -e "$s" ] || fail "long: socket $s left after exit"
+for s in agent qmp view; do
+	[ ! -e "$LONG/long.$s.sock" ] || fail "long: socket long.$s.sock left after exit"
 done
-[ $short_existed = no ] && rmdir "$SHORT" 2>/dev/null
 # Longer than PATH_MAX: no state.
 HUGE=$TMP
 for i in $(seq 20); do HUGE=$HUGE/$(head -c 250 /dev/zero | tr '\0' 'H'); done

@@ -20,6 +20,8 @@
 #include "launcher/launch.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/state.h"
+#include "launcher/vm/statedir.h"
+#include "launcher/vm/view.h"
 
 static char tmpdir[PATH_MAX];
 
@@ -268,6 +270,18 @@ static void test_dir_checks(void)
 	CHECK(kl_state_dir_ensure(ww, &err) < 0);
 	CHECK(strstr(err.msg, "writable by everyone") != NULL);
 
+	/* Group-writable: refused too (a group member could plant entries);
+	 * the special bits of a private directory survive the world-bit fix. */
+	char *gw = xasprintf("%s/groupwritable", tmpdir);
+	mkdir(gw, 0770);
+	chmod(gw, 0770);
+	CHECK(kl_state_dir_ensure(gw, &err) < 0);
+	CHECK(strstr(err.msg, "writable by its group") != NULL);
+	chmod(gw, 02755);
+	CHECK(kl_state_dir_ensure(gw, &err) == 0);
+	CHECK(stat(gw, &st) == 0 && (st.st_mode & 07777) == 02750);
+	free(gw);
+
 	CHECK(kl_state_dir_ensure(nested, &err) == 0);
 	CHECK(stat(nested, &st) == 0 && S_ISDIR(st.st_mode));
 
@@ -282,54 +296,29 @@ static void test_dir_checks(void)
 	free(nested);
 }
 
-static void test_socket_paths(void)
+static void test_sockaddr(void)
 {
 	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
-	char *a, *q;
-
-	/* Short directory: the named paths. */
-	CHECK(kl_state_socket_paths_in("/run/kvm-launch", "web", 1234, NULL, &a, &q) == 0);
-	CHECK_STREQ(a, "/run/kvm-launch/web.agent.sock");
-	CHECK_STREQ(q, "/run/kvm-launch/web.qmp.sock");
-	free(a);
-	free(q);
-
-	/* A long name in a middling directory: DIR/PID.a.sock. */
-	char dir[200];
+	struct sockaddr_un sa;
+	socklen_t len;
+	char dir[300];
 	memset(dir, 'd', sizeof dir);
 	dir[0] = '/';
-	dir[80] = '\0';
-	char *stem = kl_state_name("a-very-long-virtual-machine-name-that-goes-on-and-on-and-on", 1);
-	CHECK(kl_state_socket_paths_in(dir, stem, 1234, NULL, &a, &q) == 0);
-	CHECK(a && strlen(a) <= max && strstr(a, "/1234.a.sock"));
-	CHECK(q && strlen(q) <= max && strstr(q, "/1234.q.sock"));
-	free(a);
-	free(q);
+	dir[250] = '\0';
 
-	/* A directory too long even for that: the short directory, hashed. */
-	dir[80] = 'd';
-	dir[120] = '\0';
-	char *sdir = xasprintf("%s/s", tmpdir);
-	CHECK(kl_state_socket_paths_in(dir, stem, 1234, sdir, &a, &q) == 0);
-	CHECK(a && strlen(a) <= max && strncmp(a, sdir, strlen(sdir)) == 0);
-	CHECK(q && strlen(q) <= max && strncmp(q, sdir, strlen(sdir)) == 0);
-	CHECK(a && q && strcmp(a, q) != 0);
-	struct stat st;
-	CHECK(stat(sdir, &st) == 0 && (st.st_mode & 0077) == 0);
-	/* Two VMs get two short paths. */
-	char *a2, *q2;
-	CHECK(kl_state_socket_paths_in(dir, "other", 1234, sdir, &a2, &q2) == 0);
-	CHECK(a && a2 && strcmp(a, a2) != 0);
-	free(a);
-	free(q);
-	free(a2);
-	free(q2);
-
-	/* And without one: no monitors at all. */
-	CHECK(kl_state_socket_paths_in(dir, stem, 1234, NULL, &a, &q) < 0);
-	CHECK(a == NULL && q == NULL);
-	free(sdir);
-	free(stem);
+	/* Through the directory fd: short whatever the directory's path. */
+	struct kl_statedir d = { 7, dir, 0 };
+	if (access("/proc/self/fd", X_OK) == 0) {
+		CHECK(kl_statedir_sockaddr(&d, "web.qmp.sock", &sa, &len) == 0);
+		CHECK_STREQ(sa.sun_path, "/proc/self/fd/7/web.qmp.sock");
+		CHECK(strlen(sa.sun_path) <= max);
+	}
+	/* Without an fd, the path if it fits, else nothing. */
+	d.fd = -1;
+	CHECK(kl_statedir_sockaddr(&d, "web.qmp.sock", &sa, &len) < 0);
+	d.path = "/run/kvm-launch/root";
+	CHECK(kl_statedir_sockaddr(&d, "web.qmp.sock", &sa, &len) == 0);
+	CHECK_STREQ(sa.sun_path, "/run/kvm-launch/root/web.qmp.sock");
 }
 
 static void test_escape(void)
@@ -437,7 +426,7 @@ static void test_stale(void)
 	CHECK(access(outside, F_OK) == 0);
 	char *livef = xasprintf("%s/live.json", dir);
 	CHECK(access(livef, F_OK) == 0);
-	CHECK_INTEQ(count_files(dir), 1);
+	CHECK_INTEQ(count_files(dir), 2); /* live.json and .lock */
 	free(livef);
 	free(dsock);
 	free(dlog);
@@ -523,13 +512,13 @@ static void test_prepare_and_write(void)
 	CHECK(l.state_file && strncmp(l.state_file, tmpdir, strlen(tmpdir)) == 0);
 	CHECK(l.state_file && strstr(l.state_file, "/pre,pare/") && !strstr(l.state_file, "/evil"));
 	CHECK(l.pid == getpid() && l.start_ticks > 0 && l.started_unix > 0);
-	CHECK(l.agent_socket && l.query_socket && l.agent_log);
+	CHECK(l.agent_log && l.state_fds);
 	size_t before = l.exec_argv.n;
 	kl_state_add_monitors(&l);
+	CHECK(l.agent_socket && l.query_socket);
 	CHECK_INTEQ(l.exec_argv.n, before + 8);
 	CHECK_STREQ(l.exec_argv.v[before], "-chardev");
-	CHECK(strstr(l.exec_argv.v[before + 1], "id=kvmlaunch-agent,path=") != NULL);
-	CHECK(strstr(l.exec_argv.v[before + 1], "/pre,,pare/") != NULL);  /* comma escaped */
+	CHECK(strstr(l.exec_argv.v[before + 1], "id=kvmlaunch-agent,fd=") != NULL);
 	CHECK(strstr(l.exec_argv.v[before + 1], ",server=on,wait=off") != NULL);
 	CHECK_STREQ(l.exec_argv.v[before + 3], "chardev=kvmlaunch-agent,mode=control");
 	CHECK(strstr(l.exec_argv.v[before + 5], "id=kvmlaunch-query,") != NULL);
@@ -555,10 +544,30 @@ static void test_prepare_and_write(void)
 	CHECK_INTEQ(kl_js_int(kl_js_get(o, "host", json_type_object), "aio_max_nr", 0), 65536);
 	json_object_put(o);
 
-	/* Stale sockets at those paths are removed before QEMU binds them. */
-	make_socket(l.query_socket);
-	kl_state_add_monitors(&l);
-	CHECK(access(l.query_socket, F_OK) < 0);
+	/* We bound the sockets ourselves: 0600 for QEMU's monitors, 0660 for
+	 * the view, listening, and our PID is the peer. */
+	struct stat st;
+	CHECK(stat(l.agent_socket, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0600);
+	CHECK(stat(l.query_socket, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0600);
+	char *view = xasprintf("%s/%s.view.sock", l.state_dir, l.state_fds->stem);
+	CHECK(stat(view, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0660);
+	free(view);
+	struct kl_statedir sd = { l.state_fds->dirfd, l.state_dir, geteuid() };
+	char *qname = xasprintf("%s.qmp.sock", l.state_fds->stem);
+	int c = kl_vm_connect_at(&sd, qname, getpid(), geteuid(), 1000, &err);
+	CHECK(c >= 0);
+	if (c >= 0)
+		close(c);
+	CHECK(kl_vm_connect_at(&sd, qname, getpid() + 1, geteuid(), 1000, &err) < 0);
+	CHECK(strstr(err.msg, "not by the VM's QEMU") != NULL);
+	free(qname);
+	/* Before the exec only QEMU's two listeners lose close-on-exec. */
+	int afd = l.state_fds->agent_fd, vfd = l.state_fds->view_fd;
+	CHECK((fcntl(afd, F_GETFD) & FD_CLOEXEC) != 0);
+	kl_state_pass_fds(&l);
+	CHECK((fcntl(afd, F_GETFD) & FD_CLOEXEC) == 0);
+	CHECK((fcntl(l.state_fds->query_fd, F_GETFD) & FD_CLOEXEC) == 0);
+	CHECK(fcntl(vfd, F_GETFD) < 0 || vfd == afd || vfd == l.state_fds->query_fd);
 
 	/* -daemonize: no state (QEMU would leave our PID). */
 	static char *dargs[] = { "-daemonize", NULL };
@@ -587,7 +596,7 @@ int main(void)
 	RUN(test_escape);
 	RUN(test_atomic_write);
 	RUN(test_dir_checks);
-	RUN(test_socket_paths);
+	RUN(test_sockaddr);
 	RUN(test_stale);
 	RUN(test_update);
 	RUN(test_prepare_and_write);

@@ -296,7 +296,7 @@ static void test_collect(void)
 {
 	struct kl_error err = KL_ERROR_INIT;
 	char *dir = xasprintf("%s/state", tmpdir);
-	char *mute = xasprintf("%s/mute.sock", tmpdir);
+	char *mute = xasprintf("%s/hung.qmp.sock", dir); /* the name the stem "hung" gives */
 	unsigned long long ticks;
 	CHECK(kl_state_dir_ensure(dir, &err) == 0);
 	CHECK(kl_proc_start_ticks(getpid(), &ticks) == 0);
