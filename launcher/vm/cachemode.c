@@ -73,14 +73,12 @@ const char *kl_cache_view_mode(const struct kl_cache_view *v)
 	return kl_cache_flags_name(v->flags);
 }
 
-int kl_cache_check_nodes(json_object *named, json_object *options, struct kl_cache_flags want, struct strbuf *what,
-			 struct kl_error *err)
+/* Check node `opts` of a reopen and its children given inline. */
+static int check_node(json_object *named, json_object *opts, struct kl_cache_flags want, struct strbuf *what,
+		      struct kl_error *err)
 {
-	size_t n = options && json_object_is_type(options, json_type_array) ? json_object_array_length(options) : 0;
-	for (size_t i = 0; i < n; i++) {
-		const char *node = kl_json_str(json_object_array_get_idx(options, i), "node-name");
-		if (!node)
-			continue;
+	const char *node = kl_json_str(opts, "node-name");
+	if (node) {
 		struct kl_cache_flags f;
 		if (!node_flags(kl_named_node(named, node), &f))
 			return kl_error_fail(err, "QEMU accepted the reopen but query-named-block-nodes does not show "
@@ -91,5 +89,21 @@ int kl_cache_check_nodes(json_object *named, json_object *options, struct kl_cac
 			return kl_error_fail(err, "QEMU accepted the reopen but node %s has direct=%s no-flush=%s", node,
 					     f.direct ? "on" : "off", f.no_flush ? "on" : "off");
 	}
+	json_object_object_foreach(opts, k, v) {
+		(void)k;
+		if (json_object_is_type(v, json_type_object) && kl_json_str(v, "driver") &&
+		    check_node(named, v, want, what, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int kl_cache_check_nodes(json_object *named, json_object *options, struct kl_cache_flags want, struct strbuf *what,
+			 struct kl_error *err)
+{
+	size_t n = options && json_object_is_type(options, json_type_array) ? json_object_array_length(options) : 0;
+	for (size_t i = 0; i < n; i++)
+		if (check_node(named, json_object_array_get_idx(options, i), want, what, err) < 0)
+			return -1;
 	return 0;
 }

@@ -18,9 +18,9 @@ struct reopen_plan {
  * node is not defined by a -blockdev argument. */
 int kl_set_plan_blockdev(json_object *argv, const char *top, struct kl_cache_flags f, struct reopen_plan *p,
 			 struct kl_error *err);
-/* The format and storage nodes of a -drive disk (its query-block entry
- * `block`; named_nodes: query-named-block-nodes, or NULL), with cache flags
- * f.  -1 with err when the -drive has no node-name= and file.node-name=,
+/* The format node of a -drive disk with its storage node inline, one entry
+ * (its query-block entry `block`; named_nodes: query-named-block-nodes, or
+ * NULL), with cache flags f.  -1 with err when the -drive has no node-name= and file.node-name=,
  * which blockdev-reopen needs. */
 int kl_set_plan_drive(json_object *argv, json_object *block, json_object *named_nodes, struct kl_cache_flags f,
 		      struct reopen_plan *p, struct kl_error *err);

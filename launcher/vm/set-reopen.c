@@ -186,14 +186,15 @@ static bool find_drive_arg(json_object *argv, const char *drive_id, const char *
 	return false;
 }
 
-/* The format node: what -drive put in its options. */
-static json_object *drive_format_node(const struct kl_kv *kv, const char *fdrv, const char *nn, const char *fnn,
+/* The format node: what -drive put in its options, with its storage node
+ * `st` inline as "file" (taken). */
+static json_object *drive_format_node(const struct kl_kv *kv, const char *fdrv, const char *nn, json_object *st,
 				      bool ro, struct kl_cache_flags f)
 {
 	json_object *fmt = json_object_new_object();
 	json_object_object_add(fmt, "driver", json_object_new_string(fdrv));
 	json_object_object_add(fmt, "node-name", json_object_new_string(nn));
-	json_object_object_add(fmt, "file", json_object_new_string(fnn));
+	json_object_object_add(fmt, "file", st);
 	json_object_object_add(fmt, "read-only", json_object_new_boolean(ro));
 	static const char *const fmt_keys[] = { "discard", "detect-zeroes", "force-share" };
 	for (size_t i = 0; i < sizeof fmt_keys / sizeof *fmt_keys; i++)
@@ -274,9 +275,14 @@ int kl_set_plan_drive(json_object *argv, json_object *block, json_object *named_
 	if (rov)
 		kl_kv_parse_bool(rov, &ro);
 
+	/* One entry, the storage node inline in its parent.  Listing both nodes
+	 * (the storage node, then the format node with "file": its name) hangs
+	 * QEMU 10.0 when they came from -drive: the reopen succeeds, and the
+	 * disk's next request never completes, blocking QEMU's main loop.  The
+	 * inline form sets the same options on both nodes and works on 7.2 too. */
 	p->options = json_object_new_array();
-	json_object_array_add(p->options, drive_storage_node(&kv, sdrv, filename, fnn, ro, f));
-	json_object_array_add(p->options, drive_format_node(&kv, fdrv, nn, fnn, ro, f));
+	json_object *st = drive_storage_node(&kv, sdrv, filename, fnn, ro, f);
+	json_object_array_add(p->options, drive_format_node(&kv, fdrv, nn, st, ro, f));
 	p->image = xstrdup(filename);
 	return 0;
 }

@@ -84,6 +84,16 @@ set_refused() { # PATTERN ARGS...
 	cat "$TMP/set.out"
 	grep -q "^kvm-launch: error: .*$pat" "$TMP/set.out" || fail "set $*: message does not say '$pat'"
 }
+# A read through the disk's BlockBackend (HMP qemu-io) completes: QEMU 10.0
+# hung its main loop on the first request after a reopen that listed both
+# nodes of a -drive.  QEMU prints qemu-io's output on its stdout; an error
+# comes back in the answer.
+reads() { # DRIVE-ID
+	timeout 20 "$H/state-qmp" "$TMP/test.sock" human-monitor-command \
+		"{\"command-line\":\"qemu-io $1 \\\"read 0 4k\\\"\"}" > "$TMP/io.json" 2>&1 ||
+		fail "a read on $1 did not complete (rc $?): $(cat "$TMP/io.json")"
+	! grep -qi error "$TMP/io.json" || fail "a read on $1 failed: $(cat "$TMP/io.json")"
+}
 qcache() { # DEVICE-ID: the cache flags QEMU reports, from the test's own monitor
 	"$H/state-qmp" "$TMP/test.sock" query-block > "$TMP/qb.json" || fail "query-block"
 	n=$("$H/state-json" "$TMP/qb.json" length)
@@ -181,10 +191,14 @@ K --set --force t1 vd3 cache=writeback > "$TMP/set.out" 2>&1 || { cat "$TMP/set.
 set_refused "node-name" t1 vd4 cache=writeback
 [ "$(odirect "$E")" = on ] || fail "-drive refusal changed O_DIRECT"
 # A -drive with node-name= and file.node-name=: works, aio kept.
+reads drive5
 set_ok t1 vd5 cache=writeback
 [ "$(odirect "$G")" = off ] || fail "-drive with node names: O_DIRECT still on"
+qcache vd5 | grep -q '"direct":false' || fail "-drive with node names: QEMU still reports direct"
+reads drive5
 set_ok t1 vd5 cache=none
 [ "$(odirect "$G")" = on ] || fail "-drive with node names: O_DIRECT not back"
+reads drive5
 
 # Things that cannot change, and mistakes.
 set_refused "aio cannot change" t1 vd0 aio=threads

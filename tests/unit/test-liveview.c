@@ -96,6 +96,14 @@ static void test_check_nodes(void)
 	CHECK(kl_cache_check_nodes(named, opts, wb, &what, &err) < 0);
 	CHECK(strstr(err.msg, "does not show node gone") != NULL);
 	kl_error_clear(&err);
+	json_object_put(opts);
+	/* A storage node given inline in its parent (the -drive form) is checked too. */
+	opts = parse("[{\"node-name\":\"f0\",\"driver\":\"raw\",\"file\":{\"node-name\":\"s0\",\"driver\":\"file\"}}]");
+	strbuf_reset(&what);
+	CHECK(kl_cache_check_nodes(named, opts, none, &what, &err) < 0);
+	CHECK(strstr(err.msg, "node s0 has direct=off") != NULL);
+	CHECK_STREQ(strbuf_str(&what), "f0 direct=on no-flush=off, s0 direct=off no-flush=off");
+	kl_error_clear(&err);
 	strbuf_free(&what);
 	json_object_put(opts);
 	json_object_put(named);
