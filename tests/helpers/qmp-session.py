@@ -12,9 +12,10 @@ Prints "greeting JSON" first, then one line per script line:
     @fd PATH {"execute": ...}   the same, with PATH opened read-write and its
                                 fd sent with the command (SCM_RIGHTS)
     @raw TEXT                   send TEXT as it is (no reply awaited)
-    @wait-event NAME SECONDS    print events until NAME arrives ("timeout" if not)
-    @bench N                    N query-status round trips: "bench median_us
-                                q1_us q3_us n"
+    @wait-event NAME SECONDS    print events until NAME arrives ("timeout" if not;
+                                at once if it came while awaiting a reply)
+    @bench N [FILE]             N query-status round trips: "bench median_us
+                                q1_us q3_us n"; each sample appended to FILE
     @sleep SECONDS
 Exits 2 when the connection closes early."""
 import array
@@ -32,6 +33,7 @@ class Session:
         self.s.connect(path)
         self.buf = b""
         self.dec = json.JSONDecoder()
+        self.seen = []  # names of the events printed so far
 
     def recv_msg(self):
         while True:
@@ -63,6 +65,7 @@ class Session:
             if "event" in m:
                 if not quiet:
                     print("event " + json.dumps(m), flush=True)
+                    self.seen.append(m["event"])
                 continue
             return m
 
@@ -83,6 +86,9 @@ def main():
             sess.send(line[5:])
         elif line.startswith("@wait-event "):
             _, name, secs = line.split()
+            if name in sess.seen:  # already came (before a reply)
+                sess.seen.remove(name)
+                continue
             end = time.time() + float(secs)
             sess.s.settimeout(float(secs))
             try:
@@ -90,6 +96,7 @@ def main():
                     m = sess.recv_msg()
                     print(("event " if "event" in m else "reply ") + json.dumps(m), flush=True)
                     if m.get("event") == name:
+                        sess.seen.clear()
                         break
                 else:
                     print("timeout", flush=True)
@@ -97,7 +104,8 @@ def main():
                 print("timeout", flush=True)
             sess.s.settimeout(30)
         elif line.startswith("@bench "):
-            n = int(line.split()[1])
+            parts = line.split()
+            n = int(parts[1])
             cmd = '{"execute":"query-status"}'
             for _ in range(20):  # warm up
                 sess.command(cmd, quiet=True)
@@ -106,6 +114,9 @@ def main():
                 a = time.perf_counter_ns()
                 sess.command(cmd, quiet=True)
                 t.append((time.perf_counter_ns() - a) / 1000.0)
+            if len(parts) > 2:  # every sample, for statistics over several runs
+                with open(parts[2], "a") as f:
+                    f.write("".join("%.1f\n" % x for x in t))
             t.sort()
             print("bench %.1f %.1f %.1f %d" % (t[n // 2], t[n // 4], t[(3 * n) // 4], n), flush=True)
         elif line.startswith("@sleep "):
