@@ -115,6 +115,7 @@ echo "snapshot ok: overlay direct=$owd"
 "$KL" --config "$TMP/p.conf" --status hp > "$TMP/hp.status" 2>&1 || fail "--status: $(cat "$TMP/hp.status")"
 cat "$TMP/hp.status"
 grep -q "sd1 *f2 .*$o_rule" "$TMP/hp.status" || fail "--status does not show sd1 on the overlay with its rule"
+grep -q "added while running: snapshot, over f1" "$TMP/hp.status" || fail "--status does not give the origin"
 
 # Detach: device_del, then blockdev-del of the top: the entry goes.
 session "$TMP/hp.sock" > "$TMP/hp.s4" <<EOF
