@@ -121,3 +121,13 @@ echo "libvirtd restart: reconnected through relay $RPID ($(grep -c 'client conne
 kl_wait_gone "$PID" 20 || fail "QEMU still running"
 wait_for 10 sh -c "! kill -0 $RPID 2>/dev/null" || fail "the relay outlived QEMU"
 echo "destroy: QEMU and relay gone"
+
+# What kvm-launch(8) says about a relay that dies: libvirt sees its monitor
+# end and destroys the domain (why monitor-relay is off by default).
+klt_create "$name"
+PID=$(klt_pid "$name")
+RPID=$(relays)
+[ -n "$RPID" ] || fail "no relay for the second start"
+kill -9 "$RPID"
+kl_wait_gone "$PID" 30 && echo "relay SIGKILLed: libvirt destroyed the domain ($("${VIRSH[@]}" domstate "$name" 2>&1 | head -n 1))" ||
+	fail "relay killed: QEMU still runs (kvm-launch(8) says libvirt destroys it; update the page)"
