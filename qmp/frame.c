@@ -13,15 +13,20 @@ struct fdlist {
 	size_t n;
 };
 
-struct qmp_framer {
-	size_t max;
-	/* The lexer: nesting outside strings, and the string being read. */
+/* Nesting outside strings, the string being read, and whether a message is open. */
+struct lexer {
 	size_t depth;
 	char quote;          /* '"' or '\'' inside a string, else 0 */
 	bool escape;
+	bool cur_is_msg;
+};
+
+struct qmp_framer {
+	size_t max;
+	struct lexer lx;
 	bool oversize;       /* the current message crossed max: passing it through */
 	struct strbuf cur;   /* the segment being built: a message, or bytes between */
-	bool cur_is_msg;
+	struct fdlist chunk_fds;    /* came with the bytes being fed: for the message starting at chunk_start */
 	struct fdlist cur_fds;
 	struct fdlist waiting_fds;  /* arrived between messages: for the next one */
 	struct qmp_frame *ready;
@@ -72,6 +77,7 @@ void qmp_framer_free(struct qmp_framer *f)
 	strbuf_free(&f->cur);
 	fds_close(&f->cur_fds);
 	fds_close(&f->waiting_fds);
+	fds_close(&f->chunk_fds);
 	free(f);
 }
 
@@ -103,7 +109,7 @@ static void emit(struct qmp_framer *f, bool whole)
 static void start_message(struct qmp_framer *f)
 {
 	emit(f, false); /* the bytes between messages go first */
-	f->cur_is_msg = true;
+	f->lx.cur_is_msg = true;
 	f->oversize = false;
 	fds_append(&f->cur_fds, f->waiting_fds.v, f->waiting_fds.n);
 	free(f->waiting_fds.v);
@@ -112,49 +118,80 @@ static void start_message(struct qmp_framer *f)
 }
 
 /* One byte of string or structure; returns true when a message just ended. */
-static bool lex(struct qmp_framer *f, char c)
+static bool lex(struct lexer *l, char c)
 {
-	if (f->quote) {
-		if (f->escape)
-			f->escape = false;
+	if (l->quote) {
+		if (l->escape)
+			l->escape = false;
 		else if (c == '\\')
-			f->escape = true;
-		else if (c == f->quote)
-			f->quote = 0;
+			l->escape = true;
+		else if (c == l->quote)
+			l->quote = 0;
 		return false;
 	}
 	switch (c) {
 	case '"':
 	case '\'':
-		f->quote = c;
+		l->quote = c;
 		return false;
 	case '{':
 	case '[':
-		f->depth++;
+		l->depth++;
 		return false;
 	case '}':
 	case ']':
 		/* An unmatched closer at the top is garbage to QEMU too: it resets. */
-		if (f->depth == 0)
+		if (l->depth == 0)
 			return false;
-		return --f->depth == 0;
+		return --l->depth == 0;
 	default:
 		return false;
 	}
 }
 
-static void feed_byte(struct qmp_framer *f, char c)
+static bool starts_message(const struct lexer *l, char c)
 {
-	if (!f->cur_is_msg && f->depth == 0 && !f->quote && (c == '{' || c == '['))
+	return !l->cur_is_msg && l->depth == 0 && !l->quote && (c == '{' || c == '[');
+}
+
+/* Where the last message that starts in buf starts, -1 if none.  A recvmsg
+ * returns the fds of the last segment it read, whose bytes end the chunk;
+ * a client sends a command's fds with the sendmsg of its first byte
+ * (libvirt: qemuMonitorIOWriteWithFD), so the fds are that message's. */
+static ssize_t last_start(const struct lexer *now, const char *buf, size_t len)
+{
+	struct lexer l = *now;
+	ssize_t at = -1;
+	for (size_t i = 0; i < len; i++) {
+		if (starts_message(&l, buf[i])) {
+			at = (ssize_t)i;
+			l.cur_is_msg = true;
+		}
+		if (lex(&l, buf[i]) && l.cur_is_msg)
+			l.cur_is_msg = false;
+	}
+	return at;
+}
+
+static void feed_byte(struct qmp_framer *f, char c, bool take_chunk_fds)
+{
+	if (starts_message(&f->lx, c)) {
 		start_message(f);
+		if (take_chunk_fds) {
+			fds_append(&f->cur_fds, f->chunk_fds.v, f->chunk_fds.n);
+			free(f->chunk_fds.v);
+			f->chunk_fds.v = NULL;
+			f->chunk_fds.n = 0;
+		}
+	}
 	strbuf_appendc(&f->cur, c);
-	bool ended = lex(f, c);
-	if (f->cur_is_msg && ended) {
+	bool ended = lex(&f->lx, c);
+	if (f->lx.cur_is_msg && ended) {
 		emit(f, !f->oversize);
-		f->cur_is_msg = false;
+		f->lx.cur_is_msg = false;
 		return;
 	}
-	if (f->cur_is_msg && f->cur.len >= f->max) {
+	if (f->lx.cur_is_msg && f->cur.len >= f->max) {
 		/* Too long to hold: pass on what we have, and the rest as it comes. */
 		f->oversize = true;
 		emit(f, false);
@@ -163,12 +200,17 @@ static void feed_byte(struct qmp_framer *f, char c)
 
 void qmp_framer_feed(struct qmp_framer *f, const char *buf, size_t len, const int *fds, size_t nfds)
 {
-	/* Fds belong to the message being read when they arrived, else to the next. */
-	fds_append(f->cur_is_msg ? &f->cur_fds : &f->waiting_fds, fds, nfds);
+	/* Fds belong to the last message that starts in these bytes; if none
+	 * starts, to the message being read, else to the next one. */
+	ssize_t at = nfds ? last_start(&f->lx, buf, len) : -1;
+	if (at >= 0)
+		fds_append(&f->chunk_fds, fds, nfds);
+	else
+		fds_append(f->lx.cur_is_msg ? &f->cur_fds : &f->waiting_fds, fds, nfds);
 	for (size_t i = 0; i < len; i++)
-		feed_byte(f, buf[i]);
+		feed_byte(f, buf[i], (ssize_t)i == at);
 	/* Bytes between messages need not wait for the next message. */
-	if (!f->cur_is_msg && f->cur.len)
+	if (!f->lx.cur_is_msg && f->cur.len)
 		emit(f, false);
 	if (f->oversize && f->cur.len)
 		emit(f, false);
@@ -191,10 +233,7 @@ void qmp_framer_finish(struct qmp_framer *f)
 	f->waiting_fds.v = NULL;
 	f->waiting_fds.n = 0;
 	emit(f, false);
-	f->cur_is_msg = false;
-	f->depth = 0;
-	f->quote = 0;
-	f->escape = false;
+	memset(&f->lx, 0, sizeof f->lx);
 }
 
 size_t qmp_framer_pending(const struct qmp_framer *f)

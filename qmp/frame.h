@@ -18,9 +18,12 @@
  *
  * File descriptors: libvirt sends one command per sendmsg with its fd, and
  * QEMU drops fds it has not claimed when the next ones arrive, so fds must
- * reach QEMU with the bytes of the command that carried them.  Fds that
- * arrive while a message is being read belong to it; fds that arrive between
- * messages belong to the next message that starts. */
+ * reach QEMU with the bytes of the command that carried them.  A recvmsg
+ * returns the fds of the last segment it read (the kernel joins a writer's
+ * segments until one that carries fds), and a client sends a command's fds
+ * with its first byte: so fds belong to the last message that starts in the
+ * bytes read with them; if none starts there, to the message being read,
+ * or between messages to the next message that starts. */
 #ifndef KL_QMP_FRAME_H
 #define KL_QMP_FRAME_H
 

@@ -121,29 +121,81 @@ static int a_fd(void)
 	return open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-/* Fds read while a message is open belong to it; between messages, to the next. */
+/* Fds read with bytes in which no message starts belong to the message
+ * being read, or between messages to the next one; when messages start in
+ * those bytes, to the last of them (a recvmsg returns the fds of its last
+ * segment, and a client sends fds with a command's first byte). */
 static void test_fd_attachment(void)
 {
 	struct qmp_framer *f = qmp_framer_new(1 << 20);
 	struct got g = { 0 };
-	int fd1 = a_fd(), fd2 = a_fd(), fd3 = a_fd();
+	int fd1 = a_fd(), fd2 = a_fd(), fd3 = a_fd(), fd4 = a_fd();
 	qmp_framer_feed(f, "{\"execute\":\"getfd\",", 19, &fd1, 1);
-	qmp_framer_feed(f, "\"id\":1}\r\n{\"execute\":", 20, &fd2, 1); /* mid-message: still the first */
+	qmp_framer_feed(f, "\"id\":1", 6, &fd2, 1);                 /* mid-message, none starts: still the first */
+	qmp_framer_feed(f, "}\r\n{\"execute\":", 15, &fd3, 1);       /* the second starts here: its fds */
 	qmp_framer_feed(f, "\"x\"}\r\n", 6, NULL, 0);
-	qmp_framer_feed(f, "\r\n", 2, &fd3, 1);                         /* between: for the next */
+	qmp_framer_feed(f, "\r\n", 2, &fd4, 1);                      /* between: for the next */
 	qmp_framer_feed(f, "{\"execute\":\"add-fd\"}", 20, NULL, 0);
 	drain_frames(f, &g);
 	CHECK_INTEQ(count_whole(&g), 3);
 	const struct qmp_frame *m0 = nth_whole(&g, 0), *m1 = nth_whole(&g, 1), *m2 = nth_whole(&g, 2);
 	CHECK(m0 && m0->nfds == 2 && m0->fds[0] == fd1 && m0->fds[1] == fd2);
-	CHECK(m1 && m1->nfds == 0);
-	CHECK(m2 && m2->nfds == 1 && m2->fds[0] == fd3);
+	CHECK(m1 && m1->nfds == 1 && m1->fds[0] == fd3);
+	CHECK(m2 && m2->nfds == 1 && m2->fds[0] == fd4);
 	for (size_t i = 0; i < g.n; i++)
 		if (!g.v[i].whole)
 			CHECK_INTEQ(g.v[i].nfds, 0);
 	got_free(&g); /* closes the fds */
 	CHECK(fcntl(fd1, F_GETFD) < 0 && fcntl(fd3, F_GETFD) < 0);
 	qmp_framer_free(f);
+}
+
+/* A client that sends a command and, without waiting for the reply, one
+ * with an fd: one recvmsg can return both (the kernel joins segments of one
+ * writer until one carrying fds); the fd goes with the second, not with the
+ * first. */
+static void test_fd_pipelined(void)
+{
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	const char *a = "{\"execute\":\"query-status\"}\r\n", *b = "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"x\"}}\r\n";
+	CHECK(write(sv[0], a, strlen(a)) == (ssize_t)strlen(a));
+	int fd = a_fd();
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = { (void *)b, strlen(b) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	CHECK(sendmsg(sv[0], &mh, 0) == (ssize_t)strlen(b));
+	close(fd);
+	char buf[4096];
+	int got_fds[4];
+	size_t ngot = 0;
+	struct iovec riov = { buf, sizeof buf };
+	struct msghdr rmh = { .msg_iov = &riov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf };
+	ssize_t n = recvmsg(sv[1], &rmh, MSG_CMSG_CLOEXEC);
+	for (struct cmsghdr *k = CMSG_FIRSTHDR(&rmh); k; k = CMSG_NXTHDR(&rmh, k))
+		if (k->cmsg_type == SCM_RIGHTS && ngot < 4)
+			memcpy(&got_fds[ngot++], CMSG_DATA(k), sizeof(int));
+	CHECK_INTEQ(n, (ssize_t)(strlen(a) + strlen(b))); /* one read: both commands */
+	CHECK_INTEQ(ngot, 1);
+	struct qmp_framer *f = qmp_framer_new(1 << 20);
+	struct got g = { 0 };
+	qmp_framer_feed(f, buf, n > 0 ? (size_t)n : 0, got_fds, ngot);
+	drain_frames(f, &g);
+	const struct qmp_frame *m0 = nth_whole(&g, 0), *m1 = nth_whole(&g, 1);
+	CHECK(m0 && m0->nfds == 0);
+	CHECK(m1 && m1->nfds == 1);
+	got_free(&g);
+	qmp_framer_free(f);
+	close(sv[0]);
+	close(sv[1]);
 }
 
 /* Over the limit: passed on as it comes, never whole; the next one is whole. */
@@ -342,6 +394,7 @@ int main(void)
 	RUN(test_whole_and_gaps);
 	RUN(test_splits);
 	RUN(test_fd_attachment);
+	RUN(test_fd_pipelined);
 	RUN(test_oversize_and_garbage);
 	RUN(test_finish);
 	RUN(test_relay_end_to_end);
