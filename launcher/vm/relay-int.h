@@ -22,6 +22,7 @@ struct kl_relay_ctx {
 	/* node-name -> what was decided: {"cache":{"direct","no-flush"}, "aio",
 	 * "file" (the child node it references), "disk" (the state entry)} */
 	json_object *nodes;
+	bool no_decide;           /* fuzzing: never fork a decision child */
 };
 
 /* The qmp_relay_hooks.rewrite of the relay: blockdev-add and
