@@ -6,7 +6,8 @@
 # transaction blockdev-snapshot) run with the same aio/cache, rule and
 # reasons as `kvm-launch --dry-run` gives the same node on a command line
 # (query-named-block-nodes cache flags, O_DIRECT in /proc/PID/fdinfo, the
-# io_uring fd or libaio mapping after I/O); blockdev-reopen keeps them;
+# io_uring fd or libaio mapping after I/O), and so does a blockdev-mirror
+# target; blockdev-reopen keeps them;
 # --status lists the runtime disks with their origin; blockdev-del removes
 # them.  A decision child that crashes or hangs costs one rewrite: the
 # original bytes go to QEMU, the relay lives on.
@@ -116,6 +117,26 @@ echo "snapshot ok: overlay direct=$owd"
 cat "$TMP/hp.status"
 grep -q "sd1 *f2 .*$o_rule" "$TMP/hp.status" || fail "--status does not show sd1 on the overlay with its rule"
 grep -q "added while running: snapshot, over f1" "$TMP/hp.status" || fail "--status does not give the origin"
+
+# A mirror target (blockcopy, nova's volume swap): judged as the file it is.
+fallocate -l 64M "$TMP/copy.raw"
+session "$TMP/hp.sock" > "$TMP/hp.s5" <<EOF
+{"execute":"qmp_capabilities"}
+{"execute":"blockdev-add","arguments":{"driver":"file","filename":"$TMP/copy.raw","node-name":"s3"},"id":"m1"}
+{"execute":"blockdev-add","arguments":{"node-name":"f3","driver":"raw","file":"s3"},"id":"m2"}
+{"execute":"blockdev-mirror","arguments":{"job-id":"cp","device":"f2","target":"f3","sync":"top"},"id":"m3"}
+@wait-event BLOCK_JOB_READY 30
+{"execute":"query-named-block-nodes","arguments":{"flat":true},"id":"n5"}
+{"execute":"block-job-cancel","arguments":{"device":"cp"},"id":"m4"}
+@wait-event BLOCK_JOB_COMPLETED 30
+EOF
+for id in m1 m2 m3; do ! grep -q "\"error\".*\"id\": \"$id\"" "$TMP/hp.s5" || fail "mirror: $id failed: $(cat "$TMP/hp.s5")"; done
+read -r m_aio m_cache m_rule m_origin _ <<< "$(entry f3)"
+echo "state: f3 aio=$m_aio cache=$m_cache rule=$m_rule origin=$m_origin"
+[ "$m_aio $m_cache $m_rule" = "$e_aio $e_cache $e_rule" ] || fail "mirror target decided $m_aio $m_cache $m_rule, want $e_aio $e_cache $e_rule"
+[ "$m_origin" = mirror ] || fail "mirror target origin $m_origin"
+[ "$(flags "$TMP/hp.s5" s3)" = "$wd false" ] || fail "s3 cache flags $(flags "$TMP/hp.s5" s3)"
+echo "mirror ok: target direct=$wd"
 
 # Detach: device_del, then blockdev-del of the top: the entry goes.
 session "$TMP/hp.sock" > "$TMP/hp.s4" <<EOF
