@@ -81,6 +81,10 @@ io_uring) [ "$uring" -gt 0 ] || fail "no io_uring fd in QEMU after I/O" ;;
 native) [ "$libaio" -gt 0 ] || fail "no libaio context in QEMU after I/O" ;;
 esac
 echo "hot-plug ok: O_DIRECT $(direct_bit "$QPID" "$TMP/pre.raw"), io_uring fds $uring, libaio maps $libaio"
+# --set works on a disk made at run time (it finds it through the entry).
+"$KL" --config "$TMP/p.conf" --set hp sd1 iops=100 > "$TMP/hp.set" 2>&1 || fail "--set on the hot-plugged disk: $(cat "$TMP/hp.set")"
+"$KL" --config "$TMP/p.conf" --status hp | grep -q "sd1 .*iops=100" || fail "--status does not show the throttle --set gave sd1"
+echo "--set ok: $(cat "$TMP/hp.set")"
 
 # blockdev-reopen as libvirt sends it (the format node with the XML's
 # cache): kvm-launch's flags stay.
