@@ -44,8 +44,9 @@ void kl_relay_setup_free(struct kl_relay_setup *s)
 	free(s);
 }
 
-/* A listening AF_UNIX stream socket bound at path (mode from umask). */
-static int listen_at(const char *path, mode_t umask_for_bind, struct kl_error *err)
+/* A listening AF_UNIX stream socket bound at path: private (umask 077), or
+ * with the process's umask, as QEMU would have bound the manager's socket. */
+static int listen_at(const char *path, bool private, struct kl_error *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof sa.sun_path)
@@ -58,10 +59,11 @@ static int listen_at(const char *path, mode_t umask_for_bind, struct kl_error *e
 	/* QEMU replaces a stale socket at the path; anything else stays. */
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(path);
-	mode_t old = umask(umask_for_bind);
+	mode_t old = private ? umask(077) : 0;
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
 	int e = errno;
-	umask(old);
+	if (private)
+		umask(old);
 	if (r < 0 || listen(fd, 1) < 0) {
 		if (r == 0)
 			e = errno;
@@ -223,9 +225,9 @@ static int set_up_one(struct kl_launch *l, const struct kl_relay_config *cfg, co
 	int mfd = m->fd;
 	if (m->fd >= 0 && check_inherited(m->fd, err) < 0)
 		return -1;
-	if (m->path && (mfd = listen_at(m->path, 0, err)) < 0)
+	if (m->path && (mfd = listen_at(m->path, false, err)) < 0)
 		return -1;
-	int qfd = listen_at(qpath, 077, err);
+	int qfd = listen_at(qpath, true, err);
 	if (qfd < 0) {
 		if (m->path)
 			close(mfd);

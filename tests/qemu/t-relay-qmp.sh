@@ -86,6 +86,11 @@ wait_for 10 no_relay lv || fail "lv: relay still running after QEMU quit"
 # 2. Proxmox / scripts: -chardev path=, 3. -qmp, 4. -qmp-pretty.
 start px -chardev "socket,id=qmp,path=$TMP/px.sock,server=on,wait=off" -mon "chardev=qmp,mode=control"
 check_private px "$TMP/px.sock"
+# The manager's socket has the mode QEMU would have given it (umask), QEMU's
+# private one is the owner's only.
+want=$(printf '%o' $(( 0777 & ~$(umask) )))
+[ "$(stat -c %a "$TMP/px.sock")" = "$want" ] || fail "px: manager socket mode $(stat -c %a "$TMP/px.sock"), want $want"
+[ "$(stat -c %a "$ST/px.relay0.sock")" = 700 ] || fail "px: private socket mode $(stat -c %a "$ST/px.relay0.sock")"
 exercise px "$TMP/px.sock"
 quit_via "$TMP/px.sock"
 wait_for 10 gone "$QPID" || fail "px: QEMU did not quit"
