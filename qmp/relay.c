@@ -76,6 +76,7 @@ static int outq_write(struct outq *q, int fd, struct kl_error *err)
 		/* More than one message can carry never came from one client message. */
 		size_t nfds = fr->nfds < MAX_FDS_PER_MSG ? fr->nfds : MAX_FDS_PER_MSG;
 		if (q->off == 0 && nfds) {
+			memset(cm.buf, 0, sizeof cm.buf); /* the header's padding goes out too */
 			mh.msg_control = cm.buf;
 			mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);

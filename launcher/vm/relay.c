@@ -93,7 +93,9 @@ static void session(struct kl_relay_ctx *c, int client, const char *qsock, int p
 	struct qmp_relay_hooks hooks = { kl_relay_hook, c };
 	struct kl_error err = KL_ERROR_INIT;
 	int r = qmp_relay_run(client, q, &hooks, &err);
-	if (r < 0)
+	if (r < 0 && (err.errnum == EPIPE || err.errnum == ECONNRESET))
+		kl_info("relay: session ended (%s)", err.msg); /* a side went away mid-write */
+	else if (r < 0)
 		kl_warn("relay: session ended: %s", err.msg);
 	else
 		kl_info("relay: session ended (%s closed)", r == QMP_RELAY_CLIENT_CLOSED ? "client" : "QEMU");
@@ -171,6 +173,11 @@ int kl_relay_main(int argc, char **argv)
 	read_state(&c, &st);
 	if (pidfd >= 0 && c.qemu_pid > 0 && kl_proc_pidfd_pid(pidfd) != c.qemu_pid)
 		pidfd = -1; /* not QEMU's: watch the PID instead */
+	if (pidfd < 0 && c.qemu_pid <= 0) {
+		/* Nothing tells when QEMU is gone: a relay would outlive it. */
+		kl_err("relay: no pidfd at fd %d and no QEMU pid in '%s': not relaying", KL_RELAY_PIDFD, c.state_file);
+		return 1;
+	}
 	lower_oom_score();
 	c.nodes = json_object_new_object();
 	kl_info("relay: pid %d for QEMU pid %d, QEMU's monitor at %s", (int)getpid(), (int)c.qemu_pid, qsock);
