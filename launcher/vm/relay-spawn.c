@@ -211,6 +211,15 @@ static char *private_path(const struct kl_launch *l, size_t i)
 	return NULL;
 }
 
+/* STATE_DIR/STEM.relay.log, beside the entry. */
+static char *relay_log_path(const struct kl_launch *l)
+{
+	size_t n = strlen(l->state_file);
+	if (n > 5 && strcmp(l->state_file + n - 5, ".json") == 0)
+		n -= 5;
+	return xasprintf("%.*s.relay.log", (int)n, l->state_file);
+}
+
 /* One monitor: its listeners and its relay.  Returns QEMU's listener. */
 static int set_up_one(struct kl_launch *l, const struct kl_relay_config *cfg, const struct kl_monitor *m, size_t i,
 		      struct kl_error *err)
@@ -218,10 +227,7 @@ static int set_up_one(struct kl_launch *l, const struct kl_relay_config *cfg, co
 	_cleanup_free_ char *qpath = private_path(l, i);
 	if (!qpath)
 		return kl_error_fail(err, "no private socket path fits in %s", l->state_dir);
-	size_t sl = strlen(l->state_file);
-	if (sl > 5 && strcmp(l->state_file + sl - 5, ".json") == 0)
-		sl -= 5;
-	_cleanup_free_ char *log = xasprintf("%.*s.relay.log", (int)sl, l->state_file);
+	_cleanup_free_ char *log = relay_log_path(l);
 	int mfd = m->fd;
 	if (m->fd >= 0 && check_inherited(m->fd, err) < 0)
 		return -1;
@@ -264,6 +270,11 @@ void kl_relay_setup(struct kl_launch *l, const struct kl_relay_config *cfg)
 	s->inherited = xcalloc(ms.n, sizeof *s->inherited);
 	s->n = ms.n;
 	size_t ok = 0;
+	/* One log per VM start (the relays append to it), as the agent's. */
+	_cleanup_free_ char *log = relay_log_path(l);
+	int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+	if (lfd >= 0)
+		close(lfd);
 	for (size_t i = 0; i < ms.n; i++) {
 		struct kl_error err = KL_ERROR_INIT;
 		s->inherited[i] = -1;
