@@ -14,8 +14,8 @@ Prints "greeting JSON" first, then one line per script line:
     @raw TEXT                   send TEXT as it is (no reply awaited)
     @wait-event NAME SECONDS    print events until NAME arrives ("timeout" if not;
                                 at once if it came while awaiting a reply)
-    @bench N [FILE]             N query-status round trips: "bench median_us
-                                q1_us q3_us n"; each sample appended to FILE
+    @bench N [FILE [CMD]]       N round trips of CMD (query-status): "bench
+                                median_us q1_us q3_us n"; samples appended to FILE
     @sleep SECONDS
 Exits 2 when the connection closes early."""
 import array
@@ -104,9 +104,9 @@ def main():
                 print("timeout", flush=True)
             sess.s.settimeout(30)
         elif line.startswith("@bench "):
-            parts = line.split()
+            parts = line.split(" ", 3)
             n = int(parts[1])
-            cmd = '{"execute":"query-status"}'
+            cmd = parts[3] if len(parts) > 3 else '{"execute":"query-status"}'
             for _ in range(20):  # warm up
                 sess.command(cmd, quiet=True)
             t = []

@@ -135,4 +135,12 @@ read -r dm dq1 dq3 dn <<< "$(stats "$TMP/bench.direct")"
 echo "query-status via the relay: median $rm us, IQR $rq1-$rq3 us ($rn calls)"
 echo "query-status direct:        median $dm us, IQR $dq1-$dq3 us ($dn calls)"
 echo "relay adds $(awk -v a="$rm" -v b="$dm" 'BEGIN {printf "%.1f", a - b}') us at the median"
+# A large reply (query-qmp-schema, ~150 KB) through the relay and directly.
+for round in 1 2 3; do
+	printf '{"execute":"qmp_capabilities"}\n@bench 20 %s {"execute":"query-qmp-schema"}\n' "$TMP/schema.relay" | session "$TMP/qm.sock" > /dev/null
+	printf '{"execute":"qmp_capabilities"}\n@bench 20 %s {"execute":"query-qmp-schema"}\n' "$TMP/schema.direct" | session "$ST/qm.qmp.sock" > /dev/null
+done
+read -r sm sq1 sq3 sn <<< "$(stats "$TMP/schema.relay")"
+read -r tm tq1 tq3 tn <<< "$(stats "$TMP/schema.direct")"
+echo "query-qmp-schema via the relay: median $sm us, IQR $sq1-$sq3 us ($sn calls); direct: median $tm us, IQR $tq1-$tq3 us ($tn calls)"
 echo "all relay QMP checks passed"
