@@ -143,4 +143,44 @@ done
 read -r sm sq1 sq3 sn <<< "$(stats "$TMP/schema.relay")"
 read -r tm tq1 tq3 tn <<< "$(stats "$TMP/schema.direct")"
 echo "query-qmp-schema via the relay: median $sm us, IQR $sq1-$sq3 us ($sn calls); direct: median $tm us, IQR $tq1-$tq3 us ($tn calls)"
+# Event latency: the same events (STOP/RESUME from 100 stop/cont pairs, the
+# VM running after the checks above) read on a relayed and a direct
+# connection; per connection, arrival (wall clock) minus QEMU's timestamp of
+# the event.  QEMU writes an event to its monitors one after the other, so
+# the two also differ by that order, not only by the relay.
+python3 - "$TMP/qm.sock" "$ST/qm.qmp.sock" <<'EOF' > "$TMP/events.lat" || fail "event latency measurement failed"
+import json, select, socket, sys, time
+def conn(path):
+    s = socket.socket(socket.AF_UNIX); s.connect(path); s.settimeout(10)
+    f = s.makefile("rwb", buffering=0)
+    f.readline()
+    s.sendall(b'{"execute":"qmp_capabilities"}\r\n'); f.readline()
+    return s, f
+rs, rf = conn(sys.argv[1])
+ds, df = conn(sys.argv[2])
+lat = {"r": [], "d": []}
+for i in range(200):
+    rs.sendall(b'{"execute":"%s"}\r\n' % (b"cont" if i % 2 else b"stop"))
+    got = set()
+    replied = False
+    while len(got) < 2 or not replied:
+        r, _, _ = select.select([rs, ds], [], [], 10)
+        if not r:
+            sys.exit(1)
+        for s, f, k in ((rs, rf, "r"), (ds, df, "d")):
+            if s in r:
+                now = time.time()
+                line = f.readline()
+                if b'"event"' in line and k not in got:
+                    ts = json.loads(line)["timestamp"]
+                    lat[k].append((now - ts["seconds"] - ts["microseconds"] / 1e6) * 1e6)
+                    got.add(k)
+                elif k == "r" and b'"return"' in line:
+                    replied = True
+for k in ("r", "d"):
+    v = sorted(lat[k]); n = len(v)
+    print("%.1f %.1f %.1f %d" % (v[n // 2], v[n // 4], v[3 * n // 4], n))
+EOF
+{ read -r em eq1 eq3 en; read -r fm fq1 fq3 fn; } < "$TMP/events.lat"
+echo "event latency (arrival - QEMU timestamp): relayed median $em us, IQR $eq1-$eq3 ($en events); direct median $fm us, IQR $fq1-$fq3 ($fn events)"
 echo "all relay QMP checks passed"
