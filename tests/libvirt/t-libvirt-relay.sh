@@ -8,6 +8,7 @@
 # O_DIRECT and aio (query-named-block-nodes, /proc/PID/fdinfo, the io_uring
 # fd or libaio mapping after I/O) and --status lists them with their
 # origin; a libvirtd restart reconnects through the relay (a fresh session);
+# dump and save pass their fds through it, restore gets a new relay;
 # `virsh destroy` leaves no relay behind.  Run under flock /tmp/kl-libvirt.lock.
 . "$(dirname "$0")/../functions.sh"
 . "$(dirname "$0")/lib.sh"
@@ -116,6 +117,21 @@ wait_for 20 sh -c "[ \"\$(${VIRSH[*]} domstate $name 2>/dev/null)\" = running ]"
 [ "$(relays)" = "$RPID" ] || fail "the relay changed across the restart"
 grep -c 'relay: client connected' "$KLT_STATE/$name.relay.log" | grep -qv '^1$' || fail "libvirtd did not reconnect through the relay"
 echo "libvirtd restart: reconnected through relay $RPID ($(grep -c 'client connected' "$KLT_STATE/$name.relay.log") sessions)"
+
+# fds through the relay: dump (getfd + dump-guest-memory fd:) and save
+# (getfd + migrate fd:), then restore: a new QEMU gets a new relay.
+"${VIRSH[@]}" dump "$name" "$D/rl.dump" --memory-only > /dev/null || fail "virsh dump failed"
+[ -s "$D/rl.dump" ] || fail "virsh dump wrote nothing"
+"${VIRSH[@]}" save "$name" "$D/rl.save" > /dev/null || fail "virsh save failed"
+kl_wait_gone "$PID" 30 || fail "QEMU still running after save"
+wait_for 10 sh -c "! kill -0 $RPID 2>/dev/null" || fail "the relay outlived the saved QEMU"
+"${VIRSH[@]}" restore "$D/rl.save" > /dev/null || fail "virsh restore failed: $(tail -n 5 "/var/log/libvirt/qemu/$name.log")"
+PID=$(klt_pid "$name")
+RPID=$(relays)
+[ -n "$RPID" ] || fail "no relay after restore"
+cleanup_fn "kill -9 $RPID 2>/dev/null"
+"${VIRSH[@]}" qemu-monitor-command "$name" '{"execute":"query-status"}' | grep -q running || fail "restored domain not running"
+echo "dump ($(stat -c %s "$D/rl.dump") bytes), save and restore through the relay: ok (new relay $RPID)"
 
 "${VIRSH[@]}" destroy "$name" > /dev/null || fail "destroy failed"
 kl_wait_gone "$PID" 20 || fail "QEMU still running"
