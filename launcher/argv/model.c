@@ -18,21 +18,6 @@
 #include "launcher/argv/keyval.h"
 #include "launcher/argv/qemu-options.h"
 
-int kl_qemu_option(const char *arg, const char **name)
-{
-	if (!arg || arg[0] != '-')
-		return -1;
-	const char *n = arg + 1;
-	if (*n == '-')
-		n++;
-	const struct qemu_opt *o = bsearch(n, qemu_opts, sizeof qemu_opts / sizeof *qemu_opts, sizeof *qemu_opts, cmp_opt);
-	if (!o)
-		return -1;
-	if (name)
-		*name = o->name;
-	return o->has_arg ? 1 : 0;
-}
-
 #define VEC_PUSH(arr, n, cap, val) do { \
 	XGROW(arr, n, cap, 8); \
 	(arr)[(n)++] = (val); \

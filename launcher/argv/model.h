@@ -32,10 +32,6 @@ int kl_model_parse(int argc, char *const argv[], struct kl_model **out, struct k
 void kl_model_free(struct kl_model *m);
 static inline void kl_model_freep(struct kl_model **m) { if (*m) kl_model_free(*m); }
 #define _cleanup_model_ __attribute__((cleanup(kl_model_freep)))
-/* An argument "-opt" or "--opt": 1 if it is a QEMU option taking a value, 0
- * if it takes none, -1 if QEMU has no such option.  *name (may be NULL)
- * gets its name without dashes (static). */
-int kl_qemu_option(const char *arg, const char **name);
 
 /* The VM as a whole. */
 const char *kl_model_name(const struct kl_model *m);      /* -name guest=X / -name X; NULL if none */

@@ -7,6 +7,7 @@
 #include "common/xalloc.h"
 #include "launcher/argv/keyval.h"
 #include "launcher/argv/model.h"
+#include "launcher/argv/qemu-options.h"
 
 /* Keys a relayed socket chardev may carry: anything else (tls-creds,
  * websocket, telnet, reconnect, mux, abstract, host/port...) means a shape
@@ -171,13 +172,13 @@ void kl_monitors_find(int argc, char *const argv[], struct kl_monitors *out)
 	out->v = NULL;
 	out->n = 0;
 	for (int i = 0; i < argc; i++) {
-		const char *name;
-		int arity = argv[i] ? kl_qemu_option(argv[i], &name) : -1;
 		if (argv[i] && argv[i][0] != '-')
 			continue; /* a bare image name */
-		if (arity < 0 || (arity == 1 && (i + 1 >= argc || !argv[i + 1])))
+		bool has_arg = false;
+		const char *name = argv[i] ? kl_qemu_option(argv[i] + (argv[i][1] == '-' ? 2 : 1), &has_arg) : NULL;
+		if (!name || (has_arg && (i + 1 >= argc || !argv[i + 1])))
 			goto out; /* cannot walk it: touch nothing */
-		if (arity == 0)
+		if (!has_arg)
 			continue;
 		const char *val = argv[++i];
 		if (strcmp(name, "chardev") == 0)

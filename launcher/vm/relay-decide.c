@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
+#include "common/json.h"
 #include "launcher/prepare.h"
 #include "launcher/vm/state.h"
 #include "policy/calibrate/calibrate.h"
@@ -203,9 +204,9 @@ int kl_relay_decide(const struct kl_relay_ctx *c, json_object *args, json_object
 		snprintf(why, whylen, "the probe crashed (signal %d)", WTERMSIG(status));
 	} else if (!res || !json_object_is_type(res, json_type_object)) {
 		snprintf(why, whylen, "the probe gave no answer (exit %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-	} else if (kl_js_str(res, "error")) {
-		snprintf(why, whylen, "%s", kl_js_str(res, "error"));
-	} else if (!kl_js_get(res, "arguments", json_type_object) || !kl_js_get(res, "disk", json_type_object)) {
+	} else if (kl_json_str(res, "error")) {
+		snprintf(why, whylen, "%s", kl_json_str(res, "error"));
+	} else if (!kl_json_get(res, "arguments", json_type_object) || !kl_json_get(res, "disk", json_type_object)) {
 		snprintf(why, whylen, "the probe's answer is incomplete");
 	} else {
 		*out = res;

@@ -13,6 +13,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/json.h"
 #include "launcher/vm/state.h"
 
 enum op { OP_ADD, OP_REPLACE, OP_DEL };
@@ -27,7 +28,7 @@ struct change {
 static int find_node(json_object *disks, const char *node)
 {
 	for (size_t i = 0; node && i < json_object_array_length(disks); i++) {
-		const char *n = kl_js_str(json_object_array_get_idx(disks, i), "node");
+		const char *n = kl_json_str(json_object_array_get_idx(disks, i), "node");
 		if (n && strcmp(n, node) == 0)
 			return (int)i;
 	}
@@ -38,7 +39,7 @@ static int apply(json_object *st, void *vctx, struct kl_error *err)
 {
 	struct change *ch = vctx;
 	(void)err;
-	json_object *disks = kl_js_get(st, "disks", json_type_array);
+	json_object *disks = kl_json_get(st, "disks", json_type_array);
 	if (!disks) {
 		disks = json_object_new_array();
 		json_object_object_add(st, "disks", disks);
@@ -52,8 +53,8 @@ static int apply(json_object *st, void *vctx, struct kl_error *err)
 	}
 	if (ch->op == OP_REPLACE && at >= 0) {
 		json_object *old = json_object_array_get_idx(disks, (size_t)at);
-		if (kl_js_str(old, "id") && !kl_js_str(ch->entry, "id"))
-			json_object_object_add(ch->entry, "id", json_object_new_string(kl_js_str(old, "id")));
+		if (kl_json_str(old, "id") && !kl_json_str(ch->entry, "id"))
+			json_object_object_add(ch->entry, "id", json_object_new_string(kl_json_str(old, "id")));
 		json_object_object_add(ch->entry, "previous_node", json_object_new_string(ch->replaces));
 		json_object_array_put_idx(disks, (size_t)at, json_object_get(ch->entry));
 		return 1;
@@ -79,8 +80,8 @@ static void commit(struct kl_relay_ctx *c, struct change *ch)
 /* The state entry for a node we decided (a copy), NULL if not ours. */
 static json_object *entry_for(struct kl_relay_ctx *c, const char *node, const char *origin)
 {
-	json_object *rec = node ? kl_js_get(c->nodes, node, json_type_object) : NULL;
-	json_object *disk = rec ? kl_js_get(rec, "disk", json_type_object) : NULL;
+	json_object *rec = node ? kl_json_get(c->nodes, node, json_type_object) : NULL;
+	json_object *disk = rec ? kl_json_get(rec, "disk", json_type_object) : NULL;
 	json_object *e = NULL;
 	if (!disk || json_object_deep_copy(disk, &e, NULL) < 0)
 		return NULL;
@@ -103,29 +104,29 @@ static void placed(struct kl_relay_ctx *c, const char *node, const char *origin,
 
 static void snapshot(struct kl_relay_ctx *c, json_object *data)
 {
-	placed(c, kl_js_str(data, "overlay"), "snapshot", NULL, kl_js_str(data, "node"));
+	placed(c, kl_json_str(data, "overlay"), "snapshot", NULL, kl_json_str(data, "node"));
 }
 
 void kl_relay_note(struct kl_relay_ctx *c, json_object *msg)
 {
-	const char *cmd = kl_js_str(msg, "execute");
-	json_object *args = kl_js_get(msg, "arguments", json_type_object);
+	const char *cmd = kl_json_str(msg, "execute");
+	json_object *args = kl_json_get(msg, "arguments", json_type_object);
 	if (strcmp(cmd, "device_add") == 0) {
-		placed(c, kl_js_str(args, "drive"), "hot-plug", kl_js_str(args, "id"), NULL);
+		placed(c, kl_json_str(args, "drive"), "hot-plug", kl_json_str(args, "id"), NULL);
 	} else if (strcmp(cmd, "blockdev-snapshot") == 0) {
 		snapshot(c, args);
 	} else if (strcmp(cmd, "transaction") == 0) {
-		json_object *acts = kl_js_get(args, "actions", json_type_array);
+		json_object *acts = kl_json_get(args, "actions", json_type_array);
 		for (size_t i = 0; acts && i < json_object_array_length(acts); i++) {
 			json_object *a = json_object_array_get_idx(acts, i);
-			const char *type = kl_js_str(a, "type");
+			const char *type = kl_json_str(a, "type");
 			if (type && strcmp(type, "blockdev-snapshot") == 0)
-				snapshot(c, kl_js_get(a, "data", json_type_object));
+				snapshot(c, kl_json_get(a, "data", json_type_object));
 		}
 	} else if (strcmp(cmd, "blockdev-mirror") == 0) {
-		placed(c, kl_js_str(args, "target"), "mirror", NULL, NULL);
+		placed(c, kl_json_str(args, "target"), "mirror", NULL, NULL);
 	} else if (strcmp(cmd, "blockdev-del") == 0) {
-		const char *node = kl_js_str(args, "node-name");
+		const char *node = kl_json_str(args, "node-name");
 		if (!node)
 			return;
 		struct change ch = { OP_DEL, node, NULL, NULL };

@@ -12,15 +12,16 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/json.h"
 #include "launcher/vm/state.h"
 
 /* The node options kvm-launch decides, as a blockdev-add gives them. */
 static void copy_decided(json_object *rec, json_object *node_args)
 {
-	json_object *cache = kl_js_get(node_args, "cache", json_type_object);
+	json_object *cache = kl_json_get(node_args, "cache", json_type_object);
 	if (cache)
 		json_object_object_add(rec, "cache", json_object_get(cache));
-	const char *aio = kl_js_str(node_args, "aio");
+	const char *aio = kl_json_str(node_args, "aio");
 	if (aio)
 		json_object_object_add(rec, "aio", json_object_new_string(aio));
 }
@@ -28,7 +29,7 @@ static void copy_decided(json_object *rec, json_object *node_args)
 /* Remember a node and, for inline children, theirs (node-name -> record). */
 static void remember(struct kl_relay_ctx *c, json_object *node_args, json_object *disk)
 {
-	const char *name = kl_js_str(node_args, "node-name");
+	const char *name = kl_json_str(node_args, "node-name");
 	json_object *file = json_object_object_get(node_args, "file");
 	if (!name)
 		return;
@@ -36,8 +37,8 @@ static void remember(struct kl_relay_ctx *c, json_object *node_args, json_object
 	copy_decided(rec, node_args);
 	if (json_object_is_type(file, json_type_string))
 		json_object_object_add(rec, "file", json_object_get(file));
-	else if (json_object_is_type(file, json_type_object) && kl_js_str(file, "node-name"))
-		json_object_object_add(rec, "file", json_object_new_string(kl_js_str(file, "node-name")));
+	else if (json_object_is_type(file, json_type_object) && kl_json_str(file, "node-name"))
+		json_object_object_add(rec, "file", json_object_new_string(kl_json_str(file, "node-name")));
 	if (disk)
 		json_object_object_add(rec, "disk", json_object_get(disk));
 	json_object_object_add(c->nodes, name, rec);
@@ -57,15 +58,15 @@ static json_object *with_arguments(json_object *msg, json_object *args)
 
 static const char *name_of(json_object *args)
 {
-	const char *n = kl_js_str(args, "node-name");
+	const char *n = kl_json_str(args, "node-name");
 	return n ? n : "(no node-name)";
 }
 
 /* A format or filter node over a node we decided: the same cache flags. */
 static json_object *over_decided(struct kl_relay_ctx *c, json_object *msg, json_object *args, const char *ref)
 {
-	json_object *child = kl_js_get(c->nodes, ref, json_type_object);
-	json_object *cache = child ? kl_js_get(child, "cache", json_type_object) : NULL;
+	json_object *child = kl_json_get(c->nodes, ref, json_type_object);
+	json_object *cache = child ? kl_json_get(child, "cache", json_type_object) : NULL;
 	if (!child)
 		return NULL; /* not ours: as sent */
 	json_object *new_args = NULL;
@@ -73,16 +74,16 @@ static json_object *over_decided(struct kl_relay_ctx *c, json_object *msg, json_
 		return NULL;
 	if (cache)
 		json_object_object_add(new_args, "cache", json_object_get(cache));
-	json_object *disk = kl_js_get(child, "disk", json_type_object);
+	json_object *disk = kl_json_get(child, "disk", json_type_object);
 	json_object *d = NULL;
 	if (disk && json_object_deep_copy(disk, &d, NULL) == 0) {
 		json_object_object_add(d, "node", json_object_new_string(name_of(args)));
-		if (kl_js_str(args, "driver"))
-			json_object_object_add(d, "format", json_object_new_string(kl_js_str(args, "driver")));
+		if (kl_json_str(args, "driver"))
+			json_object_object_add(d, "format", json_object_new_string(kl_json_str(args, "driver")));
 	}
 	remember(c, new_args, d);
 	json_object_put(d);
-	json_object *m = cache && !json_object_equal(cache, kl_js_get(args, "cache", json_type_object))
+	json_object *m = cache && !json_object_equal(cache, kl_json_get(args, "cache", json_type_object))
 				 ? with_arguments(msg, new_args)
 				 : NULL;
 	if (m)
@@ -104,14 +105,14 @@ static json_object *blockdev_add(struct kl_relay_ctx *c, json_object *msg, json_
 		kl_warn("relay: blockdev-add %s: %s: forwarded as sent", name_of(args), why);
 		return NULL;
 	}
-	json_object *new_args = kl_js_get(res, "arguments", json_type_object);
-	json_object *disk = kl_js_get(res, "disk", json_type_object);
+	json_object *new_args = kl_json_get(res, "arguments", json_type_object);
+	json_object *disk = kl_json_get(res, "disk", json_type_object);
 	remember(c, new_args, disk);
-	if (!kl_js_bool(res, "changed", false) || json_object_equal(new_args, args))
+	if (!kl_json_bool(res, "changed", false) || json_object_equal(new_args, args))
 		return NULL;
 	kl_info("relay: blockdev-add %s: aio=%s cache=%s (rule %s)", name_of(args),
-		kl_js_str(disk, "aio") ? kl_js_str(disk, "aio") : "-", kl_js_str(disk, "cache") ? kl_js_str(disk, "cache") : "-",
-		kl_js_str(disk, "rule") ? kl_js_str(disk, "rule") : "?");
+		kl_json_str(disk, "aio") ? kl_json_str(disk, "aio") : "-", kl_json_str(disk, "cache") ? kl_json_str(disk, "cache") : "-",
+		kl_json_str(disk, "rule") ? kl_json_str(disk, "rule") : "?");
 	return with_arguments(msg, new_args);
 }
 
@@ -120,19 +121,19 @@ static json_object *blockdev_add(struct kl_relay_ctx *c, json_object *msg, json_
 static bool reopen_node(struct kl_relay_ctx *c, json_object *node)
 {
 	bool changed = false;
-	const char *name = kl_js_str(node, "node-name");
-	json_object *rec = name ? kl_js_get(c->nodes, name, json_type_object) : NULL;
-	json_object *cache = rec ? kl_js_get(rec, "cache", json_type_object) : NULL;
-	if (cache && !json_object_equal(cache, kl_js_get(node, "cache", json_type_object))) {
+	const char *name = kl_json_str(node, "node-name");
+	json_object *rec = name ? kl_json_get(c->nodes, name, json_type_object) : NULL;
+	json_object *cache = rec ? kl_json_get(rec, "cache", json_type_object) : NULL;
+	if (cache && !json_object_equal(cache, kl_json_get(node, "cache", json_type_object))) {
 		json_object_object_add(node, "cache", json_object_get(cache));
 		changed = true;
 	}
-	const char *aio = rec ? kl_js_str(rec, "aio") : NULL;
-	if (aio && kl_js_str(node, "aio") && strcmp(aio, kl_js_str(node, "aio")) != 0) {
+	const char *aio = rec ? kl_json_str(rec, "aio") : NULL;
+	if (aio && kl_json_str(node, "aio") && strcmp(aio, kl_json_str(node, "aio")) != 0) {
 		json_object_object_add(node, "aio", json_object_new_string(aio));
 		changed = true;
 	}
-	json_object *file = kl_js_get(node, "file", json_type_object);
+	json_object *file = kl_json_get(node, "file", json_type_object);
 	if (file && reopen_node(c, file))
 		changed = true;
 	return changed;
@@ -140,13 +141,13 @@ static bool reopen_node(struct kl_relay_ctx *c, json_object *node)
 
 static json_object *blockdev_reopen(struct kl_relay_ctx *c, json_object *msg, json_object *args)
 {
-	json_object *opts = kl_js_get(args, "options", json_type_array);
+	json_object *opts = kl_json_get(args, "options", json_type_array);
 	if (!opts)
 		return NULL;
 	_cleanup_json_ json_object *new_args = NULL;
 	if (json_object_deep_copy(args, &new_args, NULL) < 0)
 		return NULL;
-	json_object *nopts = kl_js_get(new_args, "options", json_type_array);
+	json_object *nopts = kl_json_get(new_args, "options", json_type_array);
 	bool changed = false;
 	for (size_t i = 0; i < json_object_array_length(nopts); i++) {
 		json_object *node = json_object_array_get_idx(nopts, i);
@@ -161,8 +162,8 @@ static json_object *blockdev_reopen(struct kl_relay_ctx *c, json_object *msg, js
 json_object *kl_relay_hook(void *vctx, json_object *msg)
 {
 	struct kl_relay_ctx *c = vctx;
-	const char *cmd = kl_js_str(msg, "execute");
-	json_object *args = kl_js_get(msg, "arguments", json_type_object);
+	const char *cmd = kl_json_str(msg, "execute");
+	json_object *args = kl_json_get(msg, "arguments", json_type_object);
 	if (!cmd || !args)
 		return NULL;
 	if (strcmp(cmd, "blockdev-add") == 0)

@@ -19,6 +19,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "common/json.h"
 #include "launcher/argv/monitors.h"
 #include "launcher/vm/procinfo.h"
 

@@ -19,6 +19,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/json.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/relay-int.h"
 #include "launcher/vm/state.h"
@@ -115,9 +116,9 @@ static void read_state(struct kl_relay_ctx *c, json_object **st)
 	*st = NULL;
 	if (!*c->state_file || kl_state_read(c->state_file, st, &err) < 0)
 		return;
-	c->vm_name = kl_js_str(*st, "name");
-	c->qemu_pid = (pid_t)kl_js_int(*st, "pid", 0);
-	c->qemu_ticks = (unsigned long long)kl_js_int(*st, "start_ticks", 0);
+	c->vm_name = kl_json_str(*st, "name");
+	c->qemu_pid = (pid_t)kl_json_int(*st, "pid", 0);
+	c->qemu_ticks = (unsigned long long)kl_json_int(*st, "start_ticks", 0);
 }
 
 static void serve(struct kl_relay_ctx *c, int lfd, const char *qsock, int pidfd)

@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "common/json.h"
 #include "launcher/vm/relay-int.h"
 #include "launcher/vm/state.h"
 
@@ -25,14 +26,14 @@ static json_object *known_nodes(void)
 
 static void check_reopen(json_object *c_nodes, json_object *repl)
 {
-	json_object *opts = kl_js_get(kl_js_get(repl, "arguments", json_type_object), "options", json_type_array);
+	json_object *opts = kl_json_get(kl_json_get(repl, "arguments", json_type_object), "options", json_type_array);
 	for (size_t i = 0; opts && i < json_object_array_length(opts); i++) {
 		json_object *n = json_object_array_get_idx(opts, i);
-		const char *name = json_object_is_type(n, json_type_object) ? kl_js_str(n, "node-name") : NULL;
-		json_object *rec = name ? kl_js_get(c_nodes, name, json_type_object) : NULL;
-		json_object *cache = rec ? kl_js_get(rec, "cache", json_type_object) : NULL;
+		const char *name = json_object_is_type(n, json_type_object) ? kl_json_str(n, "node-name") : NULL;
+		json_object *rec = name ? kl_json_get(c_nodes, name, json_type_object) : NULL;
+		json_object *cache = rec ? kl_json_get(rec, "cache", json_type_object) : NULL;
 		if (cache)
-			FUZZ_CHECK(json_object_equal(cache, kl_js_get(n, "cache", json_type_object)));
+			FUZZ_CHECK(json_object_equal(cache, kl_json_get(n, "cache", json_type_object)));
 	}
 }
 
@@ -45,12 +46,12 @@ static void one(struct kl_relay_ctx *c, const char *text, size_t len)
 		json_object_put(msg);
 		return;
 	}
-	const char *cmd = kl_js_str(msg, "execute");
+	const char *cmd = kl_json_str(msg, "execute");
 	json_object *repl = kl_relay_hook(c, msg);
 	if (repl) {
 		FUZZ_CHECK(cmd && (strcmp(cmd, "blockdev-add") == 0 || strcmp(cmd, "blockdev-reopen") == 0));
 		FUZZ_CHECK(json_object_is_type(repl, json_type_object));
-		FUZZ_CHECK(strcmp(kl_js_str(repl, "execute"), cmd) == 0);
+		FUZZ_CHECK(strcmp(kl_json_str(repl, "execute"), cmd) == 0);
 		FUZZ_CHECK(json_object_equal(json_object_object_get(msg, "id"), json_object_object_get(repl, "id")));
 		if (strcmp(cmd, "blockdev-reopen") == 0)
 			check_reopen(c->nodes, repl);

@@ -12,7 +12,7 @@
 # them.  A decision child that crashes or hangs costs one rewrite: the
 # original bytes go to QEMU, the relay lives on.
 . "$(dirname "$0")/../functions.sh"
-. "$(dirname "$0")/relay-lib.sh"
+. "$(dirname "$0")/lib.sh"
 requires qemu-img fallocate
 fallocate -l 64M "$TMP/pre.raw"
 fallocate -l 64M "$TMP/pre2.raw"

@@ -7,7 +7,7 @@
 # a fresh QEMU session; fds passed with getfd/add-fd reach QEMU (an add-fd'd
 # image opened as /dev/fdset/N).  Then the relay's added round trip.
 . "$(dirname "$0")/../functions.sh"
-. "$(dirname "$0")/relay-lib.sh"
+. "$(dirname "$0")/lib.sh"
 truncate -s 16M "$TMP/fd.raw"
 
 # QEMU's own command line: the monitor is fd=M, no path= of the manager.

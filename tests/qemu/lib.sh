@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-# Shared by the t-relay-*.sh tests (sourced after functions.sh; named without
-# the t- prefix so that the suite does not run it as a test).
+# Shared by the monitor relay tests (tests/qemu/t-relay-*.sh), sourced after
+# functions.sh as `. "$(dirname "$0")/lib.sh"`; sourcing it makes TMP and a
+# policy with the relay on.
 SESSION=$KL_TOP/tests/helpers/qmp-session.py
 requires "$KL" "$QEMU" python3 "$SESSION"
 kl_tmpdir
