@@ -13,6 +13,7 @@
 #include "launcher/prepare.h"
 #include "launcher/qemu_caps.h"
 #include "launcher/vm/state.h"
+#include "launcher/vm/relay.h"
 
 void kl_launch_free(struct kl_launch *l)
 {
@@ -25,6 +26,7 @@ void kl_launch_free(struct kl_launch *l)
 	if (l->model)
 		kl_model_free(l->model);
 	strvec_free(&l->exec_argv);
+	kl_relay_setup_free(l->relay);
 	free(l->qemu);
 	free(l->state_dir);
 	free(l->state_file);

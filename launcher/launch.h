@@ -16,6 +16,7 @@
 #include "launcher/argv/model.h"
 
 struct kl_state_fds;
+struct kl_relay_setup;
 
 struct kl_disk_result {
 	const struct kl_disk_given *given;   /* owned by the model */
@@ -54,6 +55,7 @@ struct kl_launch {
 	bool failed_open;                 /* our parsing/probing failed: QEMU gets the original arguments */
 	char *failed_open_why;            /* why, for the state file (NULL otherwise) */
 	struct strvec exec_argv;          /* full argv to exec: QEMU path first */
+	struct kl_relay_setup *relay;     /* the monitor relay's listeners (vm/relay.h); NULL if none */
 
 	/* Where this VM's state lives (NULL when no state is kept). */
 	char *state_dir;

@@ -16,6 +16,7 @@
 #include "policy/probe/probe.h"
 #include "launcher/argv/name.h"
 #include "launcher/vm/agent.h"
+#include "launcher/vm/relay.h"
 #include "launcher/calibrate-mode.h"
 #include "launcher/exec.h"
 #include "launcher/launch.h"
@@ -98,7 +99,7 @@ static void log_decisions(const struct kl_launch *l)
 }
 
 /* State, monitors and agent are extras: a VM starts without them. */
-static void set_up_state(struct kl_launch *l, const char *state_dir)
+static void set_up_state(struct kl_launch *l, const char *state_dir, const struct kl_relay_config *relay)
 {
 	struct kl_error err = KL_ERROR_INIT;
 
@@ -108,6 +109,8 @@ static void set_up_state(struct kl_launch *l, const char *state_dir)
 	}
 	size_t plain_argc = l->exec_argv.n;
 	kl_state_add_monitors(l);
+	if (relay)
+		kl_relay_setup(l, relay);
 	if (kl_state_write(l, &err) < 0) {
 		kl_warn("no state for this VM (--status will not list it): %s", err.msg);
 		while (l->exec_argv.n > plain_argc)
@@ -237,7 +240,9 @@ static int launch_main(const struct kl_options *o, const char *argv0)
 
 	if (!l.untouched_why && !l.failed_open) {
 		log_decisions(&l);
-		set_up_state(&l, choose_state_dir(o, policy));
+		struct kl_relay_config relay = { o->config ? o->config : KL_DEFAULT_CONFIG, choose_cache_dir(policy) };
+		set_up_state(&l, choose_state_dir(o, policy),
+			     policy && kl_policy_globals(policy)->monitor_relay ? &relay : NULL);
 	} else if (l.failed_open && !l.untouched_why) {
 		record_failed_open(&l, choose_state_dir(o, policy), err.msg);
 	}
@@ -245,6 +250,7 @@ static int launch_main(const struct kl_options *o, const char *argv0)
 	fflush(NULL);
 	/* Only now may QEMU's monitor listeners survive an exec. */
 	kl_state_pass_fds(&l);
+	kl_relay_pass_fds(&l);
 	kl_exec_qemu(strvec_terminate(&l.exec_argv), &err);
 	kl_err("%s", err.msg);
 	rc = 127;
@@ -289,6 +295,8 @@ int main(int argc, char **argv)
 	struct kl_options o;
 	struct kl_error err = KL_ERROR_INIT;
 
+	if (argc > 1 && strcmp(argv[1], "--relay") == 0) /* hidden: started by kl_relay_setup */
+		return kl_relay_main(argc - 2, argv + 2);
 	if (kl_options_parse(argc, argv, &o, &err) < 0) {
 		kl_err("%s", err.msg);
 		kl_usage(stderr);

@@ -65,7 +65,8 @@ static const char *akey_name(int key)
 }
 
 /* Keys outside rules (parse.c handles them); listed here for suggestions. */
-static const char *const global_names[] = { "qemu", "state-dir", "cache-dir", "on-error", "disk_cachemodes" };
+static const char *const global_names[] = { "qemu", "state-dir", "cache-dir", "on-error", "disk_cachemodes",
+					    "monitor-relay" };
 
 /* QEMU's THROTTLE_VALUE_MAX. */
 #define THROTTLE_VALUE_MAX INT64_C(1000000000000000)

@@ -20,8 +20,9 @@
 
 enum section { SEC_GLOBAL, SEC_RULE, SEC_LIBVIRT, SEC_BAD };
 
-enum global_key { G_QEMU, G_STATE_DIR, G_CACHE_DIR, G_ON_ERROR, G_NOVA, G_COUNT };
-static const char *const global_names[G_COUNT] = { "qemu", "state-dir", "cache-dir", "on-error", "disk_cachemodes" };
+enum global_key { G_QEMU, G_STATE_DIR, G_CACHE_DIR, G_ON_ERROR, G_NOVA, G_MONITOR_RELAY, G_COUNT };
+static const char *const global_names[G_COUNT] = { "qemu", "state-dir", "cache-dir", "on-error", "disk_cachemodes",
+							 "monitor-relay" };
 
 struct parser {
 	struct kl_policy *p;
@@ -202,6 +203,14 @@ static void global(struct parser *ps, int g, const char *key, const char *value,
 		else
 			klp_diag_add(ps->d, line, false, "on-error: expected passthrough or refuse, not \"%s\"", value);
 		break;
+	case G_MONITOR_RELAY:
+		if (!strcmp(value, "on"))
+			ps->p->g.monitor_relay = true;
+		else if (!strcmp(value, "off"))
+			ps->p->g.monitor_relay = false;
+		else
+			klp_diag_add(ps->d, line, false, "monitor-relay: expected on or off, not \"%s\"", value);
+		break;
 	case G_NOVA:
 		free(ps->nova_value);
 		ps->nova_value = xstrdup(value);
@@ -284,7 +293,7 @@ static void key_value(struct parser *ps, char *s, int line)
 		else if (klp_mkey_lookup(key) >= 0 || klp_akey_lookup(key) >= 0)
 			klp_diag_add(ps->d, line, false, "\"%s\" belongs in a [rule NAME] section", key);
 		else
-			unknown_key(ps, line, key, " (global settings: qemu, state-dir, cache-dir, on-error)");
+			unknown_key(ps, line, key, " (global settings: qemu, state-dir, cache-dir, on-error, monitor-relay)");
 		break;
 	case SEC_LIBVIRT:
 		if (!strcmp(key, "disk_cachemodes"))

@@ -155,6 +155,10 @@ static void print_disk_notes(json_object *d, FILE *out)
 		fprintf(out, "      note: the policy chose cache=%s at launch\n", kl_json_str_or(d, "cache_policy", "?"));
 	if (kl_json_str(d, "note"))
 		fprintf(out, "      note: %s\n", kl_json_str(d, "note"));
+	if (kl_json_str(d, "origin"))
+		fprintf(out, "      added while running: %s%s%s\n", kl_json_str(d, "origin"),
+			kl_json_str(d, "previous_node") ? ", over " : "",
+			kl_json_str(d, "previous_node") ? kl_json_str(d, "previous_node") : "");
 	if (kl_json_str(d, "calibration"))
 		fprintf(out, "      aio chosen from calibration %s\n", kl_json_str(d, "calibration"));
 	json_object *reasons = kl_json_get(d, "reasons", json_type_array);

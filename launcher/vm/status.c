@@ -135,6 +135,11 @@ static json_object *disk_view(json_object *sd, const struct answers *a)
 	json_object_object_add(o, "stats", st ? disk_stats(st) : NULL);
 	if (a->responsive && !block)
 		json_object_object_add(o, "note", json_object_new_string("not listed by QEMU (removed?)"));
+	/* Disks the monitor relay saw added while the VM runs (relay-disks.c). */
+	if (kl_json_str(sd, "origin"))
+		json_object_object_add(o, "origin", json_object_new_string(kl_json_str(sd, "origin")));
+	if (kl_json_str(sd, "previous_node"))
+		json_object_object_add(o, "previous_node", json_object_new_string(kl_json_str(sd, "previous_node")));
 	return o;
 }
 

@@ -9,7 +9,7 @@
 . "$(dirname "$0")/../functions.sh"
 requires timeout
 cd "$KL_TOP" || fail "cd $KL_TOP"
-TARGETS="drive blockdev policy qmp image"
+TARGETS="drive blockdev policy qmp image frame relayhook"
 missing=
 for t in $TARGETS; do
 	[ -x "tests/fuzz/out/replay-$t" ] || missing="$missing tests/fuzz/out/replay-$t"

@@ -183,10 +183,17 @@ static void test_globals(void)
 		g = kl_policy_globals(p);
 		CHECK(g->qemu == NULL && g->state_dir == NULL && g->cache_dir == NULL);
 		CHECK_INTEQ(g->on_error, KL_ON_ERROR_PASSTHROUGH);
+		CHECK(!g->monitor_relay); /* off unless asked for */
 		kl_policy_free(p);
 	}
 	p = load("on-error = passthrough\n");
 	CHECK(p && kl_policy_globals(p)->on_error == KL_ON_ERROR_PASSTHROUGH);
+	kl_policy_free(p);
+	p = load("monitor-relay = on\n");
+	CHECK(p && kl_policy_globals(p)->monitor_relay);
+	kl_policy_free(p);
+	p = load("monitor-relay = on\nmonitor-relay = off\n");
+	CHECK(p && !kl_policy_globals(p)->monitor_relay);
 	kl_policy_free(p);
 }
 
@@ -383,7 +390,7 @@ static void test_errors(void)
 		  "t.conf:3: unknown key \"block_kind\" in rule \"a\" (did you mean \"block-kind\"?)" },
 		{ "[rule a]\nbackend = block\ncolour = blue\naio = threads\n", "t.conf:3: unknown key \"colour\" in rule \"a\"" },
 		{ "qemu = /usr/bin/q\nstatedir = /run/x\n",
-		  "t.conf:2: unknown key \"statedir\" (global settings: qemu, state-dir, cache-dir, on-error)" },
+		  "t.conf:2: unknown key \"statedir\" (global settings: qemu, state-dir, cache-dir, on-error, monitor-relay)" },
 		{ "# comment\nbackend = block\n", "t.conf:2: \"backend\" belongs in a [rule NAME] section" },
 		{ "aio = native\n", "t.conf:1: \"aio\" belongs in a [rule NAME] section" },
 		{ "[rule a]\naio = threads\nqemu = /usr/bin/q\n",
@@ -446,6 +453,7 @@ static void test_errors(void)
 		{ "state-dir = run/kl\n", "t.conf:1: state-dir: \"run/kl\" is not an absolute path" },
 		{ "cache-dir = ~/cache\n", "t.conf:1: cache-dir: \"~/cache\" is not an absolute path" },
 		{ "on-error = ignore\n", "t.conf:1: on-error: expected passthrough or refuse, not \"ignore\"" },
+		{ "monitor-relay = yes\n", "t.conf:1: monitor-relay: expected on or off, not \"yes\"" },
 	};
 	for (size_t i = 0; i < sizeof t / sizeof *t; i++)
 		if (!error_is(t[i].text, t[i].error)) {

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Inside the relay process: the policy hook (relay-hook.c) and the runtime
+ * disks it records (relay-disks.c). */
+#ifndef KL_LAUNCHER_RELAY_INT_H
+#define KL_LAUNCHER_RELAY_INT_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <json-c/json.h>
+
+/* How long probing and deciding one blockdev-add may take. */
+#define KL_RELAY_HOOK_DEADLINE_MS 2000
+
+struct kl_relay_ctx {
+	const char *state_file;   /* "" when none */
+	const char *policy_path;  /* "" = built-in rules */
+	const char *qemu;
+	const char *cache_dir;    /* "" = none */
+	const char *vm_name;      /* may be NULL */
+	pid_t qemu_pid;
+	unsigned long long qemu_ticks;
+	/* node-name -> what was decided: {"cache":{"direct","no-flush"}, "aio",
+	 * "file" (the child node it references), "disk" (the state entry)} */
+	json_object *nodes;
+	bool no_decide;           /* fuzzing: never fork a decision child */
+};
+
+/* The qmp_relay_hooks.rewrite of the relay: blockdev-add and
+ * blockdev-reopen rewritten, the commands that place a node (device_add,
+ * blockdev-snapshot, blockdev-mirror, blockdev-del) noted. */
+json_object *kl_relay_hook(void *ctx, json_object *msg);
+
+/* Probe and decide one blockdev-add in a child process with a deadline:
+ * 0 with *out = {"arguments": rewritten, "disk": state entry, "changed": b},
+ * -1 with a one-line reason in why. */
+int kl_relay_decide(const struct kl_relay_ctx *c, json_object *args, json_object **out, char *why, size_t whylen);
+
+/* The state entry's runtime disks (relay-disks.c). */
+void kl_relay_note(struct kl_relay_ctx *c, json_object *msg);
+
+#endif

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The launch side of the monitor relay: listeners, the relay processes, and
+ * the rewritten monitor arguments (relay.h). */
+#include "launcher/vm/relay.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "common/json.h"
+#include "launcher/argv/monitors.h"
+#include "launcher/vm/procinfo.h"
+
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+struct kl_relay_setup {
+	size_t n;
+	int *private_fds;   /* QEMU's listeners (FD_CLOEXEC until kl_relay_pass_fds) */
+	int *inherited;     /* the manager's fd=N we inherited: QEMU must not keep it; -1 */
+};
+
+void kl_relay_setup_free(struct kl_relay_setup *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->private_fds[i] >= 0)
+			close(s->private_fds[i]);
+	free(s->private_fds);
+	free(s->inherited);
+	free(s);
+}
+
+/* A listening AF_UNIX stream socket bound at path: private (umask 077), or
+ * with the process's umask, as QEMU would have bound the manager's socket. */
+static int listen_at(const char *path, bool private, struct kl_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sa.sun_path)
+		return kl_error_fail(err, "socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return kl_error_errno(err, errno, "socket");
+	struct stat st;
+	/* QEMU replaces a stale socket at the path; anything else stays. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+	mode_t old = private ? umask(077) : 0;
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+	int e = errno;
+	if (private)
+		umask(old);
+	if (r < 0 || listen(fd, 1) < 0) {
+		if (r == 0)
+			e = errno;
+		close(fd);
+		return kl_error_errno(err, e, "cannot listen on %s", path);
+	}
+	return fd;
+}
+
+/* fd=N must be a listening AF_UNIX socket (what libvirt passes). */
+static int check_inherited(int fd, struct kl_error *err)
+{
+	int v = 0;
+	socklen_t len = sizeof v;
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || !v)
+		return kl_error_fail(err, "fd %d is not a listening socket", fd);
+	len = sizeof v;
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || v != AF_UNIX)
+		return kl_error_fail(err, "fd %d is not a unix socket", fd);
+	return 0;
+}
+
+static void close_from(int from)
+{
+	if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0)
+		return;
+	long max = sysconf(_SC_OPEN_MAX);
+	for (long fd = from; fd < (max > 0 ? max : 65536); fd++)
+		close((int)fd);
+}
+
+/* Move fd to want (clearing FD_CLOEXEC); -1 closes want. */
+static void place_fd(int fd, int want)
+{
+	if (fd < 0) {
+		close(want);
+		return;
+	}
+	if (fd != want)
+		dup2(fd, want);
+	int fl = fcntl(want, F_GETFD);
+	if (fl >= 0)
+		fcntl(want, F_SETFD, fl & ~FD_CLOEXEC);
+}
+
+struct relay_args {
+	const char *qemu_sock, *state_file, *log, *policy, *qemu, *cache_dir, *manager_path;
+};
+
+/* In the grandchild: becomes the relay.  Never returns. */
+static _Noreturn void relay_child(const struct relay_args *a, int listen_fd, int pidfd)
+{
+	/* Park both above the numbers they go to, so placing one cannot
+	 * clobber the other. */
+	int l = fcntl(listen_fd, F_DUPFD_CLOEXEC, 10);
+	int p = pidfd >= 0 ? fcntl(pidfd, F_DUPFD_CLOEXEC, 10) : -1;
+	if (l < 0)
+		_exit(1);
+	place_fd(l, KL_RELAY_LISTEN_FD);
+	place_fd(p, KL_RELAY_PIDFD);
+	close_from(KL_RELAY_PIDFD + 1);
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO && null < KL_RELAY_LISTEN_FD)
+			close(null);
+	}
+	if (chdir("/") < 0) {
+		/* harmless: absolute paths only */
+	}
+	char *argv[] = { (char *)"kvm-launch", (char *)"--relay", (char *)a->qemu_sock, (char *)a->state_file,
+			 (char *)a->log, (char *)a->policy, (char *)a->qemu, (char *)a->cache_dir,
+			 (char *)a->manager_path, NULL };
+	extern char **environ;
+	execve("/proc/self/exe", argv, environ);
+	_exit(127);
+}
+
+static void reset_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static int spawn(const struct relay_args *a, int listen_fd, struct kl_error *err)
+{
+	int pidfd = kl_pidfd_open(getpid());
+	pid_t child = fork();
+	if (child < 0) {
+		int e = errno;
+		if (pidfd >= 0)
+			close(pidfd);
+		return kl_error_errno(err, e, "cannot fork the relay");
+	}
+	if (child == 0) {
+		reset_signals();
+		setsid();
+		pid_t g = fork();
+		if (g < 0)
+			_exit(1);
+		if (g == 0)
+			relay_child(a, listen_fd, pidfd);
+		_exit(0);
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	int status;
+	while (waitpid(child, &status, 0) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == ECHILD)
+			return 0;
+		return kl_error_errno(err, errno, "waiting for the relay's first fork");
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return kl_error_fail(err, "the relay could not be started");
+	return 0;
+}
+
+/* STATE_DIR/STEM.relayI.sock, else STATE_DIR/PID.rI.sock, else NULL. */
+static char *private_path(const struct kl_launch *l, size_t i)
+{
+	const char *b = strrchr(l->state_file, '/');
+	b = b ? b + 1 : l->state_file;
+	size_t n = strlen(b);
+	if (n > 5 && strcmp(b + n - 5, ".json") == 0)
+		n -= 5;
+	char *p = xasprintf("%s/%.*s.relay%zu.sock", l->state_dir, (int)n, b, i);
+	if (strlen(p) < sizeof ((struct sockaddr_un *)0)->sun_path)
+		return p;
+	free(p);
+	p = xasprintf("%s/%d.r%zu.sock", l->state_dir, (int)l->pid, i);
+	if (strlen(p) < sizeof ((struct sockaddr_un *)0)->sun_path)
+		return p;
+	free(p);
+	return NULL;
+}
+
+/* STATE_DIR/STEM.relay.log, beside the entry. */
+static char *relay_log_path(const struct kl_launch *l)
+{
+	size_t n = strlen(l->state_file);
+	if (n > 5 && strcmp(l->state_file + n - 5, ".json") == 0)
+		n -= 5;
+	return xasprintf("%.*s.relay.log", (int)n, l->state_file);
+}
+
+/* One monitor: its listeners and its relay.  Returns QEMU's listener. */
+static int set_up_one(struct kl_launch *l, const struct kl_relay_config *cfg, const struct kl_monitor *m, size_t i,
+		      struct kl_error *err)
+{
+	_cleanup_free_ char *qpath = private_path(l, i);
+	if (!qpath)
+		return kl_error_fail(err, "no private socket path fits in %s", l->state_dir);
+	_cleanup_free_ char *log = relay_log_path(l);
+	int mfd = m->fd;
+	if (m->fd >= 0 && check_inherited(m->fd, err) < 0)
+		return -1;
+	if (m->path && (mfd = listen_at(m->path, false, err)) < 0)
+		return -1;
+	int qfd = listen_at(qpath, true, err);
+	if (qfd < 0) {
+		if (m->path)
+			close(mfd);
+		return -1;
+	}
+	/* The relay runs in "/": a relative --config must still name the file. */
+	_cleanup_free_ char *policy = cfg->policy_path ? realpath(cfg->policy_path, NULL) : NULL;
+	struct relay_args a = { qpath, l->state_file, log, policy ? policy : cfg->policy_path ? cfg->policy_path : "", l->qemu,
+				cfg->cache_dir ? cfg->cache_dir : "", m->path ? m->path : "" };
+	int r = spawn(&a, mfd, err);
+	if (m->path)
+		close(mfd); /* the relay has its copy; QEMU must not */
+	if (r < 0) {
+		close(qfd);
+		unlink(qpath);
+		return -1;
+	}
+	return qfd;
+}
+
+void kl_relay_setup(struct kl_launch *l, const struct kl_relay_config *cfg)
+{
+	if (!l->state_dir || !l->state_file || l->exec_argv.n < 2)
+		return;
+	struct kl_monitors ms;
+	kl_monitors_find((int)l->exec_argv.n - 1, l->exec_argv.v + 1, &ms);
+	if (ms.n == 0) {
+		kl_info("monitor relay: no management monitor of a known shape: none relayed");
+		kl_monitors_free(&ms);
+		return;
+	}
+	struct kl_relay_setup *s = xcalloc(1, sizeof *s);
+	s->private_fds = xcalloc(ms.n, sizeof *s->private_fds);
+	s->inherited = xcalloc(ms.n, sizeof *s->inherited);
+	s->n = ms.n;
+	size_t ok = 0;
+	/* One log per VM start (the relays append to it), as the agent's. */
+	_cleanup_free_ char *log = relay_log_path(l);
+	int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+	if (lfd >= 0)
+		close(lfd);
+	for (size_t i = 0; i < ms.n; i++) {
+		struct kl_error err = KL_ERROR_INIT;
+		s->inherited[i] = -1;
+		s->private_fds[i] = set_up_one(l, cfg, &ms.v[i], i, &err);
+		if (s->private_fds[i] < 0) {
+			kl_warn("monitor %s is not relayed (QEMU serves it as given): %s", ms.v[i].id, err.msg);
+			continue;
+		}
+		s->inherited[i] = ms.v[i].fd;
+		ok++;
+	}
+	struct strvec out = STRVEC_INIT;
+	struct kl_error err = KL_ERROR_INIT;
+	strvec_push_dup(&out, l->exec_argv.v[0]);
+	if (ok && kl_monitors_rewrite((int)l->exec_argv.n - 1, l->exec_argv.v + 1, &ms, s->private_fds, &out, &err) == 0) {
+		strvec_free(&l->exec_argv);
+		l->exec_argv = out;
+		for (size_t i = 0; i < ms.n; i++)
+			if (s->private_fds[i] >= 0)
+				kl_info("monitor %s: relayed (QEMU listens on fd %d)", ms.v[i].id, s->private_fds[i]);
+	} else {
+		if (ok)
+			kl_warn("monitor relay: %s: no monitor relayed", err.msg);
+		strvec_free(&out);
+		/* QEMU serves the monitors as given; the relays find no QEMU
+		 * behind their private sockets and close what they accept. */
+		for (size_t i = 0; i < ms.n; i++) {
+			if (s->private_fds[i] >= 0)
+				close(s->private_fds[i]);
+			s->private_fds[i] = -1;
+			s->inherited[i] = -1;
+		}
+	}
+	kl_monitors_free(&ms);
+	kl_relay_setup_free(l->relay);
+	l->relay = s;
+}
+
+void kl_relay_pass_fds(struct kl_launch *l)
+{
+	struct kl_relay_setup *s = l->relay;
+	for (size_t i = 0; s && i < s->n; i++) {
+		if (s->private_fds[i] < 0)
+			continue;
+		int fl = fcntl(s->private_fds[i], F_GETFD);
+		if (fl >= 0)
+			fcntl(s->private_fds[i], F_SETFD, fl & ~FD_CLOEXEC);
+		s->private_fds[i] = -1; /* QEMU's now */
+		if (s->inherited[i] >= 0) {
+			fl = fcntl(s->inherited[i], F_GETFD);
+			if (fl >= 0)
+				fcntl(s->inherited[i], F_SETFD, fl | FD_CLOEXEC);
+		}
+	}
+}

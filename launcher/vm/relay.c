@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The relay process (kvm-launch --relay, see relay.h): accepts the
+ * manager's connections one at a time and relays each to a fresh
+ * connection to QEMU's private monitor socket, until QEMU exits. */
+#include "launcher/vm/relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/json.h"
+#include "launcher/vm/procinfo.h"
+#include "launcher/vm/relay-int.h"
+#include "launcher/vm/state.h"
+#include "qmp/relay.h"
+
+/* The relay's oom_score_adj, below QEMU's (which it inherited): when memory
+ * runs out QEMU goes first, never the relay it depends on. */
+#define RELAY_OOM_BELOW_QEMU 100
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool qemu_gone(int pidfd, pid_t pid, unsigned long long ticks)
+{
+	if (pidfd >= 0) {
+		struct pollfd p = { pidfd, POLLIN, 0 };
+		return poll(&p, 1, 0) > 0;
+	}
+	return pid > 0 && kl_proc_check(pid, ticks) != KL_PROC_ALIVE;
+}
+
+static void lower_oom_score(void)
+{
+	int fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
+	char buf[32] = "";
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	int v = n > 0 ? atoi(buf) : 0;
+	int want = v - RELAY_OOM_BELOW_QEMU < -1000 ? -1000 : v - RELAY_OOM_BELOW_QEMU;
+	int len = snprintf(buf, sizeof buf, "%d\n", want);
+	if (lseek(fd, 0, SEEK_SET) < 0 || write(fd, buf, (size_t)len) != len)
+		kl_info("relay: cannot lower oom_score_adj to %d: %s", want, strerror(errno));
+	close(fd);
+}
+
+/* A connection to QEMU's private listener; it takes connections from the
+ * moment it exists (the kernel queues them until QEMU accepts). */
+static int connect_qemu(const char *path, int pidfd, pid_t pid, unsigned long long ticks)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sa.sun_path)
+		return -1;
+	strcpy(sa.sun_path, path);
+	long long end = now_ms() + KL_RELAY_CONNECT_MS;
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -1;
+		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+			return fd;
+		int e = errno;
+		close(fd);
+		if (qemu_gone(pidfd, pid, ticks) || now_ms() >= end) {
+			kl_warn("relay: cannot connect to QEMU's monitor at %s: %s", path, strerror(e));
+			return -1;
+		}
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void session(struct kl_relay_ctx *c, int client, const char *qsock, int pidfd)
+{
+	int q = connect_qemu(qsock, pidfd, c->qemu_pid, c->qemu_ticks);
+	if (q < 0)
+		return; /* the client sees EOF, as with QEMU gone */
+	struct qmp_relay_hooks hooks = { kl_relay_hook, c };
+	struct kl_error err = KL_ERROR_INIT;
+	int r = qmp_relay_run(client, q, &hooks, &err);
+	if (r < 0 && (err.errnum == EPIPE || err.errnum == ECONNRESET))
+		kl_info("relay: session ended (%s)", err.msg); /* a side went away mid-write */
+	else if (r < 0)
+		kl_warn("relay: session ended: %s", err.msg);
+	else
+		kl_info("relay: session ended (%s closed)", r == QMP_RELAY_CLIENT_CLOSED ? "client" : "QEMU");
+	close(q);
+}
+
+static void unlink_same(const char *path, const struct stat *was)
+{
+	struct stat now;
+	if (lstat(path, &now) == 0 && now.st_dev == was->st_dev && now.st_ino == was->st_ino)
+		unlink(path);
+}
+
+static void read_state(struct kl_relay_ctx *c, json_object **st)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	*st = NULL;
+	if (!*c->state_file || kl_state_read(c->state_file, st, &err) < 0)
+		return;
+	c->vm_name = kl_json_str(*st, "name");
+	c->qemu_pid = (pid_t)kl_json_int(*st, "pid", 0);
+	c->qemu_ticks = (unsigned long long)kl_json_int(*st, "start_ticks", 0);
+}
+
+static void serve(struct kl_relay_ctx *c, int lfd, const char *qsock, int pidfd)
+{
+	for (;;) {
+		struct pollfd p[2] = { { lfd, POLLIN, 0 }, { pidfd, POLLIN, 0 } };
+		int r = poll(p, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 500);
+		if (r < 0 && errno != EINTR) {
+			kl_err("relay: poll: %s", strerror(errno));
+			return;
+		}
+		if (qemu_gone(pidfd, c->qemu_pid, c->qemu_ticks))
+			return;
+		if (r <= 0 || !(p[0].revents & POLLIN))
+			continue;
+		int client = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (client < 0)
+			continue;
+		kl_info("relay: client connected");
+		session(c, client, qsock, pidfd);
+		close(client);
+	}
+}
+
+int kl_relay_main(int argc, char **argv)
+{
+	if (argc < 6) {
+		kl_err("--relay: QEMU_SOCKET STATE_FILE LOG POLICY QEMU CACHE_DIR [MANAGER_PATH]");
+		return 2;
+	}
+	const char *qsock = argv[0], *log = argv[2], *mpath = argc > 6 ? argv[6] : "";
+	struct kl_relay_ctx c = { .state_file = argv[1], .policy_path = argv[3], .qemu = argv[4], .cache_dir = argv[5] };
+	signal(SIGPIPE, SIG_IGN);
+	int logfd = *log ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640) : -1;
+	kl_log_set_fd(logfd);
+	kl_log_set_level(KL_LOG_INFO);
+
+	int lfd = KL_RELAY_LISTEN_FD;
+	int v = 0;
+	socklen_t len = sizeof v;
+	if (getsockopt(lfd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || !v) {
+		kl_err("relay: fd %d is not a listening socket", lfd);
+		return 1;
+	}
+	fcntl(lfd, F_SETFD, FD_CLOEXEC);
+	int pidfd = fcntl(KL_RELAY_PIDFD, F_GETFD) >= 0 ? KL_RELAY_PIDFD : -1;
+	if (pidfd >= 0) {
+		fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+		if (kl_proc_pidfd_pid(pidfd) < 0)
+			pidfd = -1;
+	}
+	_cleanup_json_ json_object *st = NULL;
+	read_state(&c, &st);
+	if (pidfd >= 0 && c.qemu_pid > 0 && kl_proc_pidfd_pid(pidfd) != c.qemu_pid)
+		pidfd = -1; /* not QEMU's: watch the PID instead */
+	if (pidfd < 0 && c.qemu_pid <= 0) {
+		/* Nothing tells when QEMU is gone: a relay would outlive it. */
+		kl_err("relay: no pidfd at fd %d and no QEMU pid in '%s': not relaying", KL_RELAY_PIDFD, c.state_file);
+		return 1;
+	}
+	lower_oom_score();
+	c.nodes = json_object_new_object();
+	kl_info("relay: pid %d for QEMU pid %d, QEMU's monitor at %s", (int)getpid(), (int)c.qemu_pid, qsock);
+
+	/* The sockets as they are now: at the end, only these are removed (a
+	 * newer VM may have bound the same names meanwhile). */
+	struct stat qst = { 0 }, mst = { 0 };
+	bool have_q = lstat(qsock, &qst) == 0 && S_ISSOCK(qst.st_mode);
+	bool have_m = *mpath && lstat(mpath, &mst) == 0 && S_ISSOCK(mst.st_mode);
+
+	serve(&c, lfd, qsock, pidfd);
+
+	kl_info("relay: QEMU exited");
+	/* QEMU removes the sockets it made: so do we. */
+	if (have_q)
+		unlink_same(qsock, &qst);
+	if (have_m)
+		unlink_same(mpath, &mst);
+	json_object_put(c.nodes);
+	if (logfd >= 0)
+		close(logfd);
+	return 0;
+}
