@@ -8,7 +8,7 @@
 # renameat2(RENAME_EXCHANGE) race between the attacker's directory and a symlink into root's: root's launches,
 # --status and --set delete nothing outside root's own stale entries; other VMs' files stay.
 . "$(dirname "$0")/../functions.sh"
-. "$KL_TOP/tests/security/lib.sh"
+. "$(dirname "$0")/lib.sh"
 . "$KL_TOP/tests/security/vm.sh"
 requires "$QEMU" truncate perl
 sec_setup

@@ -7,7 +7,7 @@
 # the policy's throttle reach the real QEMU.  A client that connects to the view and never reads does not stall
 # the agent, and the agent does not wake up periodically.
 . "$(dirname "$0")/../functions.sh"
-. "$KL_TOP/tests/security/lib.sh"
+. "$(dirname "$0")/lib.sh"
 . "$KL_TOP/tests/security/vm.sh"
 requires "$QEMU" truncate perl
 sec_setup

@@ -7,7 +7,7 @@
 # (table, --json, --prometheus) and --set finish within bounds with bounded memory, kl-attacker's own --status
 # too; the squatted user's VM still starts, with one warning naming the squatter.
 . "$(dirname "$0")/../functions.sh"
-. "$KL_TOP/tests/security/lib.sh"
+. "$(dirname "$0")/lib.sh"
 . "$KL_TOP/tests/security/vm.sh"
 requires "$QEMU" truncate perl mkfifo flock
 sec_setup
