@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* kvm-launch: stands where QEMU is expected, rewrites each disk's aio= and
  * cache= from the policy, and execs the real QEMU in place. */
 #include <errno.h>
