@@ -44,12 +44,12 @@ int kl_calibrate_main(const struct kl_options *o, const char *cache_dir)
 	} else {
 		kl_calibration_print(c, stdout);
 	}
-	if (kl_calibration_store(cache_dir, c, &err) < 0) {
+	_cleanup_free_ char *stored = NULL;
+	if (kl_calibration_store(cache_dir, c, &stored, &err) < 0) {
 		kl_err("%s", err.msg);
 		rc = 1;
 	} else if (!o->json) {
-		_cleanup_free_ char *path = kl_calibration_path(cache_dir, c->storage_id);
-		printf("Stored as %s: aio=auto on this storage follows it from now on.\n", path);
+		printf("Stored as %s: aio=auto on this storage follows it from now on.\n", stored);
 	}
 	kl_calibration_free(c);
 	return rc;
