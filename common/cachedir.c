@@ -63,10 +63,10 @@ static int open_subdir(int dirfd, const char *name, const char *what, bool creat
 	return fd;
 }
 
-int kl_cache_subdir_open(int dirfd, const char *name, bool create, struct kl_error *err)
+int kl_cache_subdir_open(int dirfd, const char *name, const char *what, bool create, struct kl_error *err)
 {
-	int fd = open_subdir(dirfd, name, name, create, dir_mode(), err);
-	return fd < 0 ? -1 : check_private(fd, name, err);
+	int fd = open_subdir(dirfd, name, what ? what : name, create, dir_mode(), err);
+	return fd < 0 ? -1 : check_private(fd, what ? what : name, err);
 }
 
 /* TOP/users/UID for a uid other than root. */

@@ -23,8 +23,9 @@ int kl_cache_dir_open(const char *top, bool create, char **path, struct kl_error
 
 /* A subdirectory NAME of a cache directory fd, on the same terms (owned by
  * the euid, not writable by group or others, not a symlink); with CREATE,
- * made with the mode of the parent's kind (0755 for root, 0700 for others). */
-int kl_cache_subdir_open(int dirfd, const char *name, bool create, struct kl_error *err);
+ * made with the mode of the parent's kind (0755 for root, 0700 for others).
+ * WHAT names it in messages (NULL: NAME). */
+int kl_cache_subdir_open(int dirfd, const char *name, const char *what, bool create, struct kl_error *err);
 
 /* Mode for a cache file of the caller: 0644 for root (read by anyone, as
  * the shipped layout says), 0600 for others. */

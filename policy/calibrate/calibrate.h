@@ -148,6 +148,12 @@ void kl_calibration_add_run(struct kl_calibration *c, const struct kl_cal_run *r
  * '.'). */
 char *kl_calibration_path(const char *cache_dir, const char *storage_id);
 
+/* The calibration directory of the caller's own cache under cache_dir
+ * (common/cachedir.h), opened without following a symlink and refused when
+ * another uid owns it or may write it; with create, made when absent.  *dir
+ * gets its path.  An O_CLOEXEC fd, or -1 (err->errnum ENOENT: none yet). */
+int kl_calibration_dir_open(const char *cache_dir, bool create, char **dir, struct kl_error *err);
+
 /* Write c as JSON into the caller's own cache under cache_dir
  * (common/cachedir.h), atomically, creating the directories (root: 0755, file
  * 0644; others: 0700, file 0600).  No component is followed when it is a
