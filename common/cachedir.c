@@ -26,20 +26,8 @@ mode_t kl_cache_file_mode(void)
 /* fd (consumed) is a directory the euid alone may write, or -1 with the reason. */
 static int check_private(int fd, const char *what, struct kl_error *err)
 {
-	struct stat st;
-	uid_t me = geteuid();
-	if (fstat(fd, &st) < 0) {
-		kl_error_errno(err, errno, "stat %s", what);
-	} else if (!S_ISDIR(st.st_mode)) {
-		kl_error_fail(err, "%s: not a directory", what);
-	} else if (st.st_uid != me) {
-		kl_error_fail(err, "%s: owned by uid %u, not by uid %u", what, (unsigned)st.st_uid, (unsigned)me);
-	} else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		kl_error_fail(err, "%s: writable by %s (mode %04o)", what, st.st_mode & S_IWOTH ? "others" : "its group",
-			      (unsigned)(st.st_mode & 07777));
-	} else {
+	if (kl_dir_check_trusted(fd, what, geteuid(), err) == 0)
 		return fd;
-	}
 	close(fd);
 	return -1;
 }

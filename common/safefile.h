@@ -18,6 +18,9 @@
  * OWNER owns (KL_ANY_OWNER: any) and that neither its group nor others may
  * write.  Returns an O_CLOEXEC fd, or -1. */
 int kl_dir_open_trusted(const char *path, uid_t owner, struct kl_error *err);
+/* The same checks on a directory fd already open (WHAT names it in messages):
+ * 0, or -1 with the reason. */
+int kl_dir_check_trusted(int fd, const char *what, uid_t owner, struct kl_error *err);
 
 /* Read NAME in DIRFD (a plain name: no '/', not "." or ".."): not a symlink,
  * a regular file (a FIFO is refused without blocking), owned by OWNER
