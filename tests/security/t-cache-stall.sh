@@ -81,3 +81,21 @@ grep -q "qemu-caps.json ignored: .*larger than" "$SEC_TMP/big-caps.err" ||
 grep -q "$storage.json ignored: .*not a regular file" "$SEC_TMP/big-caps.err" ||
 	{ cat "$SEC_TMP/big-caps.err"; fail "--debug does not say why the FIFO calibration was ignored"; }
 echo "root's own FIFO and 32 MiB files: no stall, no memory, no change: ok"
+
+# ---- a real launch with both in place: QEMU runs (exec'd in place) within a few seconds ----
+rm -rf "$SEC_CACHE/qemu-caps.json" "$SEC_CACHE/calibration/$storage.json"
+mkfifo -m 0644 "$SEC_CACHE/qemu-caps.json"
+cp "$SEC_TMP/big" "$SEC_CACHE/calibration/$storage.json"
+"$SEC_KL" --qemu "$QEMU" -- -name stall-launch -machine none -accel tcg -nodefaults -display none -S \
+	-drive "file=$img,format=raw,if=none,id=d0" > "$SEC_TMP/launch.log" 2>&1 &
+qpid=$!
+cleanup_fn "kill -9 $qpid 2>/dev/null"
+qemu_real=$(readlink -f "$QEMU")
+is_qemu() { [ "$(readlink "/proc/$qpid/exe")" = "$qemu_real" ]; }
+start=$(date +%s)
+wait_for 8 is_qemu || { cat "$SEC_TMP/launch.log"; fail "the launch did not become QEMU within 8 s"; }
+echo "launch: QEMU running as pid $qpid after $(( $(date +%s) - start )) s"
+grep -q "fail\|timed out\|original arguments" "$SEC_TMP/launch.log" && { cat "$SEC_TMP/launch.log"; fail "the launch failed open"; }
+kill "$qpid"
+wait "$qpid" 2>/dev/null
+echo "a real launch with a FIFO and a 32 MiB file in the cache: no stall: ok"
