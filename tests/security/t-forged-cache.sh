@@ -112,3 +112,19 @@ grep -q "calibration .*$storage.json ignored: .*owned by uid $ATTACKER_UID" "$SE
 # Root's capability cache was rewritten by root (the forged one replaced, not followed).
 [ "$(stat -c %U "$SEC_CACHE/qemu-caps.json")" = root ] || fail "root did not replace the forged capability cache with its own"
 echo "leftovers in root's private directory: ignored, and --debug says so: ok"
+
+# ---- kl-attacker's own kvm-launch keeps a cache of its own (users/UID), which root never reads ----
+[ -d "$SEC_CACHE/users" ] || install -d -m 3770 -o root -g kvm "$SEC_CACHE/users"   # the per-uid layout's
+rm -rf "$SEC_CACHE/users/$ATTACKER_UID"
+as_attacker "$SEC_KL" --dry-run -- "${VM[@]}" > /dev/null || fail "kl-attacker's own dry run failed"
+mine=$SEC_CACHE/users/$ATTACKER_UID
+# (users/ is setgid: the directory may carry the bit; its permissions are 0700 all the same)
+[ "$(stat -c %U "$mine")" = "$ATTACKER" ] && [ $((8#$(stat -c %a "$mine") & 8#777)) = $((8#700)) ] ||
+	fail "kl-attacker's cache directory: $(stat -c '%U %a' "$mine")"
+[ "$(stat -c '%U %a' "$mine/qemu-caps.json")" = "$ATTACKER 600" ] ||
+	fail "kl-attacker's capability cache: $(stat -c '%U %a' "$mine/qemu-caps.json" 2>&1)"
+# forged in its own cache: that only concerns kl-attacker
+cp "$SEC_TMP/forged-caps.json" "$mine/qemu-caps.json" && chown "$ATTACKER" "$mine/qemu-caps.json"
+decision "$SEC_TMP/user"
+cmp -s "$SEC_TMP/base" "$SEC_TMP/user" || { diff "$SEC_TMP/base" "$SEC_TMP/user"; fail "root read kl-attacker's own cache"; }
+echo "kl-attacker's own cache in $mine (0700), not read by root: ok"
