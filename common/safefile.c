@@ -115,7 +115,8 @@ int kl_read_at(int dirfd, const char *name, uid_t owner, size_t max, char **out,
 		return refuse(err, EINVAL, "%s: not a regular file", name);
 	}
 	if (owner != KL_ANY_OWNER && st.st_uid != owner) {
-		return refuse(err, EPERM, "%s: owned by uid %u, not uid %u", name, (unsigned)st.st_uid, (unsigned)owner);
+		return refuse(err, EPERM, "%s: owned by uid %u, not uid %u", name, (unsigned)st.st_uid,
+			      (unsigned)owner);
 	}
 	if (st.st_size < 0 || (uintmax_t)st.st_size > max) {
 		return refuse(err, EFBIG, "%s: larger than %zu bytes", name, max);

@@ -50,8 +50,9 @@ printf '{"%s":{"id":"%s","io_uring":%s}}\n' "$QEMU" "$id" "$claim" > "$SEC_TMP/f
 # A calibration of the image's storage that ranks another engine first.
 storage=dev-$(stat -c '%Hd-%Ld' "$img")
 engine=$([ "$base_aio" = threads ] && echo io_uring || echo threads)
-printf '{"version":1,"storage_id":"%s","kind":"file","time":"2026-01-01T00:00Z","ranking":{"direct":[{"engine":"%s","score":9}],"buffered":[{"engine":"%s","score":9}]}}\n' \
-	"${storage//-/:}" "$engine" "$engine" > "$SEC_TMP/forged-cal.json"
+rank='[{"engine":"'$engine'","score":9}]'
+printf '{"version":1,"storage_id":"%s","kind":"file","time":"2026-01-01T00:00Z","ranking":{"direct":%s,"buffered":%s}}\n' \
+	"${storage//-/:}" "$rank" "$rank" > "$SEC_TMP/forged-cal.json"
 chmod 0644 "$SEC_TMP"/forged-*.json
 
 # Positive control: in root's own cache they take effect.
@@ -73,7 +74,8 @@ as_attacker mkdir -p "$SEC_CACHE/users/0" "$SEC_CACHE/users/$ATTACKER_UID" 2>/de
 planted=0
 mapfile -t dirs < <(find "$SEC_CACHE" -type d)
 for d in "${dirs[@]}"; do
-	as_attacker sh -c 'cp "$1" "$3/qemu-caps.json" && mkdir -p "$3/calibration" && cp "$2" "$3/calibration/$4.json"' sh "$SEC_TMP/forged-caps.json" "$SEC_TMP/forged-cal.json" "$d" "$storage" ||
+	as_attacker sh -c 'cp "$1" "$3/qemu-caps.json" && mkdir -p "$3/calibration" && cp "$2" "$3/calibration/$4.json"' \
+		sh "$SEC_TMP/forged-caps.json" "$SEC_TMP/forged-cal.json" "$d" "$storage" ||
 		continue
 	echo "planted in $d ($(stat -c '%A %U:%G' "$d"))"
 	planted=$((planted + 1))
@@ -106,7 +108,8 @@ grep -q "calibration.*not used: .*owned by uid $ATTACKER_UID" "$SEC_TMP/left.err
 # A file of the attacker's in a calibration directory of root's.
 chown root:root "$SEC_CACHE/calibration"
 decision "$SEC_TMP/left2"
-cmp -s "$SEC_TMP/base" "$SEC_TMP/left2" || { diff "$SEC_TMP/base" "$SEC_TMP/left2"; fail "kl-attacker's calibration file in root's calibration directory was believed"; }
+cmp -s "$SEC_TMP/base" "$SEC_TMP/left2" ||
+	{ diff "$SEC_TMP/base" "$SEC_TMP/left2"; fail "kl-attacker's calibration file in root's calibration directory was believed"; }
 grep -q "calibration .*$storage.json ignored: .*owned by uid $ATTACKER_UID" "$SEC_TMP/left2.err" ||
 	{ cat "$SEC_TMP/left2.err"; fail "--debug does not say why the calibration was ignored"; }
 # Root's capability cache was rewritten by root (the forged one replaced, not followed).
