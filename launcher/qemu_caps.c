@@ -161,6 +161,7 @@ int kl_qemu_io_uring(const char *qemu, const char *cache_dir, enum kl_tri *out, 
 	_cleanup_json_ json_object *cache = dirfd >= 0 ? read_cache(dirfd, dir) : NULL;
 	if (cached_answer(cache, qemu, id, out))
 		return 0;
+	kl_debug("asking %s for its capabilities (no cached answer for this binary)", qemu);
 	if (ask_qemu(qemu, out, err) < 0)
 		return -1;
 	if (dirfd < 0)
