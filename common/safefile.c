@@ -67,8 +67,9 @@ int kl_dir_open_trusted(const char *path, uid_t owner, struct kl_error *err)
 }
 
 /* Read at most max bytes; one byte more tells that the file is (or became) larger. */
-static int read_capped(int fd, const char *name, size_t max, char **out, size_t *lenp, struct kl_error *err)
+int kl_read_fd(int fd, const char *name, size_t max, char **out, size_t *lenp, struct kl_error *err)
 {
+	*out = NULL;
 	size_t cap = max < 4096 ? max + 1 : 4096, len = 0;
 	_cleanup_free_ char *buf = xmalloc(cap + 1);
 	for (;;) {
@@ -121,7 +122,7 @@ int kl_read_at(int dirfd, const char *name, uid_t owner, size_t max, char **out,
 	if (st.st_size < 0 || (uintmax_t)st.st_size > max) {
 		return refuse(err, EFBIG, "%s: larger than %zu bytes", name, max);
 	}
-	return read_capped(fd, name, max, out, len, err);
+	return kl_read_fd(fd, name, max, out, len, err);
 }
 
 static int write_all(int fd, const void *data, size_t len)

@@ -30,6 +30,10 @@ int kl_dir_check_trusted(int fd, const char *what, uid_t owner, struct kl_error 
 int kl_read_at(int dirfd, const char *name, uid_t owner, size_t max, char **out, size_t *len,
 	       struct kl_error *err);
 
+/* Read an open file up to MAX bytes (refused when it has more, or grows past
+ * MAX while read); NAME names it in messages.  Same *OUT / *LEN as above. */
+int kl_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, struct kl_error *err);
+
 /* Replace NAME in DIRFD atomically: write a new ".NAME.XXXXXX" created
  * O_EXCL|O_NOFOLLOW with exactly MODE (umask aside), then renameat over NAME
  * (a symlink at NAME is replaced, never followed).  Readers see the old or the
