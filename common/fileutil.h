@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Small file helpers used by several modules. */
 #ifndef KL_FILEUTIL_H
 #define KL_FILEUTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "launcher/qemu_caps.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* --check-policy: every error and warning of a policy file, one line each,
  * "FILE:LINE: message" (warnings "FILE:LINE: warning: message"). */
 #include "policy/policy-int.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Reading the policy file from disk: the only I/O of the policy layer, kept
  * apart so that policy/ itself stays pure (text in, decisions out). */
 #include "policy/policy-int.h"

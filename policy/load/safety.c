@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Who may write the policy file.  Whoever can write it chooses the binary
  * kvm-launch executes (qemu =), so, like sudo with sudoers, refuse a file
  * that someone other than root (or the user kvm-launch runs as) could have
