@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "common/fileutil.h"
 
 #include <errno.h>
@@ -14,39 +15,23 @@
 
 char *kl_read_small_file(const char *path, size_t max, struct kl_error *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO must not hang us; only a regular file is read. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		kl_error_errno(err, errno, "open %s", path);
 		return NULL;
 	}
-	size_t cap = 4096, len = 0;
-	_cleanup_free_ char *buf = xmalloc(cap);
-	for (;;) {
-		if (len + 1 >= cap) {
-			if (cap > max) {
-				kl_error_set(err, "%s: larger than %zu bytes", path, max);
-				return NULL;
-			}
-			cap *= 2;
-			buf = xrealloc(buf, cap);
-		}
-		ssize_t n = read(fd, buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			kl_error_errno(err, errno, "read %s", path);
-			return NULL;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (len > max) {
-		kl_error_set(err, "%s: larger than %zu bytes", path, max);
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		kl_error_errno(err, errno, "stat %s", path);
 		return NULL;
 	}
-	buf[len] = '\0';
-	return steal_pointer(&buf);
+	if (!S_ISREG(st.st_mode)) {
+		kl_error_set(err, "%s: not a regular file", path);
+		return NULL;
+	}
+	char *text = NULL;
+	return kl_read_fd(fd, path, max, &text, NULL, err) < 0 ? NULL : text;
 }
 
 int kl_write_file_atomic(const char *path, const char *content, mode_t mode, struct kl_error *err)

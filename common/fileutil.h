@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Small file helpers used by several modules. */
 #ifndef KL_FILEUTIL_H
 #define KL_FILEUTIL_H
@@ -6,8 +7,9 @@
 #include <sys/types.h>
 #include "common/error.h"
 
-/* Read a whole file of at most max bytes (NUL-terminated; NULL on error or
- * when larger than max). */
+/* Read a whole regular file of at most max bytes (NUL-terminated; NULL on
+ * error, when larger than max, or not a regular file: a FIFO does not block).
+ * For a file in a directory another uid may write, use kl_read_at. */
 char *kl_read_small_file(const char *path, size_t max, struct kl_error *err);
 /* kl_write_at (common/safefile.h) in the directory of PATH, opened by path:
  * readers see the old or the new file, never a part.  For files in a

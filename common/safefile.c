@@ -37,6 +37,22 @@ static bool plain_name(const char *name)
 	return name && *name && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
+int kl_dir_check_trusted(int fd, const char *what, uid_t owner, struct kl_error *err)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return kl_error_errno(err, errno, "stat %s", what);
+	if (!S_ISDIR(st.st_mode))
+		return kl_error_fail(err, "%s: not a directory", what);
+	if (owner != KL_ANY_OWNER && st.st_uid != owner)
+		return kl_error_fail(err, "%s: owned by uid %u, not by uid %u", what, (unsigned)st.st_uid,
+				     (unsigned)owner);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return kl_error_fail(err, "%s: writable by %s (mode %04o)", what,
+				     st.st_mode & S_IWOTH ? "others" : "its group", (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
 int kl_dir_open_trusted(const char *path, uid_t owner, struct kl_error *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -45,23 +61,15 @@ int kl_dir_open_trusted(const char *path, uid_t owner, struct kl_error *err)
 			return kl_error_errno(err, errno, "%s: not a directory (or a symlink)", path);
 		return kl_error_errno(err, errno, "open %s", path);
 	}
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return kl_error_errno(err, errno, "stat %s", path);
-	if (!S_ISDIR(st.st_mode))
-		return kl_error_fail(err, "%s: not a directory", path);
-	if (owner != KL_ANY_OWNER && st.st_uid != owner)
-		return kl_error_fail(err, "%s: owned by uid %u, not uid %u", path, (unsigned)st.st_uid,
-				     (unsigned)owner);
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return kl_error_fail(err, "%s: writable by %s (mode %04o)", path,
-				     st.st_mode & S_IWOTH ? "others" : "its group", (unsigned)(st.st_mode & 07777));
+	if (kl_dir_check_trusted(fd, path, owner, err) < 0)
+		return -1;
 	return steal_fd(&fd);
 }
 
 /* Read at most max bytes; one byte more tells that the file is (or became) larger. */
-static int read_capped(int fd, const char *name, size_t max, char **out, size_t *lenp, struct kl_error *err)
+int kl_read_fd(int fd, const char *name, size_t max, char **out, size_t *lenp, struct kl_error *err)
 {
+	*out = NULL;
 	size_t cap = max < 4096 ? max + 1 : 4096, len = 0;
 	_cleanup_free_ char *buf = xmalloc(cap + 1);
 	for (;;) {
@@ -108,12 +116,13 @@ int kl_read_at(int dirfd, const char *name, uid_t owner, size_t max, char **out,
 		return refuse(err, EINVAL, "%s: not a regular file", name);
 	}
 	if (owner != KL_ANY_OWNER && st.st_uid != owner) {
-		return refuse(err, EPERM, "%s: owned by uid %u, not uid %u", name, (unsigned)st.st_uid, (unsigned)owner);
+		return refuse(err, EPERM, "%s: owned by uid %u, not uid %u", name, (unsigned)st.st_uid,
+			      (unsigned)owner);
 	}
 	if (st.st_size < 0 || (uintmax_t)st.st_size > max) {
 		return refuse(err, EFBIG, "%s: larger than %zu bytes", name, max);
 	}
-	return read_capped(fd, name, max, out, len, err);
+	return kl_read_fd(fd, name, max, out, len, err);
 }
 
 static int write_all(int fd, const void *data, size_t len)

@@ -18,6 +18,9 @@
  * OWNER owns (KL_ANY_OWNER: any) and that neither its group nor others may
  * write.  Returns an O_CLOEXEC fd, or -1. */
 int kl_dir_open_trusted(const char *path, uid_t owner, struct kl_error *err);
+/* The same checks on a directory fd already open (WHAT names it in messages):
+ * 0, or -1 with the reason. */
+int kl_dir_check_trusted(int fd, const char *what, uid_t owner, struct kl_error *err);
 
 /* Read NAME in DIRFD (a plain name: no '/', not "." or ".."): not a symlink,
  * a regular file (a FIFO is refused without blocking), owned by OWNER
@@ -26,6 +29,10 @@ int kl_dir_open_trusted(const char *path, uid_t owner, struct kl_error *err);
  * NULL) its length.  Returns 0 or -1 (err->errnum is ENOENT when absent). */
 int kl_read_at(int dirfd, const char *name, uid_t owner, size_t max, char **out, size_t *len,
 	       struct kl_error *err);
+
+/* Read an open file up to MAX bytes (refused when it has more, or grows past
+ * MAX while read); NAME names it in messages.  Same *OUT / *LEN as above. */
+int kl_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, struct kl_error *err);
 
 /* Replace NAME in DIRFD atomically: write a new ".NAME.XXXXXX" created
  * O_EXCL|O_NOFOLLOW with exactly MODE (umask aside), then renameat over NAME

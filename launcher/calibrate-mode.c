@@ -34,6 +34,15 @@ int kl_calibrate_main(const struct kl_options *o, const char *cache_dir)
 		kl_err("--calibrate needs a PATH (a block device, or a directory or file on a filesystem)");
 		return 2;
 	}
+	/* Where it will be stored, before minutes of measuring: a refused
+	 * directory (a symlink, another uid's) is said at once. */
+	_cleanup_free_ char *dir = NULL;
+	int dirfd = kl_calibration_dir_open(cache_dir, true, &dir, &err);
+	if (dirfd < 0) {
+		kl_err("cannot store a calibration: %s", err.msg);
+		return 1;
+	}
+	close(dirfd);
 	if (kl_calibrate(o->mode_arg, &co, &c, &err) < 0) {
 		kl_err("%s", err.msg);
 		return 1;
@@ -44,12 +53,12 @@ int kl_calibrate_main(const struct kl_options *o, const char *cache_dir)
 	} else {
 		kl_calibration_print(c, stdout);
 	}
-	if (kl_calibration_store(cache_dir, c, &err) < 0) {
+	_cleanup_free_ char *stored = NULL;
+	if (kl_calibration_store(cache_dir, c, &stored, &err) < 0) {
 		kl_err("%s", err.msg);
 		rc = 1;
 	} else if (!o->json) {
-		_cleanup_free_ char *path = kl_calibration_path(cache_dir, c->storage_id);
-		printf("Stored as %s: aio=auto on this storage follows it from now on.\n", path);
+		printf("Stored as %s: aio=auto on this storage follows it from now on.\n", stored);
 	}
 	kl_calibration_free(c);
 	return rc;

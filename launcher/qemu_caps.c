@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "launcher/qemu_caps.h"
 
 #include <errno.h>
@@ -12,11 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cachedir.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "common/safefile.h"
 #include "qmp/qmp.h"
-#include "common/fileutil.h"
 
 #define CAPS_FILE "qemu-caps.json"
 #define PROBE_TIMEOUT_MS 10000
@@ -111,52 +113,72 @@ static int ask_qemu(const char *qemu, enum kl_tri *out, struct kl_error *err)
 	return r;
 }
 
-static json_object *read_cache(const char *path)
+/* The cache, read in one open from the caller's own cache directory (common/cachedir.h):
+ * a file another uid wrote, a symlink, a FIFO or a huge file is ignored (debug), never followed. */
+static json_object *read_cache(int dirfd, const char *dir)
 {
-	_cleanup_free_ char *text = kl_read_small_file(path, 1 << 20, NULL);
-	if (!text)
+	struct kl_error err = KL_ERROR_INIT;
+	_cleanup_free_ char *text = NULL;
+	if (kl_read_at(dirfd, CAPS_FILE, geteuid(), KL_CACHE_FILE_MAX, &text, NULL, &err) < 0) {
+		if (err.errnum != ENOENT)
+			kl_debug("QEMU capability cache %s/%s ignored: %s", dir, CAPS_FILE, err.msg);
 		return NULL;
+	}
 	json_object *o = json_tokener_parse(text);
 	if (o && !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
-		return NULL;
+		o = NULL;
 	}
+	if (!o)
+		kl_debug("QEMU capability cache %s/%s ignored: not a JSON object", dir, CAPS_FILE);
 	return o;
+}
+
+/* The cached answer for this binary, when its identity still matches. */
+static bool cached_answer(json_object *cache, const char *qemu, const char *id, enum kl_tri *out)
+{
+	json_object *entry, *v;
+	if (!cache || !json_object_object_get_ex(cache, qemu, &entry) ||
+	    !json_object_object_get_ex(entry, "id", &v) || !json_object_is_type(v, json_type_string) ||
+	    strcmp(json_object_get_string(v), id) != 0 ||
+	    !json_object_object_get_ex(entry, "io_uring", &v) || !json_object_is_type(v, json_type_boolean))
+		return false;
+	*out = json_object_get_boolean(v) ? KL_TRI_YES : KL_TRI_NO;
+	return true;
 }
 
 int kl_qemu_io_uring(const char *qemu, const char *cache_dir, enum kl_tri *out, struct kl_error *err)
 {
 	_cleanup_free_ char *id = binary_identity(qemu, err);
-	_cleanup_free_ char *path = cache_dir ? xasprintf("%s/%s", cache_dir, CAPS_FILE) : NULL;
-	_cleanup_json_ json_object *cache = path ? read_cache(path) : NULL;
-	json_object *entry, *v;
-
 	*out = KL_TRI_UNKNOWN;
 	if (!id)
 		return -1;
-	if (cache && json_object_object_get_ex(cache, qemu, &entry) &&
-	    json_object_object_get_ex(entry, "id", &v) && json_object_is_type(v, json_type_string) &&
-	    strcmp(json_object_get_string(v), id) == 0 &&
-	    json_object_object_get_ex(entry, "io_uring", &v) && json_object_is_type(v, json_type_boolean)) {
-		*out = json_object_get_boolean(v) ? KL_TRI_YES : KL_TRI_NO;
+
+	struct kl_error derr = KL_ERROR_INIT;
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_close_ int dirfd = cache_dir ? kl_cache_dir_open(cache_dir, true, &dir, &derr) : -1;
+	if (cache_dir && dirfd < 0)
+		kl_debug("QEMU capability cache not used: %s", derr.msg);
+	_cleanup_json_ json_object *cache = dirfd >= 0 ? read_cache(dirfd, dir) : NULL;
+	if (cached_answer(cache, qemu, id, out))
 		return 0;
-	}
+	kl_debug("asking %s for its capabilities (no cached answer for this binary)", qemu);
 	if (ask_qemu(qemu, out, err) < 0)
 		return -1;
-	if (!path)
+	if (dirfd < 0)
 		return 0;
 
 	/* Best effort: a cache we cannot write costs one QEMU start per launch. */
 	if (!cache)
 		cache = json_object_new_object();
-	entry = json_object_new_object();
+	json_object *entry = json_object_new_object();
 	json_object_object_add(entry, "id", json_object_new_string(id));
 	json_object_object_add(entry, "io_uring", json_object_new_boolean(*out == KL_TRI_YES));
 	json_object_object_add(cache, qemu, entry);
+	const char *text =
+		json_object_to_json_string_ext(cache, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 	struct kl_error werr = KL_ERROR_INIT;
-	if (kl_mkdir_p(cache_dir, 0755, &werr) < 0 ||
-	    kl_write_file_atomic(path, json_object_to_json_string_ext(cache, JSON_C_TO_STRING_PRETTY |
-							   JSON_C_TO_STRING_NOSLASHESCAPE), 0644, &werr) < 0)
-		kl_debug("cannot cache QEMU capabilities: %s", werr.msg);
+	if (kl_write_at(dirfd, CAPS_FILE, text, strlen(text), kl_cache_file_mode(), &werr) < 0)
+		kl_debug("cannot cache QEMU capabilities in %s: %s", dir, werr.msg);
 	return 0;
 }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* What the real QEMU binary can do, asked once and cached by the binary's
- * identity (device, inode, size, mtime), so a launch never pays for it twice. */
+ * identity (device, inode, size, mtime), so a launch never pays for it twice.
+ * The cache is the caller's own (common/cachedir.h): root never reads what
+ * another uid wrote. */
 #ifndef KL_LAUNCHER_QEMU_CAPS_H
 #define KL_LAUNCHER_QEMU_CAPS_H
 

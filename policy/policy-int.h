@@ -182,7 +182,13 @@ char *klp_diag_format(const struct klp_diags *d, const struct klp_diag *x, bool 
 /* parse.c: everything in one pass; returns the policy even with errors
  * (d->errors says) so that --check-policy sees all of them. */
 struct kl_policy *klp_parse(const char *text, const char *name, struct klp_diags *d);
-/* Read a whole policy file (regular, at most 1 MiB, no NUL bytes). */
+/* load/safety.c: open a policy file (O_NONBLOCK, following symlinks), and
+ * run kl_policy_check_file_safety's checks on that open fd. */
+int klp_open_file(const char *path, struct kl_error *err);
+int klp_check_fd(int fd, const char *path, struct kl_error *err);
+/* load/load.c: read an open policy file (regular, at most 1 MiB, no NUL
+ * bytes); klp_read_file opens, checks (klp_check_fd) and reads, in one open. */
+int klp_read_fd(int fd, const char *path, char **text, struct kl_error *err);
 int klp_read_file(const char *path, char **text, struct kl_error *err);
 
 /* keys.c */

@@ -1,24 +1,31 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The stored calibration of each storage (CACHE_DIR/calibration/ID.json)
- * and its lookup when a disk's aio is chosen. */
+/* Calibrations on disk: stored in and looked up from the caller's own cache
+ * directory only (common/cachedir.h), by directory fd, never through a
+ * symlink (issue 17: a planted or redirected calibration must not steer
+ * root's aio choice nor its writes). */
 #include "policy/calibrate/calibrate-int.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/cachedir.h"
 #include "common/cleanup.h"
-#include "common/fileutil.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/safefile.h"
 #include "common/xalloc.h"
 
-#define STORE_MAX (1u << 20)
+#define STORE_MAX KL_CACHE_FILE_MAX
+#define CALIBRATION_DIR "calibration"
 
-char *kl_calibration_path(const char *cache_dir, const char *storage_id)
+/* The file name of a storage's calibration: dev-MAJ-MIN.json. */
+static char *calibration_name(const char *storage_id)
 {
 	size_t len = storage_id ? strlen(storage_id) : 0;
-	if (!cache_dir || !cache_dir[0] || len == 0 || len >= 64 || storage_id[0] == '.')
+	if (len == 0 || len >= 64 || storage_id[0] == '.')
 		return NULL;
 	char stem[64];
 	for (size_t i = 0; i < len; i++) {
@@ -31,27 +38,55 @@ char *kl_calibration_path(const char *cache_dir, const char *storage_id)
 		stem[i] = ch;
 	}
 	stem[len] = '\0';
-	return xasprintf("%s/calibration/%s.json", cache_dir, stem);
+	return xasprintf("%s.json", stem);
 }
 
-int kl_calibration_store(const char *cache_dir, const struct kl_calibration *c, struct kl_error *err)
+char *kl_calibration_path(const char *cache_dir, const char *storage_id)
 {
-	_cleanup_free_ char *path = kl_calibration_path(cache_dir, c->storage_id);
-	if (!path)
+	if (!cache_dir || !cache_dir[0])
+		return NULL;
+	_cleanup_free_ char *name = calibration_name(storage_id);
+	return name ? xasprintf("%s/" CALIBRATION_DIR "/%s", cache_dir, name) : NULL;
+}
+
+int kl_calibration_dir_open(const char *cache_dir, bool create, char **dir, struct kl_error *err)
+{
+	*dir = NULL;
+	_cleanup_free_ char *top_path = NULL;
+	_cleanup_close_ int top = kl_cache_dir_open(cache_dir, create, &top_path, err);
+	if (top < 0)
+		return -1;
+	_cleanup_free_ char *path = xasprintf("%s/" CALIBRATION_DIR, top_path);
+	int fd = kl_cache_subdir_open(top, CALIBRATION_DIR, path, create, err);
+	if (fd >= 0)
+		*dir = steal_pointer(&path);
+	return fd;
+}
+
+int kl_calibration_store(const char *cache_dir, const struct kl_calibration *c, char **stored,
+			 struct kl_error *err)
+{
+	if (stored)
+		*stored = NULL;
+	_cleanup_free_ char *name = calibration_name(c->storage_id);
+	if (!name)
 		return kl_error_fail(err, "storing the calibration: storage id \"%s\" cannot name a file",
 				     c->storage_id);
-	_cleanup_free_ char *dir = xasprintf("%s/calibration", cache_dir);
-	if (kl_mkdir_p(dir, 0755, err) < 0) {
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_close_ int cal = kl_calibration_dir_open(cache_dir, true, &dir, err);
+	if (cal < 0) {
 		kl_error_prefix(err, "storing the calibration");
 		return -1;
 	}
 	_cleanup_json_ json_object *j = kl_calibration_json(c);
 	_cleanup_free_ char *text = xasprintf(
 		"%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-	if (kl_write_file_atomic(path, text, 0644, err) < 0) {
-		kl_error_prefix(err, "storing the calibration");
+	if (kl_write_at(cal, name, text, strlen(text), kl_cache_file_mode(), err) < 0) {
+		kl_error_prefix(err, "storing the calibration in %s", dir);
 		return -1;
 	}
+	if (stored)
+		*stored = xasprintf("%s/%s", dir, name);
 	return 0;
 }
 
@@ -120,20 +155,34 @@ static const char *lookup_parse(json_object *o, const struct kl_disk_facts *fact
 	return NULL;
 }
 
+/* The stored text for a storage, from the caller's own cache only (common/cachedir.h);
+ * NULL when there is none or it is not to be believed (said at debug level). */
+static char *lookup_read(const char *cache_dir, const char *name, char **path)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_close_ int cal = kl_calibration_dir_open(cache_dir, false, &dir, &err);
+	if (cal < 0) {
+		if (err.errnum != ENOENT)
+			kl_debug("calibrations in %s not used: %s", cache_dir, err.msg);
+		return NULL;
+	}
+	*path = xasprintf("%s/%s", dir, name);
+	char *text = NULL;
+	if (kl_read_at(cal, name, geteuid(), STORE_MAX, &text, NULL, &err) < 0 && err.errnum != ENOENT)
+		kl_debug("calibration %s ignored: %s", *path, err.msg);
+	return text;
+}
+
 void kl_calibration_lookup(const char *cache_dir, struct kl_disk_facts *facts)
 {
 	if (!cache_dir || !facts || !facts->storage_id[0])
 		return;
-	_cleanup_free_ char *path = kl_calibration_path(cache_dir, facts->storage_id);
-	if (!path)
+	_cleanup_free_ char *name = calibration_name(facts->storage_id);
+	_cleanup_free_ char *path = NULL;
+	_cleanup_free_ char *text = name ? lookup_read(cache_dir, name, &path) : NULL;
+	if (!text)
 		return;
-	struct kl_error err = KL_ERROR_INIT;
-	_cleanup_free_ char *text = kl_read_small_file(path, STORE_MAX, &err);
-	if (!text) {
-		if (err.errnum != ENOENT)
-			kl_debug("calibration %s ignored: %s", path, err.msg);
-		return;
-	}
 	_cleanup_json_ json_object *o = NULL;
 	const char *bad;
 	if (kl_json_parse_object(text, strlen(text), &o, &bad) < 0) {
@@ -147,8 +196,6 @@ void kl_calibration_lookup(const char *cache_dir, struct kl_disk_facts *facts)
 		kl_debug("calibration %s ignored: %s", path, why);
 		return;
 	}
-	const char *base = strrchr(path, '/') + 1;
 	memcpy(facts->aio_ranking, ranking, sizeof facts->aio_ranking);
-	snprintf(facts->calibration, sizeof facts->calibration, "%.*s %s", (int)(strlen(base) - 5), base, when);
+	snprintf(facts->calibration, sizeof facts->calibration, "%.*s %s", (int)(strlen(name) - 5), name, when);
 }
-

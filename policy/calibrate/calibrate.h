@@ -141,15 +141,26 @@ void kl_calibration_rank(struct kl_calibration *c);
 /* Append a run (copied). */
 void kl_calibration_add_run(struct kl_calibration *c, const struct kl_cal_run *r);
 
-/* The stored file of a storage: CACHE_DIR/calibration/dev-MAJ-MIN.json (the
+/* The stored file of a storage in a uid's cache directory DIR (see
+ * common/cachedir.h: root's is CACHE_DIR itself): DIR/calibration/dev-MAJ-MIN.json (the
  * storage id with ':' replaced by '-').  NULL if the id cannot name a file
  * (empty, too long, or characters other than [A-Za-z0-9:._-], or a leading
  * '.'). */
 char *kl_calibration_path(const char *cache_dir, const char *storage_id);
 
-/* Write c as JSON to kl_calibration_path(), atomically, creating the
- * directories (0755; the file is 0644). */
-int kl_calibration_store(const char *cache_dir, const struct kl_calibration *c, struct kl_error *err);
+/* The calibration directory of the caller's own cache under cache_dir
+ * (common/cachedir.h), opened without following a symlink and refused when
+ * another uid owns it or may write it; with create, made when absent.  *dir
+ * gets its path.  An O_CLOEXEC fd, or -1 (err->errnum ENOENT: none yet). */
+int kl_calibration_dir_open(const char *cache_dir, bool create, char **dir, struct kl_error *err);
+
+/* Write c as JSON into the caller's own cache under cache_dir
+ * (common/cachedir.h), atomically, creating the directories (root: 0755, file
+ * 0644; others: 0700, file 0600).  No component is followed when it is a
+ * symlink, and a directory another uid owns or may write is refused, so the
+ * file lands nowhere else.  *stored (may be NULL) gets the path written. */
+int kl_calibration_store(const char *cache_dir, const struct kl_calibration *c, char **stored,
+			 struct kl_error *err);
 
 /* For the launcher (struct kl_prepare_config.lookup_calibration): when
  * cache_dir holds a calibration of facts->storage_id, fill facts->aio_ranking
@@ -159,8 +170,10 @@ int kl_calibration_store(const char *cache_dir, const struct kl_calibration *c, 
  * ranking), it is the buffered one, where native never appears.  A stored
  * calibration is ignored when its kind (block device vs filesystem) or its
  * filesystem magic disagrees with facts (a device number reused by other
- * storage).  One small file read; anything missing, unreadable or corrupt
- * leaves facts untouched (logged at debug level).  Never fails. */
+ * storage).  One small file read, from the caller's own cache only: a file
+ * another uid owns, a symlink, a FIFO, more than 1 MiB, anything missing,
+ * unreadable or corrupt leaves facts untouched (logged at debug level).
+ * Never fails. */
 void kl_calibration_lookup(const char *cache_dir, struct kl_disk_facts *facts);
 
 /* A table for a person: one line per run, the rankings and the notes. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* --check-policy: every error and warning of a policy file, one line each,
  * "FILE:LINE: message" (warnings "FILE:LINE: warning: message"). */
 #include "policy/policy-int.h"
@@ -11,14 +12,20 @@ int kl_policy_check(const char *path, struct strvec *diagnostics)
 	_cleanup_free_ char *text = NULL;
 	int errors = 0;
 
-	if (kl_policy_check_file_safety(path, &e) < 0) {
+	_cleanup_close_ int fd = klp_open_file(path, &e);
+	if (fd < 0) {
+		strvec_push_dup(diagnostics, e.msg);
+		return 1; /* missing or unreadable: nothing more to say */
+	}
+	/* A refused file is still read, for its other diagnostics: it is never used. */
+	if (klp_check_fd(fd, path, &e) < 0) {
 		strvec_push_dup(diagnostics, e.msg);
 		if (e.errnum)
-			return 1; /* missing or unreachable: nothing more to say */
+			return 1;
 		errors++;
 	}
 	kl_error_clear(&e);
-	if (klp_read_file(path, &text, &e) < 0) {
+	if (klp_read_fd(fd, path, &text, &e) < 0) {
 		strvec_push_dup(diagnostics, e.msg);
 		return errors + 1;
 	}

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Reading the policy file from disk: the only I/O of the policy layer, kept
  * apart so that policy/ itself stays pure (text in, decisions out). */
 #include "policy/policy-int.h"
@@ -14,15 +15,9 @@
 /* Far larger than any policy; a bigger file is a mistake, not a policy. */
 #define KLP_MAX_FILE (1024 * 1024)
 
-int klp_read_file(const char *path, char **text, struct kl_error *err)
+int klp_read_fd(int fd, const char *path, char **text, struct kl_error *err)
 {
-	/* O_NONBLOCK: a FIFO (or a file swapped for one after the safety
-	 * check) must not hang the launch; fstat then refuses it. */
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	struct stat st;
-
-	if (fd < 0)
-		return kl_error_errno(err, errno, "%s: cannot open", path);
 	if (fstat(fd, &st) < 0)
 		return kl_error_errno(err, errno, "%s: cannot stat", path);
 	if (!S_ISREG(st.st_mode))
@@ -49,6 +44,15 @@ int klp_read_file(const char *path, char **text, struct kl_error *err)
 		return kl_error_fail(err, "%s: contains a NUL byte: not a policy file", path);
 	*text = steal_pointer(&buf);
 	return 0;
+}
+
+int klp_read_file(const char *path, char **text, struct kl_error *err)
+{
+	/* One open: the safety checks and the read are on the same fd. */
+	_cleanup_close_ int fd = klp_open_file(path, err);
+	if (fd < 0 || klp_check_fd(fd, path, err) < 0)
+		return -1;
+	return klp_read_fd(fd, path, text, err);
 }
 
 int kl_policy_load_file(const char *path, struct kl_policy **out, struct strvec *warnings, struct kl_error *err)

@@ -175,7 +175,7 @@ grep -q "^kvm-launch: warning: policy file $TMP/missing.conf does not exist: usi
 [ "$(got_arg 4)" = "file=$IMG,format=raw,if=virtio,cache=none,aio=io_uring" ] || fail "missing config: built-in rules not applied: $(got_arg 4)"
 stderr_ours 3 "${VM[@]}"
 timeout 20 "$KL" --check-policy "$TMP/missing.conf" > "$TMP/check.out" 2>&1 && fail "--check-policy of a missing file passed"
-grep -q "^$TMP/missing.conf: cannot check: No such file or directory" "$TMP/check.out" || { cat "$TMP/check.out"; fail "missing: --check-policy message"; }
+grep -q "^$TMP/missing.conf: cannot open: No such file or directory" "$TMP/check.out" || { cat "$TMP/check.out"; fail "missing: --check-policy message"; }
 # Unreadable by the user kvm-launch runs as.
 if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null; then
 	policy secret "$G"

@@ -194,14 +194,14 @@ int main(int argc, char **argv)
 		}
 	}
 	if (cache_dir) {
-		if (kl_calibration_store(cache_dir, c, &err) < 0) {
+		char *p = NULL;
+		if (kl_calibration_store(cache_dir, c, &p, &err) < 0) {
 			fprintf(stderr, "calibrate-cli: %s\n", err.msg);
 			rc = 1;
 		} else {
-			char *p = kl_calibration_path(cache_dir, c->storage_id);
 			fprintf(stderr, "stored %s\n", p);
-			free(p);
 		}
+		free(p);
 	}
 	kl_calibration_free(c);
 	return rc;

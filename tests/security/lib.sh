@@ -123,7 +123,7 @@ as_attacker() {
 	local rc=0
 	timeout -k 2 "$SEC_DEADLINE" env -u XDG_RUNTIME_DIR HOME=/nonexistent \
 		setpriv --reuid="$ATTACKER" --regid="$ATTACKER" --init-groups -- "$@" || rc=$?
-	echo "as_attacker: $*: exit $rc$([ "$rc" = 124 ] && echo ' (deadline)')" >&2
+	echo "as_attacker: $(printf '%s' "$*" | tr '\n\t' '  '): exit $rc$([ "$rc" = 124 ] && echo ' (deadline)')" >&2
 	return "$rc"
 }
 

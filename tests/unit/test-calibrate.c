@@ -258,7 +258,7 @@ static void test_store_lookup_roundtrip(void)
 	snprintf(cache, sizeof cache, "%s/cache/kvm-launch", tmpdir);
 	struct kl_calibration *c = synthetic(true);
 	struct kl_error err = KL_ERROR_INIT;
-	CHECK_INTEQ(kl_calibration_store(cache, c, &err), 0);
+	CHECK_INTEQ(kl_calibration_store(cache, c, NULL, &err), 0);
 	CHECK_STREQ(err.msg, "");
 
 	char path[400];
@@ -323,14 +323,14 @@ static void test_store_lookup_roundtrip(void)
 
 	/* storing again replaces it */
 	snprintf(c->time, sizeof c->time, "2026-11-27T10:30Z");
-	CHECK_INTEQ(kl_calibration_store(cache, c, &err), 0);
+	CHECK_INTEQ(kl_calibration_store(cache, c, NULL, &err), 0);
 	facts_for(&f, "dev:253:0");
 	kl_calibration_lookup(cache, &f);
 	CHECK_STREQ(f.calibration, "dev-253-0 2026-11-27T10:30Z");
 
 	/* an id that cannot name a file is refused by store */
 	snprintf(c->storage_id, sizeof c->storage_id, "../x");
-	CHECK_INTEQ(kl_calibration_store(cache, c, &err), -1);
+	CHECK_INTEQ(kl_calibration_store(cache, c, NULL, &err), -1);
 	CHECK(strstr(err.msg, "cannot name a file") != NULL);
 	kl_calibration_free(c);
 }
@@ -345,7 +345,7 @@ static void test_lookup_buffered_when_no_odirect(void)
 	snprintf(c->storage_id, sizeof c->storage_id, "dev:0:45");
 	kl_calibration_rank(c);
 	struct kl_error err = KL_ERROR_INIT;
-	CHECK_INTEQ(kl_calibration_store(cache, c, &err), 0);
+	CHECK_INTEQ(kl_calibration_store(cache, c, NULL, &err), 0);
 	struct kl_disk_facts f;
 	facts_for(&f, "dev:0:45");
 	kl_calibration_lookup(cache, &f);

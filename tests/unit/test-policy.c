@@ -16,6 +16,7 @@
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "policy/policy.h"
+#include "policy/policy-int.h"
 
 #define YES KL_TRI_YES
 #define NO KL_TRI_NO
@@ -1347,7 +1348,7 @@ static void test_check_policy(void)
 	CHECK_INTEQ(kl_policy_file_on_error("/nonexistent/x.conf"), KL_ON_ERROR_PASSTHROUGH);
 
 	CHECK_INTEQ(kl_policy_check("/nonexistent/x.conf", &d), 1);
-	CHECK(d.n == 1 && strstr(d.v[0], "/nonexistent/x.conf: cannot check: No such file or directory"));
+	CHECK(d.n == 1 && strstr(d.v[0], "/nonexistent/x.conf: cannot open: No such file or directory"));
 	strvec_free(&d);
 }
 
@@ -1552,6 +1553,46 @@ static void test_file_safety(void)
 	rmdir(dir);
 }
 
+/* The checks hold for the file that is read, not for whatever the path names
+ * a moment before or after (a swap between check and open). */
+static void test_file_safety_on_the_open_fd(void)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	_cleanup_free_ char *path = write_file("swap.conf", "[rule a]\naio = auto\n", 0644);
+	_cleanup_free_ char *evil = write_file("evil.conf", "[rule a]\ncache = unsafe\n", 0666);
+	_cleanup_free_ char *good = write_file("good.conf", "[rule a]\naio = auto\n", 0644);
+
+	/* Opened while it was the writable file, then swapped for a safe one: refused. */
+	CHECK_INTEQ(rename(evil, path), 0);
+	int fd = klp_open_file(path, &err);
+	CHECK(fd >= 0);
+	CHECK_INTEQ(rename(good, path), 0);
+	CHECK_INTEQ(kl_policy_check_file_safety(path, &err), 0);  /* the path alone now looks fine */
+	kl_error_clear(&err);
+	CHECK_INTEQ(klp_check_fd(fd, path, &err), -1);
+	CHECK(strstr(err.msg, "writable by every user") != NULL);
+	close(fd);
+
+	/* Opened while safe, then replaced: the fd is no longer what the path names. */
+	free(good);
+	good = write_file("good.conf", "[rule a]\naio = auto\n", 0644);
+	fd = klp_open_file(path, &err);
+	CHECK(fd >= 0);
+	CHECK_INTEQ(rename(good, path), 0);
+	kl_error_clear(&err);
+	CHECK_INTEQ(klp_check_fd(fd, path, &err), -1);
+	CHECK(strstr(err.msg, "replaced while it was being checked") != NULL);
+	close(fd);
+
+	/* The normal case: checked and read through one fd. */
+	char *text = NULL;
+	kl_error_clear(&err);
+	CHECK_INTEQ(klp_read_file(path, &text, &err), 0);
+	CHECK_STREQ(text, "[rule a]\naio = auto\n");
+	free(text);
+	unlink(path);
+}
+
 /* ---- cost ---- */
 
 static double now_us(void)
@@ -1619,6 +1660,7 @@ int main(void)
 	RUN(test_fixtures);
 	RUN(test_example_matches_builtin);
 	RUN(test_file_safety);
+	RUN(test_file_safety_on_the_open_fd);
 	RUN(test_timing);
 	kl_decision_free(&D);
 	if (tmpdir[0]) {

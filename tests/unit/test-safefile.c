@@ -285,6 +285,15 @@ static void test_fileutil_uses_write_at(void)
 	char *back = kl_read_small_file(p, 100, &err);
 	CHECK_STREQ(back, "hello");
 	free(back);
+	CHECK(kl_read_small_file(p, 4, &err) == NULL);  /* over the cap */
+	/* the path reader shares the capped read, and a FIFO neither blocks nor is read */
+	char *fifo = sub("fu/fifo");
+	CHECK(mkfifo(fifo, 0600) == 0);
+	alarm(10);
+	CHECK(kl_read_small_file(fifo, 100, &err) == NULL);
+	alarm(0);
+	CHECK(strstr(err.msg, "not a regular file") != NULL);
+	free(fifo);
 	free(p);
 }
 
