@@ -49,7 +49,9 @@ sec_setup() {
 
 # kl-attacker exists and its only supplementary group is kvm (both created if absent).
 sec_attacker_user() {
-	# Two suites (two worktrees) may create the user at once.
+	# Two suites (two worktrees) may create the user at once.  /run/lock
+	# may not exist (a private /run, as in contrib/stack-backports.sh).
+	mkdir -p /run/lock || fail "cannot make /run/lock"
 	(
 		flock 8
 		getent group kvm >/dev/null || groupadd --system kvm || exit 1
