@@ -46,7 +46,8 @@ SEC_DEADLINE=60 as_attacker flock "$SEC_ROOTDIR" sleep 30 9>&- &
 f1=$!
 SEC_DEADLINE=60 as_attacker flock -s "$SEC_ROOTDIR/v1.json" sleep 30 9>&- &
 f2=$!
-cleanup_fn "kill $f1 $f2 2>/dev/null"
+# The flocks run under timeout, setpriv and flock: kill the whole trees, not just the subshells.
+cleanup_fn "kill_tree $f1; kill_tree $f2"
 sleep 1
 t0=$(date +%s%N)
 sec_vm_start v2
@@ -58,6 +59,7 @@ sec_timed 10 "$SEC_KL" --set v1 vd0 iops=66 || fail "--set under the attacker's 
 [ "$("$H/json-get" "$SEC_ROOTDIR/v1.json" disks.0.throttle.iops)" = 66 ] || fail "the change was not recorded in v1.json"
 kill $f1 $f2 2>/dev/null
 echo "attack: flock on root's directory and entry: no stall, state recorded"
+kill_tree "$f1"; kill_tree "$f2"
 
 # ---- socket squatting and name blocking in root's directory ----
 for n in v3.agent.sock v3.qmp.sock v3.view.sock v3.json v3.agent.log; do
