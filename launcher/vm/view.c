@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
@@ -161,7 +162,7 @@ static int live_from_view(const struct kl_state_entry *e, int timeout_ms, json_o
 	_cleanup_json_ json_object *doc = NULL;
 	if (read_view(fd, deadline, &doc, err) < 0)
 		return -1;
-	const char *why = kl_js_str(doc, "error");
+	const char *why = kl_json_str(doc, "error");
 	if (why)
 		return kl_error_fail(err, "view: %s", why);
 	for (size_t i = 0; i < 3; i++)
