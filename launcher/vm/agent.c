@@ -21,8 +21,8 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "qmp/qmp.h"
+#include "launcher/vm/block.h"
 #include "launcher/vm/procinfo.h"
-#include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/view.h"
 
@@ -564,10 +564,8 @@ int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 
 	/* Sleep until QEMU exits; wake for events. */
 	for (;;) {
-		if (a.qmp && drain_events(&a) < 0) {
-			qmp_close(a.qmp);
-			a.qmp = NULL;
-		}
+		if (a.qmp && drain_events(&a) < 0)
+			qmp_close(steal_pointer(&a.qmp));
 		/* Wake-ups are rare (QEMU events), so this costs nothing. */
 		kl_release_text_pages();
 		struct pollfd p[3];
@@ -597,13 +595,11 @@ int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 	if (a.qmp) {
 		/* Last words (SHUTDOWN and the like) before the socket closed. */
 		drain_events(&a);
-		qmp_close(a.qmp);
-		a.qmp = NULL;
+		qmp_close(steal_pointer(&a.qmp));
 	}
 	finish(&a);
 out:
-	if (a.qmp)
-		qmp_close(a.qmp);
+	qmp_close(a.qmp);
 	if (a.pidfd >= 0)
 		close(a.pidfd);
 	if (a.view_fd >= 0)

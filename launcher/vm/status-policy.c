@@ -9,7 +9,7 @@
 
 #include "common/cleanup.h"
 #include "common/json.h"
-#include "launcher/vm/set.h"
+#include "launcher/vm/block.h"
 #include "launcher/vm/state.h"
 
 static const char *s_or_empty(const char *s)
