@@ -140,14 +140,25 @@ static int write_claim(const struct kl_launch *l, struct kl_error *err)
 	return kl_state_write_at(f->dirfd, name, f->owner, claim, err);
 }
 
+/* The model knows; a fail-open launch may have none (no policy, or the
+ * parse failed), and it must not be followed either: read argv then. */
+static bool daemonizes(const struct kl_launch *l)
+{
+	if (l->model)
+		return kl_model_daemonize(l->model);
+	for (int i = 0; i < l->argc; i++)
+		if (l->argv[i] && (strcmp(l->argv[i], "-daemonize") == 0 || strcmp(l->argv[i], "--daemonize") == 0))
+			return true;
+	return false;
+}
+
 int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error *err)
 {
 	_cleanup_statedir_ struct kl_statedir d = KL_STATEDIR_INIT;
 	pid_t pid = getpid();
 
-	for (int i = 0; i < l->argc; i++)
-		if (l->argv[i] && (strcmp(l->argv[i], "-daemonize") == 0 || strcmp(l->argv[i], "--daemonize") == 0))
-			return kl_error_fail(err, "-daemonize: QEMU leaves the launched process, so it cannot be followed");
+	if (daemonizes(l))
+		return kl_error_fail(err, "-daemonize: QEMU leaves the launched process, so it cannot be followed");
 	if (kl_statedir_for_launch(state_dir, &d, err) < 0)
 		return -1;
 	kl_state_clean_stale_at(d.fd, d.path, d.owner);

@@ -578,6 +578,16 @@ static void test_prepare_and_write(void)
 	d.argv = dargs;
 	CHECK(kl_state_prepare(&d, dir, &err) < 0);
 	kl_launch_free(&d);
+	/* The same when the model read it (a VM that got its policy). */
+	static char *margs[] = { "-machine", "pc", "--daemonize", "-name", "dz", NULL };
+	memset(&d, 0, sizeof d);
+	d.argc = 5;
+	d.argv = margs;
+	CHECK(kl_model_parse(d.argc, d.argv, &d.model, &err) == 0);
+	kl_error_clear(&err);
+	CHECK(kl_state_prepare(&d, dir, &err) < 0);
+	CHECK(strstr(err.msg, "-daemonize") != NULL);
+	kl_launch_free(&d);
 	kl_launch_free(&l);
 	free(dir);
 }
