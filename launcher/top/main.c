@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "launcher/vm/state.h"
@@ -124,8 +125,8 @@ static void draw(struct view *v)
 	strftime(when, sizeof when, "%H:%M:%S", localtime_r(&now, &tm));
 	snprintf(head, sizeof head, "kvm-launch top - %zu VM%s, %zu disk%s - every %gs - sort %s%s - aio-nr %lld/%lld",
 		 v->nvms, v->nvms == 1 ? "" : "s", v->nrows, v->nrows == 1 ? "" : "s", v->interval,
-		 kl_top_sort_name(v->sort), v->reverse ? " (reversed)" : "", kl_js_int(v->host, "aio_nr", 0),
-		 kl_js_int(v->host, "aio_max_nr", 0));
+		 kl_top_sort_name(v->sort), v->reverse ? " (reversed)" : "", kl_json_int(v->host, "aio_nr", 0),
+		 kl_json_int(v->host, "aio_max_nr", 0));
 	put(0, 0, COLS - 9, head, false);
 	put(0, COLS - 8, 8, when, true);
 	attron(A_REVERSE);
@@ -154,10 +155,10 @@ static void sample(struct view *v)
 	kl_top_rows_free(v->rows, v->nrows);
 	kl_top_rows(v->prev, doc, t - v->prev_t, &v->rows, &v->nrows);
 	kl_top_sort(v->rows, v->nrows, v->sort, v->reverse);
-	json_object *vms = kl_js_get(doc, "vms", json_type_array);
+	json_object *vms = kl_json_get(doc, "vms", json_type_array);
 	v->nvms = vms ? json_object_array_length(vms) : 0;
-	v->host = kl_js_get(doc, "host", json_type_object);
-	json_object *errors = kl_js_get(doc, "errors", json_type_array);
+	v->host = kl_json_get(doc, "host", json_type_object);
+	json_object *errors = kl_json_get(doc, "errors", json_type_array);
 	free(v->note);
 	v->note = errors ? xstrdup(json_object_get_string(json_object_array_get_idx(errors, 0))) : NULL;
 	if (v->prev)

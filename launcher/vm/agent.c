@@ -17,11 +17,12 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "qmp/qmp.h"
+#include "launcher/vm/block.h"
 #include "launcher/vm/procinfo.h"
-#include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/view.h"
 
@@ -220,7 +221,7 @@ struct agent_update {
 
 static json_object *ensure_array(json_object *parent, const char *key)
 {
-	json_object *a = kl_js_get(parent, key, json_type_array);
+	json_object *a = kl_json_get(parent, key, json_type_array);
 	if (!a) {
 		a = json_object_new_array();
 		json_object_object_add(parent, key, a);
@@ -243,21 +244,21 @@ static void count_io_errors(json_object *agent, json_object *events)
 {
 	for (size_t i = 0; events && i < json_object_array_length(events); i++) {
 		json_object *e = json_object_array_get_idx(events, i);
-		const char *name = kl_js_str(e, "event");
+		const char *name = kl_json_str(e, "event");
 		if (!name || strcmp(name, "BLOCK_IO_ERROR") != 0)
 			continue;
-		json_object *data = kl_js_get(e, "data", json_type_object);
-		const char *key = kl_js_str(data, "node-name");
+		json_object *data = kl_json_get(e, "data", json_type_object);
+		const char *key = kl_json_str(data, "node-name");
 		if (!key || !*key)
-			key = kl_js_str(data, "device");
+			key = kl_json_str(data, "device");
 		if (!key || !*key)
 			key = "?";
-		json_object *counts = kl_js_get(agent, "io_errors", json_type_object);
+		json_object *counts = kl_json_get(agent, "io_errors", json_type_object);
 		if (!counts) {
 			counts = json_object_new_object();
 			json_object_object_add(agent, "io_errors", counts);
 		}
-		json_object_object_add(counts, key, json_object_new_int64(kl_js_int(counts, key, 0) + 1));
+		json_object_object_add(counts, key, json_object_new_int64(kl_json_int(counts, key, 0) + 1));
 	}
 }
 
@@ -265,7 +266,7 @@ static int apply_update(json_object *st, void *vctx, struct kl_error *err)
 {
 	struct agent_update *u = vctx;
 	(void)err;
-	json_object *agent = kl_js_get(st, "agent", json_type_object);
+	json_object *agent = kl_json_get(st, "agent", json_type_object);
 	if (!agent) {
 		agent = json_object_new_object();
 		json_object_object_add(st, "agent", agent);
@@ -313,12 +314,12 @@ static void record_state(struct agent *a, const char *state, const char *error)
 
 static void apply_throttles(struct agent *a)
 {
-	json_object *disks = kl_js_get(a->state, "disks", json_type_array);
+	json_object *disks = kl_json_get(a->state, "disks", json_type_array);
 	size_t n = disks ? json_object_array_length(disks) : 0;
 	bool any = false;
 
 	for (size_t i = 0; i < n; i++)
-		if (kl_js_get(json_object_array_get_idx(disks, i), "throttle", json_type_object))
+		if (kl_json_get(json_object_array_get_idx(disks, i), "throttle", json_type_object))
 			any = true;
 	if (!any)
 		return;
@@ -332,10 +333,10 @@ static void apply_throttles(struct agent *a)
 	}
 	for (size_t i = 0; i < n; i++) {
 		json_object *disk = json_object_array_get_idx(disks, i);
-		json_object *want = kl_js_get(disk, "throttle", json_type_object);
+		json_object *want = kl_json_get(disk, "throttle", json_type_object);
 		if (!want)
 			continue;
-		const char *label = kl_js_str(disk, "id") ? kl_js_str(disk, "id") : kl_js_str(disk, "node");
+		const char *label = kl_json_str(disk, "id") ? kl_json_str(disk, "id") : kl_json_str(disk, "node");
 		json_object *entry = json_object_new_object();
 		json_object_object_add(entry, "time", json_object_new_double(now_unix()));
 		json_object_object_add(entry, "disk", json_object_new_string(label ? label : "?"));
@@ -385,14 +386,14 @@ static bool notable(const char *ev)
 
 static json_object *event_entry(json_object *ev)
 {
-	const char *name = kl_js_str(ev, "event");
+	const char *name = kl_json_str(ev, "event");
 	json_object *e = json_object_new_object();
-	json_object *ts = kl_js_get(ev, "timestamp", json_type_object);
-	double t = ts ? (double)kl_js_int(ts, "seconds", 0) + (double)kl_js_int(ts, "microseconds", 0) / 1e6
+	json_object *ts = kl_json_get(ev, "timestamp", json_type_object);
+	double t = ts ? (double)kl_json_int(ts, "seconds", 0) + (double)kl_json_int(ts, "microseconds", 0) / 1e6
 		      : now_unix();
 	json_object_object_add(e, "time", json_object_new_double(t));
 	json_object_object_add(e, "event", json_object_new_string(name ? name : "?"));
-	json_object *data = kl_js_get(ev, "data", json_type_object);
+	json_object *data = kl_json_get(ev, "data", json_type_object);
 	if (data)
 		json_object_object_add(e, "data", json_object_get(data));
 	return e;
@@ -408,9 +409,9 @@ static int drain_events(struct agent *a)
 	json_object *ev;
 
 	while ((r = qmp_next_event(a->qmp, 0, &ev, &err)) == 1) {
-		const char *name = kl_js_str(ev, "event");
+		const char *name = kl_json_str(ev, "event");
 		if (name && notable(name)) {
-			json_object *data = kl_js_get(ev, "data", json_type_object);
+			json_object *data = kl_json_get(ev, "data", json_type_object);
 			kl_info("agent: event %s%s%s", name, data ? " " : "",
 				data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN) : "");
 			json_object_array_add(batch, event_entry(ev));
@@ -522,9 +523,9 @@ int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 	if (kl_log_get_level() < KL_LOG_INFO)
 		kl_log_set_level(KL_LOG_INFO);
 
-	a.qemu_pid = (pid_t)kl_js_int(a.state, "pid", 0);
-	a.qemu_ticks = (unsigned long long)kl_js_int(a.state, "start_ticks", 0);
-	a.unnamed = kl_js_str(a.state, "name") == NULL;
+	a.qemu_pid = (pid_t)kl_json_int(a.state, "pid", 0);
+	a.qemu_ticks = (unsigned long long)kl_json_int(a.state, "start_ticks", 0);
+	a.unnamed = kl_json_str(a.state, "name") == NULL;
 	kl_info("agent: pid %d for QEMU pid %d (%s)", (int)getpid(), (int)a.qemu_pid, state_file);
 
 	/* Make sure the pidfd is QEMU's; else open one (and check it is still
@@ -550,7 +551,7 @@ int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 	}
 
 	record_state(&a, "connecting", NULL);
-	if (!kl_js_str(a.state, "agent_socket")) {
+	if (!kl_json_str(a.state, "agent_socket")) {
 		record_state(&a, "no-monitor", "no agent socket");
 	} else if (connect_monitor(&a) < 0) {
 		if (!qemu_gone(&a, 0))
@@ -563,10 +564,8 @@ int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 
 	/* Sleep until QEMU exits; wake for events. */
 	for (;;) {
-		if (a.qmp && drain_events(&a) < 0) {
-			qmp_close(a.qmp);
-			a.qmp = NULL;
-		}
+		if (a.qmp && drain_events(&a) < 0)
+			qmp_close(steal_pointer(&a.qmp));
 		/* Wake-ups are rare (QEMU events), so this costs nothing. */
 		kl_release_text_pages();
 		struct pollfd p[3];
@@ -596,13 +595,11 @@ int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 	if (a.qmp) {
 		/* Last words (SHUTDOWN and the like) before the socket closed. */
 		drain_events(&a);
-		qmp_close(a.qmp);
-		a.qmp = NULL;
+		qmp_close(steal_pointer(&a.qmp));
 	}
 	finish(&a);
 out:
-	if (a.qmp)
-		qmp_close(a.qmp);
+	qmp_close(a.qmp);
 	if (a.pidfd >= 0)
 		close(a.pidfd);
 	if (a.view_fd >= 0)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -135,8 +136,8 @@ int kl_state_update(const char *path, pid_t pid, unsigned long long start_ticks,
 		kl_error_prefix(err, "%s", dir);
 		return -1;
 	}
-	if (kl_js_int(st, "pid", -1) != (long long)pid ||
-	    (start_ticks && (unsigned long long)kl_js_int(st, "start_ticks", 0) != start_ticks)) {
+	if (kl_json_int(st, "pid", -1) != (long long)pid ||
+	    (start_ticks && (unsigned long long)kl_json_int(st, "start_ticks", 0) != start_ticks)) {
 		if (gone)
 			*gone = true;
 		return 0;
@@ -184,18 +185,18 @@ static enum kl_proc_state believe(pid_t pid, unsigned long long ticks, uid_t own
 static void entry_fill(struct kl_state_entry *e)
 {
 	json_object *j = e->json;
-	const char *name = kl_js_str(j, "name");
+	const char *name = kl_json_str(j, "name");
 	const char *why;
 	e->name = name ? name : e->stem;
-	e->pid = (pid_t)kl_js_int(j, "pid", 0);
-	e->start_ticks = (unsigned long long)kl_js_int(j, "start_ticks", 0);
+	e->pid = (pid_t)kl_json_int(j, "pid", 0);
+	e->start_ticks = (unsigned long long)kl_json_int(j, "start_ticks", 0);
 	e->proc = believe(e->pid, e->start_ticks, e->owner, &e->distrust);
-	json_object *agent = kl_js_get(j, "agent", json_type_object);
-	e->agent_pid = (pid_t)kl_js_int(agent, "pid", 0);
-	e->agent = e->agent_pid > 0 ? believe(e->agent_pid, (unsigned long long)kl_js_int(agent, "start_ticks", 0),
+	json_object *agent = kl_json_get(j, "agent", json_type_object);
+	e->agent_pid = (pid_t)kl_json_int(agent, "pid", 0);
+	e->agent = e->agent_pid > 0 ? believe(e->agent_pid, (unsigned long long)kl_json_int(agent, "start_ticks", 0),
 					      e->owner, &why)
 				    : KL_PROC_GONE;
-	e->stopped = !kl_js_bool(j, "running", true);
+	e->stopped = !kl_json_bool(j, "running", true);
 }
 
 bool kl_state_entry_stale(const struct kl_state_entry *e)

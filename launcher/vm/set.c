@@ -20,6 +20,7 @@
 #include "policy/types.h"
 #include "qmp/qmp.h"
 #include "launcher/argv/keyval.h"
+#include "launcher/vm/block.h"
 #include "launcher/vm/cachemode.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/state.h"

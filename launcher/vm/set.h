@@ -21,9 +21,4 @@
  * "kvm-launch:" message on stderr). */
 int kl_set_main(const char *state_dir, int argc, char **argv, bool force);
 
-/* The query-block helpers --set, --status and the agent share are in
- * launcher/vm/block.h (included here for those that reach them through
- * this header). */
-#include "launcher/vm/block.h"
-
 #endif

@@ -18,64 +18,18 @@
 #include "config.h"
 #include "common/cleanup.h"
 #include "common/fileutil.h"
+#include "common/hash.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
 
 /* ---- small helpers ---- */
 
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 static bool name_char_ok(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 	       c == '.' || c == '_' || c == '-';
-}
-
-const char *kl_js_str(json_object *o, const char *key)
-{
-	json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-long long kl_js_int(json_object *o, const char *key, long long dflt)
-{
-	json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-		return dflt;
-	return (long long)json_object_get_int64(v);
-}
-
-bool kl_js_bool(json_object *o, const char *key, bool dflt)
-{
-	json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_boolean))
-		return dflt;
-	return json_object_get_boolean(v);
-}
-
-json_object *kl_js_get(json_object *o, const char *key, json_type type)
-{
-	json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, type))
-		return NULL;
-	return v;
-}
-
-static const char *base_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	return slash ? slash + 1 : path;
 }
 
 char *kl_state_qemu_escape(const char *s)
@@ -110,7 +64,7 @@ char *kl_state_name(const char *vm_name, pid_t pid)
 	if (vm_name[i])
 		changed = true; /* cut */
 	if (changed) {
-		uint64_t h = fnv1a(vm_name);
+		uint64_t h = kl_fnv1a(vm_name);
 		strbuf_appendf(&b, "-%08x", (unsigned)(uint32_t)(h ^ (h >> 32)));
 	}
 	return strbuf_steal(&b);
@@ -134,147 +88,6 @@ void kl_state_fds_free(struct kl_state_fds *f)
 			close(*fds[i]);
 	free(f->stem);
 	free(f);
-}
-
-/* DIR/STEM.view.sock, for humans. */
-static json_object *view_path_json(const char *dir, const char *stem)
-{
-	_cleanup_free_ char *p = xasprintf("%s/%s.view.sock", dir, stem);
-	return json_object_new_string(p);
-}
-
-static json_object *tri_json(enum kl_tri t)
-{
-	return t == KL_TRI_UNKNOWN ? NULL : json_object_new_boolean(t == KL_TRI_YES);
-}
-
-static json_object *str_or_null(const char *s)
-{
-	return s && *s ? json_object_new_string(s) : NULL;
-}
-
-static json_object *strv_json(char *const *v, size_t n)
-{
-	json_object *a = json_object_new_array();
-	for (size_t i = 0; i < n; i++)
-		json_object_array_add(a, json_object_new_string(v[i] ? v[i] : ""));
-	return a;
-}
-
-static json_object *throttle_json(const struct kl_throttle *t)
-{
-	json_object *o = json_object_new_object();
-#define T(f) if (t->f) json_object_object_add(o, #f, json_object_new_int64(t->f))
-	T(bps); T(bps_rd); T(bps_wr); T(iops); T(iops_rd); T(iops_wr);
-	T(bps_max); T(bps_rd_max); T(bps_wr_max); T(iops_max); T(iops_rd_max); T(iops_wr_max);
-	T(iops_size);
-#undef T
-	if (t->group[0])
-		json_object_object_add(o, "group", json_object_new_string(t->group));
-	return o;
-}
-
-/* The value QEMU runs with: UNSET means QEMU's default. */
-static const char *effective_aio(const struct kl_disk_result *d)
-{
-	if (!d->takes_aio)
-		return NULL;
-	return d->aio == KL_AIO_UNSET ? "threads" : kl_aio_name(d->aio);
-}
-
-static json_object *disk_json(const struct kl_launch *l, size_t i)
-{
-	const struct kl_disk_result *d = &l->disks[i];
-	const struct kl_disk_given *g = d->given;
-	json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "id", str_or_null(g ? g->id : NULL));
-	json_object_object_add(o, "node", str_or_null(g ? g->node : NULL));
-	json_object_object_add(o, "path", str_or_null(g ? g->path : NULL));
-	json_object_object_add(o, "driver", str_or_null(g ? g->driver : NULL));
-	json_object_object_add(o, "backend", json_object_new_string(kl_backend_name(d->facts.backend)));
-	json_object_object_add(o, "block_kind", str_or_null(kl_block_kind_name(d->facts.block_kind)));
-	json_object_object_add(o, "fs", str_or_null(d->facts.fs));
-	json_object_object_add(o, "format", str_or_null(d->facts.format[0] ? d->facts.format : g ? g->format : NULL));
-	json_object_object_add(o, "preallocated", tri_json(d->facts.preallocated));
-	json_object_object_add(o, "shared", tri_json(d->facts.shared));
-	json_object_object_add(o, "odirect", tri_json(d->facts.odirect));
-	json_object_object_add(o, "readonly", json_object_new_boolean(g && g->readonly));
-	json_object_object_add(o, "given_aio", str_or_null(g ? kl_aio_name(g->aio) : NULL));
-	json_object_object_add(o, "given_cache", str_or_null(g ? kl_cache_name(g->cache) : NULL));
-	json_object_object_add(o, "aio", str_or_null(effective_aio(d)));
-	json_object_object_add(o, "cache", json_object_new_string(
-		d->cache == KL_CACHE_UNSET ? "writeback" : kl_cache_name(d->cache)));
-	/* "cache" follows --set; this stays what the launch chose. */
-	json_object_object_add(o, "policy_cache", json_object_new_string(
-		d->cache == KL_CACHE_UNSET ? "writeback" : kl_cache_name(d->cache)));
-	json_object_object_add(o, "takes_aio", json_object_new_boolean(d->takes_aio));
-	json_object_object_add(o, "changed", json_object_new_boolean(d->decision.changed));
-	json_object_object_add(o, "rule", str_or_null(d->decision.rule));
-	json_object_object_add(o, "calibration", str_or_null(d->decision.calibration));
-	json_object_object_add(o, "reasons", strv_json(d->decision.reasons.v, d->decision.reasons.n));
-	if (d->decision.has_throttle)
-		json_object_object_add(o, "throttle", throttle_json(&d->decision.throttle));
-	return o;
-}
-
-json_object *kl_state_to_json(const struct kl_launch *l)
-{
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "version", json_object_new_int(KL_STATE_VERSION));
-	json_object_object_add(o, "name", str_or_null(l->vm.name));
-	if (l->state_file) {
-		const char *b = base_of(l->state_file);
-		size_t n = strlen(b);
-		_cleanup_free_ char *stem = xstrndup(b, n > 5 && strcmp(b + n - 5, ".json") == 0 ? n - 5 : n);
-		json_object_object_add(o, "stem", json_object_new_string(stem));
-	}
-	json_object_object_add(o, "pid", json_object_new_int64(l->pid));
-	json_object_object_add(o, "start_ticks", json_object_new_int64((int64_t)l->start_ticks));
-	json_object_object_add(o, "started", json_object_new_int64(l->started_unix));
-	json_object_object_add(o, "running", json_object_new_boolean(true));
-	json_object_object_add(o, "qemu", str_or_null(l->qemu));
-	json_object_object_add(o, "argv_original", strv_json(l->argv, l->argc > 0 ? (size_t)l->argc : 0));
-	json_object_object_add(o, "argv", strv_json(l->exec_argv.v, l->exec_argv.n));
-	json_object_object_add(o, "state_dir", str_or_null(l->state_dir));
-	json_object_object_add(o, "agent_socket", str_or_null(l->agent_socket));
-	json_object_object_add(o, "query_socket", str_or_null(l->query_socket));
-	if (l->state_fds && l->state_fds->view_fd >= 0)
-		json_object_object_add(o, "view_socket",
-				       view_path_json(l->state_dir, l->state_fds->stem));
-	json_object_object_add(o, "agent_log", str_or_null(l->agent_log));
-	json_object_object_add(o, "incoming", json_object_new_boolean(l->vm.incoming));
-
-	json_object *host = json_object_new_object();
-	json_object_object_add(host, "io_uring", tri_json(l->host.io_uring_kernel));
-	json_object_object_add(host, "io_uring_qemu", tri_json(l->host.io_uring_qemu));
-	json_object_object_add(host, "libaio", tri_json(l->host.libaio));
-	json_object_object_add(host, "libaio_headroom", tri_json(l->host.libaio_headroom));
-	json_object_object_add(host, "aio_nr", l->host.aio_nr >= 0 ? json_object_new_int64(l->host.aio_nr) : NULL);
-	json_object_object_add(host, "aio_max_nr",
-			       l->host.aio_max_nr >= 0 ? json_object_new_int64(l->host.aio_max_nr) : NULL);
-	json_object_object_add(o, "host", host);
-
-	/* After a fail-open the disks were not all probed or decided: none are
-	 * listed, QEMU runs them as given. */
-	json_object *disks = json_object_new_array();
-	for (size_t i = 0; !l->failed_open && i < l->ndisks; i++)
-		json_object_array_add(disks, disk_json(l, i));
-	json_object_object_add(o, "disks", disks);
-	if (l->failed_open) {
-		json_object_object_add(o, "failed_open", json_object_new_boolean(true));
-		json_object_object_add(o, "failed_open_why", str_or_null(l->failed_open_why));
-	}
-
-	json_object *agent = json_object_new_object();
-	json_object_object_add(agent, "pid", NULL);
-	json_object_object_add(agent, "start_ticks", NULL);
-	json_object_object_add(agent, "state", json_object_new_string(l->failed_open ? "none" : "starting"));
-	json_object_object_add(agent, "applied", json_object_new_array());
-	json_object_object_add(agent, "events", json_object_new_array());
-	json_object_object_add(o, "agent", agent);
-	json_object_object_add(o, "changes", json_object_new_array());
-	return o;
 }
 
 int kl_state_write(const struct kl_launch *l, struct kl_error *err)
@@ -302,8 +115,8 @@ static char *choose_stem(int dirfd, uid_t owner, const char *vm_name, pid_t pid)
 	char *stem = kl_state_name(vm_name, pid);
 	_cleanup_free_ char *probe = xasprintf("%s.json", stem);
 	_cleanup_json_ json_object *old = NULL;
-	if (kl_state_read_at(dirfd, probe, owner, &old, NULL) == 0 && kl_js_int(old, "pid", 0) != pid &&
-	    kl_proc_check((pid_t)kl_js_int(old, "pid", 0), (unsigned long long)kl_js_int(old, "start_ticks", 0)) ==
+	if (kl_state_read_at(dirfd, probe, owner, &old, NULL) == 0 && kl_json_int(old, "pid", 0) != pid &&
+	    kl_proc_check((pid_t)kl_json_int(old, "pid", 0), (unsigned long long)kl_json_int(old, "start_ticks", 0)) ==
 		    KL_PROC_ALIVE) {
 		char *s = xasprintf("%s@%d", stem, (int)pid);
 		free(stem);
@@ -327,14 +140,25 @@ static int write_claim(const struct kl_launch *l, struct kl_error *err)
 	return kl_state_write_at(f->dirfd, name, f->owner, claim, err);
 }
 
+/* The model knows; a fail-open launch may have none (no policy, or the
+ * parse failed), and it must not be followed either: read argv then. */
+static bool daemonizes(const struct kl_launch *l)
+{
+	if (l->model)
+		return kl_model_daemonize(l->model);
+	for (int i = 0; i < l->argc; i++)
+		if (l->argv[i] && (strcmp(l->argv[i], "-daemonize") == 0 || strcmp(l->argv[i], "--daemonize") == 0))
+			return true;
+	return false;
+}
+
 int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error *err)
 {
 	_cleanup_statedir_ struct kl_statedir d = KL_STATEDIR_INIT;
 	pid_t pid = getpid();
 
-	for (int i = 0; i < l->argc; i++)
-		if (l->argv[i] && (strcmp(l->argv[i], "-daemonize") == 0 || strcmp(l->argv[i], "--daemonize") == 0))
-			return kl_error_fail(err, "-daemonize: QEMU leaves the launched process, so it cannot be followed");
+	if (daemonizes(l))
+		return kl_error_fail(err, "-daemonize: QEMU leaves the launched process, so it cannot be followed");
 	if (kl_statedir_for_launch(state_dir, &d, err) < 0)
 		return -1;
 	kl_state_clean_stale_at(d.fd, d.path, d.owner);

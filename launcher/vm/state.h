@@ -163,11 +163,4 @@ int kl_state_clean_stale(const char *dir);
 /* The same on an open trusted directory, under its lock. */
 int kl_state_clean_stale_at(int dirfd, const char *path, uid_t owner);
 
-/* Small json-c helpers shared by status/set/agent (NULL/0/false when absent
- * or of another type). */
-const char *kl_js_str(json_object *o, const char *key);
-long long kl_js_int(json_object *o, const char *key, long long dflt);
-bool kl_js_bool(json_object *o, const char *key, bool dflt);
-json_object *kl_js_get(json_object *o, const char *key, json_type type);
-
 #endif

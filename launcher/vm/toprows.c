@@ -4,36 +4,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/xalloc.h"
 #include "launcher/vm/state.h"
 
 static char *dup_or(json_object *o, const char *key, const char *dflt)
 {
-	const char *s = kl_js_str(o, key);
+	const char *s = kl_json_str(o, key);
 	return xstrdup(s && *s ? s : dflt);
 }
 
 static const char *disk_key(json_object *d)
 {
-	const char *id = kl_js_str(d, "id");
-	return id ? id : kl_js_str(d, "node");
+	const char *id = kl_json_str(d, "id");
+	return id ? id : kl_json_str(d, "node");
 }
 
 /* The same disk of the same VM (name and PID) in another document. */
 static json_object *find_stats(json_object *doc, const char *vm, long long pid, const char *disk)
 {
-	json_object *vms = kl_js_get(doc, "vms", json_type_array);
+	json_object *vms = kl_json_get(doc, "vms", json_type_array);
 	for (size_t i = 0; disk && vms && i < json_object_array_length(vms); i++) {
 		json_object *v = json_object_array_get_idx(vms, i);
-		const char *name = kl_js_str(v, "name");
-		if (!name || strcmp(name, vm) != 0 || kl_js_int(v, "pid", 0) != pid)
+		const char *name = kl_json_str(v, "name");
+		if (!name || strcmp(name, vm) != 0 || kl_json_int(v, "pid", 0) != pid)
 			continue;
-		json_object *disks = kl_js_get(v, "disks", json_type_array);
+		json_object *disks = kl_json_get(v, "disks", json_type_array);
 		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
 			json_object *d = json_object_array_get_idx(disks, k);
 			const char *key = disk_key(d);
 			if (key && strcmp(key, disk) == 0)
-				return kl_js_get(d, "stats", json_type_object);
+				return kl_json_get(d, "stats", json_type_object);
 		}
 	}
 	return NULL;
@@ -41,12 +42,12 @@ static json_object *find_stats(json_object *doc, const char *vm, long long pid, 
 
 static void rates(struct kl_top_row *r, json_object *old, json_object *now, double dt)
 {
-	long long drd = kl_js_int(now, "rd_operations", 0) - kl_js_int(old, "rd_operations", 0);
-	long long dwr = kl_js_int(now, "wr_operations", 0) - kl_js_int(old, "wr_operations", 0);
-	long long dbytes = kl_js_int(now, "rd_bytes", 0) + kl_js_int(now, "wr_bytes", 0) -
-			   kl_js_int(old, "rd_bytes", 0) - kl_js_int(old, "wr_bytes", 0);
-	long long dns = kl_js_int(now, "rd_total_time_ns", 0) + kl_js_int(now, "wr_total_time_ns", 0) -
-			kl_js_int(old, "rd_total_time_ns", 0) - kl_js_int(old, "wr_total_time_ns", 0);
+	long long drd = kl_json_int(now, "rd_operations", 0) - kl_json_int(old, "rd_operations", 0);
+	long long dwr = kl_json_int(now, "wr_operations", 0) - kl_json_int(old, "wr_operations", 0);
+	long long dbytes = kl_json_int(now, "rd_bytes", 0) + kl_json_int(now, "wr_bytes", 0) -
+			   kl_json_int(old, "rd_bytes", 0) - kl_json_int(old, "wr_bytes", 0);
+	long long dns = kl_json_int(now, "rd_total_time_ns", 0) + kl_json_int(now, "wr_total_time_ns", 0) -
+			kl_json_int(old, "rd_total_time_ns", 0) - kl_json_int(old, "wr_total_time_ns", 0);
 	if (dt <= 0 || drd < 0 || dwr < 0 || dbytes < 0 || dns < 0)
 		return; /* counters went back: a new QEMU under the same name and PID */
 	r->have_rate = true;
@@ -59,16 +60,16 @@ static void rates(struct kl_top_row *r, json_object *old, json_object *now, doub
 
 void kl_top_rows(json_object *prev, json_object *cur, double dt, struct kl_top_row **rows, size_t *n)
 {
-	json_object *vms = kl_js_get(cur, "vms", json_type_array);
+	json_object *vms = kl_json_get(cur, "vms", json_type_array);
 	size_t cap = 0, len = 0;
 	struct kl_top_row *out = NULL;
 
 	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
 		json_object *v = json_object_array_get_idx(vms, i);
-		json_object *disks = kl_js_get(v, "disks", json_type_array);
+		json_object *disks = kl_json_get(v, "disks", json_type_array);
 		for (size_t k = 0; disks && k < json_object_array_length(disks); k++) {
 			json_object *d = json_object_array_get_idx(disks, k);
-			json_object *st = kl_js_get(d, "stats", json_type_object);
+			json_object *st = kl_json_get(d, "stats", json_type_object);
 			if (len == cap) {
 				cap = cap ? cap * 2 : 16;
 				out = xrealloc(out, cap * sizeof *out);
@@ -76,7 +77,7 @@ void kl_top_rows(json_object *prev, json_object *cur, double dt, struct kl_top_r
 			struct kl_top_row *r = &out[len++];
 			memset(r, 0, sizeof *r);
 			r->vm = dup_or(v, "name", "?");
-			r->pid = kl_js_int(v, "pid", 0);
+			r->pid = kl_json_int(v, "pid", 0);
 			r->state = dup_or(v, "state", "?");
 			r->disk = xstrdup(disk_key(d) ? disk_key(d) : "?");
 			r->aio = dup_or(d, "aio", "-");
@@ -84,7 +85,7 @@ void kl_top_rows(json_object *prev, json_object *cur, double dt, struct kl_top_r
 			r->rule = dup_or(d, "rule", "-");
 			r->path = dup_or(d, "path", "-");
 			r->lat_ms = -1;
-			r->ops_total = kl_js_int(st, "rd_operations", 0) + kl_js_int(st, "wr_operations", 0);
+			r->ops_total = kl_json_int(st, "rd_operations", 0) + kl_json_int(st, "wr_operations", 0);
 			json_object *old = prev ? find_stats(prev, r->vm, r->pid, disk_key(d)) : NULL;
 			if (st && old)
 				rates(r, old, st, dt);

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/clock.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
@@ -22,16 +24,9 @@
 
 static const char *const view_queries[] = { "query-status", "query-block", "query-blockstats" };
 
-static long long monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int left_ms(long long deadline)
 {
-	long long left = deadline - monotonic_ms();
+	long long left = deadline - kl_monotonic_ms();
 	return left < 1 ? 0 : left > 1000000 ? 1000000 : (int)left;
 }
 
@@ -55,7 +50,7 @@ static int check_peer(int fd, const char *name, pid_t pid, uid_t uid, struct kl_
 int kl_vm_connect_at(const struct kl_statedir *d, const char *name, pid_t pid, uid_t uid, int timeout_ms,
 		     struct kl_error *err)
 {
-	long long deadline = monotonic_ms() + timeout_ms;
+	long long deadline = kl_monotonic_ms() + timeout_ms;
 	struct sockaddr_un sa;
 	socklen_t len;
 	if (kl_statedir_sockaddr(d, name, &sa, &len) < 0)
@@ -87,7 +82,7 @@ static int entry_connect(const struct kl_state_entry *e, const char *suffix, int
 
 int kl_vm_qmp(const struct kl_state_entry *e, int timeout_ms, struct qmp_client **out, struct kl_error *err)
 {
-	long long deadline = monotonic_ms() + timeout_ms;
+	long long deadline = kl_monotonic_ms() + timeout_ms;
 	*out = NULL;
 	if (kl_state_may_drive(e, err) < 0)
 		return -1;
@@ -154,14 +149,14 @@ static json_object *take(json_object *o, const char *key)
 
 static int live_from_view(const struct kl_state_entry *e, int timeout_ms, json_object **outs[3], struct kl_error *err)
 {
-	long long deadline = monotonic_ms() + timeout_ms;
+	long long deadline = kl_monotonic_ms() + timeout_ms;
 	_cleanup_close_ int fd = entry_connect(e, ".view.sock", timeout_ms, err);
 	if (fd < 0)
 		return -1;
 	_cleanup_json_ json_object *doc = NULL;
 	if (read_view(fd, deadline, &doc, err) < 0)
 		return -1;
-	const char *why = kl_js_str(doc, "error");
+	const char *why = kl_json_str(doc, "error");
 	if (why)
 		return kl_error_fail(err, "view: %s", why);
 	for (size_t i = 0; i < 3; i++)
@@ -171,7 +166,7 @@ static int live_from_view(const struct kl_state_entry *e, int timeout_ms, json_o
 
 static int live_from_qmp(const struct kl_state_entry *e, int timeout_ms, json_object **outs[3], struct kl_error *err)
 {
-	long long deadline = monotonic_ms() + timeout_ms;
+	long long deadline = kl_monotonic_ms() + timeout_ms;
 	struct qmp_client *c = NULL;
 	if (kl_vm_qmp(e, timeout_ms, &c, err) < 0) {
 		kl_error_prefix(err, "monitor");
@@ -252,7 +247,7 @@ void kl_view_serve(int listen_fd, struct qmp_client *qmp)
 		_cleanup_close_ int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
-		long long deadline = monotonic_ms() + KL_VIEW_SERVE_MS;
+		long long deadline = kl_monotonic_ms() + KL_VIEW_SERVE_MS;
 		_cleanup_json_ json_object *o = view_answer(qmp, deadline);
 		const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		write_all(fd, text, strlen(text), deadline);

@@ -21,7 +21,7 @@
 
 #include "common/json.h"
 #include "qmp/qmp.h"
-#include "launcher/vm/set.h"
+#include "launcher/vm/block.h"
 #include "launcher/vm/state.h"
 
 /* schema_has_io_uring() is static: take the file as it is. */

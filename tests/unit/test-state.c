@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "common/json.h"
 #include "common/xalloc.h"
 #include "common/log.h"
 #include "launcher/launch.h"
@@ -157,7 +158,7 @@ static bool refused_write_attempt(const char *path, json_object *o)
 		printf("#   the old file cannot be read back: %s\n", err.msg);
 		return false;
 	}
-	bool ok = kl_js_int(back, "pid", -1) == 2;
+	bool ok = kl_json_int(back, "pid", -1) == 2;
 	json_object_put(back);
 	return ok;
 }
@@ -211,7 +212,7 @@ static void test_atomic_write(void)
 	CHECK(stat(path, &st) == 0 && st.st_ino != first);
 	json_object *back = NULL;
 	CHECK(kl_state_read(path, &back, &err) == 0);
-	CHECK_INTEQ(kl_js_int(back, "pid", -1), 2);
+	CHECK_INTEQ(kl_json_int(back, "pid", -1), 2);
 	json_object_put(back);
 	CHECK_INTEQ(count_files(dir), 1); /* no temporary file left */
 
@@ -458,7 +459,7 @@ static void test_update(void)
 	CHECK(calls == 1 && !gone);
 	json_object *o = NULL;
 	CHECK(kl_state_read(path, &o, &err) == 0);
-	CHECK(kl_js_bool(o, "bumped", false));
+	CHECK(kl_json_bool(o, "bumped", false));
 	json_object_put(o);
 
 	/* Another process's entry (a newer launch of the same name): untouched. */
@@ -526,22 +527,22 @@ static void test_prepare_and_write(void)
 	CHECK(kl_state_write(&l, &err) == 0);
 	json_object *o = NULL;
 	CHECK(kl_state_read(l.state_file, &o, &err) == 0);
-	CHECK_STREQ(kl_js_str(o, "name"), "../evil/vm");
-	const char *stem = kl_js_str(o, "stem");
+	CHECK_STREQ(kl_json_str(o, "name"), "../evil/vm");
+	const char *stem = kl_json_str(o, "stem");
 	CHECK(stem && stem_is_safe(stem) && !strstr(stem, ".json") && strstr(l.state_file, stem));
-	CHECK_INTEQ(kl_js_int(o, "pid", 0), getpid());
-	CHECK(kl_js_bool(o, "incoming", false));
-	CHECK(kl_js_bool(o, "running", false));
-	json_object *disks = kl_js_get(o, "disks", json_type_array);
+	CHECK_INTEQ(kl_json_int(o, "pid", 0), getpid());
+	CHECK(kl_json_bool(o, "incoming", false));
+	CHECK(kl_json_bool(o, "running", false));
+	json_object *disks = kl_json_get(o, "disks", json_type_array);
 	json_object *d0 = disks ? json_object_array_get_idx(disks, 0) : NULL;
-	CHECK_STREQ(kl_js_str(d0, "cache"), "none");
-	CHECK_STREQ(kl_js_str(d0, "aio"), "io_uring");
-	CHECK_STREQ(kl_js_str(d0, "given_cache"), "writeback");
-	CHECK(kl_js_str(d0, "given_aio") == NULL);
-	CHECK_INTEQ(kl_js_int(kl_js_get(d0, "throttle", json_type_object), "iops", 0), 500);
-	CHECK_INTEQ(json_object_array_length(kl_js_get(o, "argv", json_type_array)), l.exec_argv.n);
-	CHECK_INTEQ(json_object_array_length(kl_js_get(o, "argv_original", json_type_array)), 4);
-	CHECK_INTEQ(kl_js_int(kl_js_get(o, "host", json_type_object), "aio_max_nr", 0), 65536);
+	CHECK_STREQ(kl_json_str(d0, "cache"), "none");
+	CHECK_STREQ(kl_json_str(d0, "aio"), "io_uring");
+	CHECK_STREQ(kl_json_str(d0, "given_cache"), "writeback");
+	CHECK(kl_json_str(d0, "given_aio") == NULL);
+	CHECK_INTEQ(kl_json_int(kl_json_get(d0, "throttle", json_type_object), "iops", 0), 500);
+	CHECK_INTEQ(json_object_array_length(kl_json_get(o, "argv", json_type_array)), l.exec_argv.n);
+	CHECK_INTEQ(json_object_array_length(kl_json_get(o, "argv_original", json_type_array)), 4);
+	CHECK_INTEQ(kl_json_int(kl_json_get(o, "host", json_type_object), "aio_max_nr", 0), 65536);
 	json_object_put(o);
 
 	/* We bound the sockets ourselves: 0600 for QEMU's monitors, 0660 for
@@ -576,6 +577,16 @@ static void test_prepare_and_write(void)
 	d.argc = 1;
 	d.argv = dargs;
 	CHECK(kl_state_prepare(&d, dir, &err) < 0);
+	kl_launch_free(&d);
+	/* The same when the model read it (a VM that got its policy). */
+	static char *margs[] = { "-machine", "pc", "--daemonize", "-name", "dz", NULL };
+	memset(&d, 0, sizeof d);
+	d.argc = 5;
+	d.argv = margs;
+	CHECK(kl_model_parse(d.argc, d.argv, &d.model, &err) == 0);
+	kl_error_clear(&err);
+	CHECK(kl_state_prepare(&d, dir, &err) < 0);
+	CHECK(strstr(err.msg, "-daemonize") != NULL);
 	kl_launch_free(&d);
 	kl_launch_free(&l);
 	free(dir);

@@ -16,8 +16,8 @@
 #include "unit.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "launcher/vm/block.h"
 #include "launcher/vm/procinfo.h"
-#include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/status.h"
 #include "launcher/vm/status-policy.h"
@@ -138,9 +138,9 @@ static void test_unmanaged(void)
 	 * not an empty drive, not a drive no device uses. */
 	CHECK_INTEQ(json_object_array_length(u), 1);
 	json_object *h = json_object_array_get_idx(u, 0);
-	CHECK_STREQ(kl_js_str(h, "disk"), "hot1");
-	CHECK_STREQ(kl_js_str(h, "node"), "h1");
-	CHECK_STREQ(kl_js_str(h, "path"), "/h.img");
+	CHECK_STREQ(kl_json_str(h, "disk"), "hot1");
+	CHECK_STREQ(kl_json_str(h, "node"), "h1");
+	CHECK_STREQ(kl_json_str(h, "path"), "/h.img");
 	json_object_put(u);
 	json_object_put(disks);
 	json_object_put(blocks);
