@@ -57,7 +57,6 @@ echo "launch of v2 with kl-attacker holding flocks on root's directory and v1.js
 sec_timed 10 "$SEC_KL" --set v1 vd0 iops=66 || fail "--set under the attacker's flock"
 [ "$(own_qmp v1 query-block | "$H/json-get" - 0.inserted.iops)" = 66 ] || fail "v1: --set under flock did not apply"
 [ "$("$H/json-get" "$SEC_ROOTDIR/v1.json" disks.0.throttle.iops)" = 66 ] || fail "the change was not recorded in v1.json"
-kill $f1 $f2 2>/dev/null
 echo "attack: flock on root's directory and entry: no stall, state recorded"
 kill_tree "$f1"; kill_tree "$f2"
 
