@@ -54,6 +54,17 @@ kl_system_lock() {
 	flock -w 1800 8 || fail "${KL_SYSTEM_LOCK:-/tmp/kl-libvirt.lock} stays locked"
 }
 
+# kl_ansible_deb: sets deb to the package to roll out: $KL_DEB when set, else one built from this tree.
+kl_ansible_deb() {
+	if [ -n "${KL_DEB:-}" ]; then
+		deb=$KL_DEB
+	else
+		echo "$(basename "$0" .sh): $(kl_build_deb src)"
+		deb=$(ls "$TMP"/kvm-launch_*.deb)
+	fi
+	[ -f "$deb" ] || fail "no package $deb"
+}
+
 # kl_ansible_preflight: nothing of ours or anyone's in the way of installing the package and diverting $Q
 # (exit 77 or fail otherwise); outside CI, waits for other tests' QEMUs to finish (they would run through
 # kvm-launch while the diversion lasts).

@@ -29,13 +29,7 @@ kl_system_lock
 kl_ansible_preflight
 
 # ---- the package ----
-if [ -n "${KL_DEB:-}" ]; then
-	deb=$KL_DEB
-else
-	log "$(kl_build_deb src)"
-	deb=$(ls "$TMP"/kvm-launch_*.deb)
-fi
-[ -f "$deb" ] || fail "no package $deb"
+kl_ansible_deb
 dpkg-deb -c "$deb" > "$TMP/contents" || fail "dpkg-deb -c $deb"
 grep -q '/usr/lib/kvm-launch/kvm-launch-top$' "$TMP/contents" || fail "the package lacks kvm-launch-top"
 grep -q 'examples/ansible/roles/kvm_launch/tasks/present.yml$' "$TMP/contents" || fail "the package lacks the role"
