@@ -53,8 +53,8 @@ genkey() { # HOMEDIR
 }
 genkey "$TMP/gpg"
 genkey "$TMP/gpg-wrong"
-gpg --homedir "$TMP/gpg" --armor --export > "$TMP/key.asc"
-gpg --homedir "$TMP/gpg-wrong" --export > "$TMP/wrong.gpg"
+gpg --homedir "$TMP/gpg" --armor --export 2>/dev/null > "$TMP/key.asc"
+gpg --homedir "$TMP/gpg-wrong" --export 2>/dev/null > "$TMP/wrong.gpg"
 (
 	cd "$TMP/repo" || exit 1
 	dpkg-scanpackages --multiversion . > Packages 2>/dev/null || exit 1
@@ -66,7 +66,7 @@ gpg --homedir "$TMP/gpg-wrong" --export > "$TMP/wrong.gpg"
 	gpg --homedir "$TMP/gpg" --batch --quiet --clearsign -o InRelease Release
 ) || fail "making the repository"
 [ "$(grep -c '^Version:' "$TMP/repo/Packages")" = 2 ] || fail "the repository does not list both versions"
-log "repository file:$TMP/repo: $v1 and $v2, InRelease signed by $(gpg --homedir "$TMP/gpg" --list-keys --with-colons | awk -F: '/^fpr/ {print $10; exit}')"
+log "repository file:$TMP/repo: $v1 and $v2, InRelease signed by $(gpg --homedir "$TMP/gpg" --list-keys --with-colons 2>/dev/null | awk -F: '/^fpr/ {print $10; exit}')"
 
 # ---- AppArmor: the system's tree, libvirt's profiles and the package's rules, in $TMP/aa ----
 KL_AA_DIR=$TMP/aa
@@ -75,6 +75,8 @@ cp -a /etc/apparmor.d "$KL_AA_DIR" && cp -a "$LVAA/." "$KL_AA_DIR/" &&
 	fail "copying the AppArmor profiles"
 printf 'this is not an apparmor rule,\n' > "$KL_AA_DIR/abstractions/libvirt-qemu.d/kl-broken"
 aa_local=$KL_AA_DIR/local/abstractions/libvirt-qemu
+# libvirt-daemon-system's postinst makes it empty when it is missing; so here.
+[ -e "$aa_local" ] || install -D -m 0644 /dev/null "$aa_local"
 aa_before=$(sha256sum "$aa_local" 2>&1)
 
 # ---- the metrics timer's output directory (Debian's prometheus-node-exporter makes it) ----
@@ -118,6 +120,7 @@ must_fail() {
 	[ "$(field changed)" = 0 ] && [ "$(field failed)" = 1 ] || fail "$name: $recap"
 	grep -q -- "$what" "$TMP/$name.log" || { cat "$TMP/$name.log"; fail "$name: the failure does not say '$what'"; }
 	unchanged "$TMP/state.$name" "$name"
+	log "$name: $(grep -m1 -o -- ".\{0,70\}\($what\).\{0,50\}" "$TMP/$name.log")"
 }
 
 # ---- 1., 2. a wrong key, a missing version: nothing changes ----
