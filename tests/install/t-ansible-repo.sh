@@ -120,7 +120,7 @@ must_fail() {
 	[ "$(field changed)" = 0 ] && [ "$(field failed)" = 1 ] || fail "$name: $recap"
 	grep -q -- "$what" "$TMP/$name.log" || { cat "$TMP/$name.log"; fail "$name: the failure does not say '$what'"; }
 	unchanged "$TMP/state.$name" "$name"
-	log "$name: $(grep -m1 -o -- ".\{0,70\}\($what\).\{0,50\}" "$TMP/$name.log")"
+	log "$name: $(grep -m1 -o -- ".\{0,70\}\($what\).\{0,50\}" "$TMP/$name.log" | head -n 1)"
 }
 
 # ---- 1., 2. a wrong key, a missing version: nothing changes ----
