@@ -167,7 +167,7 @@ play second || { cat "$TMP/second.log"; fail "second run failed"; }
 # ---- 5.-7. failures that change nothing ----
 must_fail broken-policy sometimes -e '{"kvm_launch_policy_rules": [{"name": "bad", "backend": "file", "cache": "sometimes"}]}'
 must_fail wrong-key 'NO_PUBKEY\|not signed\|signature' -e "kvm_launch_apt_key=$TMP/wrong.gpg"
-must_fail broken-apparmor 'apparmor_parser' -e kvm_launch_apparmor_include=abstractions/libvirt-qemu.d/kl-broken
+must_fail broken-apparmor 'AppArmor parser error' -e kvm_launch_apparmor_include=abstractions/libvirt-qemu.d/kl-broken
 log "broken policy, wrong key, broken AppArmor include: each failed before changing anything"
 
 # ---- 8. the AppArmor step alone: the rollback ----
