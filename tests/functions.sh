@@ -77,3 +77,16 @@ kill_tree() {
 
 # gone PID: the process has exited (or is a zombie waiting to be reaped).
 gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+# direct_bit PID FILE: 1 if the process's fd on FILE has O_DIRECT (octal 040000, from /proc/PID/fdinfo), "missing"
+# when it has no fd on FILE.
+direct_bit() {
+	local fd flags
+	for fd in /proc/$1/fd/*; do
+		[ "$(readlink "$fd")" = "$2" ] || continue
+		flags=$(awk '/^flags:/ {print $2}' "/proc/$1/fdinfo/${fd##*/}")
+		echo $(( (8#$flags & 8#40000) != 0 ))
+		return
+	done
+	echo missing
+}

@@ -11,6 +11,7 @@ PATH=$PATH:/usr/sbin:/sbin
 requires dpkg-buildpackage dh dpkg dpkg-query tar
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive
 kl_tmpdir
+. "$(dirname "$0")/lib.sh"
 log() { echo "t-deb: $*"; }
 
 if dpkg-query -W -f='${Status}' kvm-launch 2>/dev/null | grep -qv 'not-installed'; then
@@ -47,32 +48,14 @@ dpkg_do() {
 cleanup_fn "dpkg-query -W kvm-launch >/dev/null 2>&1 && dpkg -P kvm-launch >/dev/null 2>&1"
 
 # ---- build (twice: the second with a bumped changelog) ----
-build() { # $1 directory name, $2 version or "" for debian/changelog's
-	local d=$TMP/$1
-	mkdir -p "$d"
-	(cd "$KL_TOP" && tar cf - --exclude=./.git --exclude='*.o' --exclude='*.a' --exclude=./kvm-launch \
-		--exclude=./Makefile --exclude=./config.h --exclude=./tests/logs --exclude=./build-asan \
-		--exclude=./tests/fuzz/out --exclude=./tests/guest/out \
-		--exclude='./tests/unit/test-*[!c]' --exclude=./debian/kvm-launch --exclude=./debian/.debhelper \
-		--exclude='./debian/*.log' --exclude='./debian/*.substvars' --exclude=./debian/files .) | tar xf - -C "$d"
-	if [ -n "$2" ]; then
-		{ printf 'kvm-launch (%s) unstable; urgency=medium\n\n  * Upgrade test build.\n\n -- kvm-launch tests <tests@localhost>  %s\n\n' \
-			"$2" "$(date -R)"; cat "$d/debian/changelog"; } > "$d/debian/changelog.new"
-		mv "$d/debian/changelog.new" "$d/debian/changelog"
-	fi
-	local start=$SECONDS
-	(cd "$d" && dpkg-buildpackage -us -uc -b -j"$(nproc)") > "$TMP/build-$1.log" 2>&1 ||
-		{ tail -30 "$TMP/build-$1.log"; fail "dpkg-buildpackage failed ($1)"; }
-	log "built $1 in $((SECONDS - start)) s"
-}
-build v1 ""
+log "$(kl_build_deb v1)"
 v1=$(dpkg-parsechangelog -l "$KL_TOP/debian/changelog" -S Version)
 deb1=$TMP/kvm-launch_${v1}_$(dpkg --print-architecture).deb
 [ -f "$deb1" ] || fail "no $deb1"
 log "contents of $(basename "$deb1"):"
 dpkg-deb -c "$deb1" | awk '{ print "  " $1, $2, $6 }'
 v2=$v1+upgradetest1
-build v2 "$v2"
+log "$(kl_build_deb v2 "$v2")"
 deb2=$TMP/kvm-launch_${v2}_$(dpkg --print-architecture).deb
 [ -f "$deb2" ] || fail "no $deb2"
 

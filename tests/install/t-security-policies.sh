@@ -12,27 +12,11 @@
 requires apparmor_parser checkmodule semodule_package dpkg-deb
 [ -f /etc/apparmor.d/tunables/global ] || { echo "SKIP: $0: no /etc/apparmor.d/tunables/global (apparmor)"; exit 77; }
 kl_tmpdir
+. "$(dirname "$0")/lib.sh"
 aa=$KL_TOP/contrib/apparmor
 se=$KL_TOP/contrib/selinux
 
-# Where libvirt's profiles are: sets LVAA to a directory with usr.sbin.libvirtd, abstractions/, libvirt/.
-libvirt_profiles() {
-	if [ -f /etc/apparmor.d/usr.sbin.libvirtd ] && [ -f /etc/apparmor.d/abstractions/libvirt-qemu ] &&
-		[ -f /etc/apparmor.d/libvirt/TEMPLATE.qemu ]; then
-		LVAA=/etc/apparmor.d
-		return 0
-	fi
-	LVAA=${KL_AA_CACHE:-/var/cache/kvm-launch-tests/libvirt-apparmor}
-	[ -f "$LVAA/usr.sbin.libvirtd" ] && [ -f "$LVAA/libvirt/TEMPLATE.qemu" ] && return 0
-	local dl=$TMP/dl
-	mkdir -p "$dl" && chmod 0777 "$dl"
-	(cd "$dl" && apt-get download -q libvirt-daemon-system >&2) || return 1
-	dpkg-deb -x "$dl"/libvirt-daemon-system_*.deb "$dl/x" || return 1
-	mkdir -p "$LVAA.new" && cp -a "$dl/x/etc/apparmor.d/." "$LVAA.new/" || return 1
-	rm -rf "$LVAA" && mv "$LVAA.new" "$LVAA"
-	echo "libvirt's AppArmor profiles unpacked from $(basename "$dl"/libvirt-daemon-system_*.deb) into $LVAA"
-}
-if ! libvirt_profiles; then
+if ! kl_libvirt_profiles; then
 	echo "SKIP: $0: libvirt's AppArmor profiles are neither installed nor obtainable with apt-get download"
 	exit 77
 fi

@@ -44,16 +44,6 @@ for n in json.load(sys.stdin)["return"]:
     if n["file"] == sys.argv[1] and n["drv"] == sys.argv[2]:
         print(n["node-name"], str(n["cache"]["direct"]).lower()); break' "$1" "$2"
 }
-direct_bit() {
-	local fd flags
-	for fd in /proc/$PID/fd/*; do
-		[ "$(readlink "$fd")" = "$1" ] || continue
-		flags=$(awk '/^flags:/ {print $2}' "/proc/$PID/fdinfo/${fd##*/}")
-		echo $(( (8#$flags & 8#40000) != 0 ))
-		return
-	done
-	echo missing
-}
 expect() { # FILE -> "aio cache" as the command line would get it
 	"$KLT_BIN" --dry-run --json -- -blockdev "{\"driver\":\"file\",\"filename\":\"$1\",\"node-name\":\"x\"}" |
 		python3 -c 'import json,sys; d=json.load(sys.stdin)["disks"][0]; print(d["aio"], d["cache"], d["rule"])'
@@ -77,8 +67,8 @@ check_node() { # LABEL FILE DRIVER ORIGIN
 		fail "$1: qemu-io on $node"
 	uring=$(find "/proc/$PID/fd" -lname 'anon_inode:\[io_uring\]' 2>/dev/null | wc -l)
 	libaio=$(grep -c ' /\[aio\]' "/proc/$PID/maps" || true)
-	echo "$1: node $node direct=$direct O_DIRECT bit $(direct_bit "$2") io_uring fds $uring libaio maps $libaio; policy: aio=$aio cache=$cache ($rule)"
-	case $cache in none|directsync) [ "$direct" = true ] && [ "$(direct_bit "$2")" = 1 ] || fail "$1: no O_DIRECT" ;; esac
+	echo "$1: node $node direct=$direct O_DIRECT bit $(direct_bit "$PID" "$2") io_uring fds $uring libaio maps $libaio; policy: aio=$aio cache=$cache ($rule)"
+	case $cache in none|directsync) [ "$direct" = true ] && [ "$(direct_bit "$PID" "$2")" = 1 ] || fail "$1: no O_DIRECT" ;; esac
 	case $aio in
 	io_uring) [ "$uring" -gt 0 ] || fail "$1: no io_uring fd" ;;
 	native) [ "$libaio" -gt 0 ] || fail "$1: no libaio context" ;;

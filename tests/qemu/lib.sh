@@ -39,15 +39,3 @@ session() { timeout 60 python3 "$SESSION" "$1"; }
 
 # quit SOCKET: ends QEMU through that monitor.
 quit_via() { printf '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n' | session "$1" > /dev/null; }
-
-# direct_bit PID FILE: 1 if QEMU's fd on FILE has O_DIRECT (octal 040000).
-direct_bit() {
-	local fd flags
-	for fd in /proc/$1/fd/*; do
-		[ "$(readlink "$fd")" = "$2" ] || continue
-		flags=$(awk '/^flags:/ {print $2}' "/proc/$1/fdinfo/${fd##*/}")
-		echo $(( (8#$flags & 8#40000) != 0 ))
-		return
-	done
-	echo missing
-}

@@ -34,18 +34,6 @@ images=("$TMP/a.raw" "$TMP/b.raw" "$TMP/top.qcow2")
 ALL=
 cleanup_fn 'for p in $ALL; do kill -KILL "$p" 2>/dev/null; done; for p in $ALL; do wait "$p" 2>/dev/null; done'
 
-# direct_bit PID IMAGE: 1 if QEMU's fd on IMAGE has O_DIRECT (octal 040000).
-direct_bit() {
-	local fd flags
-	for fd in /proc/$1/fd/*; do
-		[ "$(readlink "$fd")" = "$2" ] || continue
-		flags=$(awk '/^flags:/ {print $2}' "/proc/$1/fdinfo/${fd##*/}")
-		echo $(( (8#$flags & 8#40000) != 0 ))
-		return
-	done
-	echo missing
-}
-
 n=0
 for cache in none writeback writethrough directsync unsafe; do
 	for aio in threads io_uring native; do
