@@ -20,6 +20,7 @@
 #include "launcher/vm/relay.h"
 #include "launcher/calibrate-mode.h"
 #include "launcher/exec.h"
+#include "launcher/follow.h"
 #include "launcher/launch.h"
 #include "launcher/options.h"
 #include "launcher/prepare.h"
@@ -242,6 +243,12 @@ static int launch_main(const struct kl_options *o, const char *argv0)
 	if (!l.untouched_why && !l.failed_open) {
 		log_decisions(&l);
 		struct kl_relay_config relay = { o->config ? o->config : KL_DEFAULT_CONFIG, choose_cache_dir(policy) };
+		if (kl_follow_wanted(&l)) {
+			kl_exec_guard_disarm();
+			rc = kl_follow_run(&l, choose_state_dir(o, policy),
+					   policy && kl_policy_globals(policy)->monitor_relay ? &relay : NULL);
+			goto out;
+		}
 		set_up_state(&l, choose_state_dir(o, policy),
 			     policy && kl_policy_globals(policy)->monitor_relay ? &relay : NULL);
 	} else if (l.failed_open && !l.untouched_why) {
