@@ -16,6 +16,10 @@
 requires fallocate
 fallocate -l 64M "$TMP/vm-100-disk-0.raw"
 fallocate -l 64M "$TMP/vm-100-disk-1.raw"
+fallocate -l 64M "$TMP/vm-100-disk-2.raw"
+# A Proxmox VE 9 disk: throttle filter -> raw -> file, asked as cache.direct=false, aio=threads.
+nc='"cache":{"direct":false,"no-flush":false},"detect-zeroes":"on","discard":"ignore"'
+pve9="{\"detect-zeroes\":\"on\",\"discard\":\"ignore\",\"driver\":\"throttle\",\"file\":{$nc,\"driver\":\"raw\",\"file\":{\"aio\":\"threads\",$nc,\"driver\":\"file\",\"filename\":\"$TMP/vm-100-disk-2.raw\",\"node-name\":\"e2\",\"read-only\":false},\"node-name\":\"f2\",\"read-only\":false},\"node-name\":\"drive-scsi2\",\"read-only\":false,\"throttle-group\":\"throttle-drive-scsi2\"}"
 LISTENER_PID=
 # qmeventd's stand-in: accepts QEMU's client-mode monitor, negotiates, logs events.
 python3 - "$TMP/qmeventd.sock" "$TMP/events" <<'PY' &
@@ -50,6 +54,8 @@ start_ns=$(date +%s%N)
 	-device virtio-scsi-pci,id=virtioscsi0,iothread=iothread-virtioscsi0 \
 	-drive "file=$TMP/vm-100-disk-0.raw,if=none,id=drive-scsi0,cache=writeback,aio=threads,format=raw,detect-zeroes=on" \
 	-device scsi-hd,bus=virtioscsi0.0,channel=0,scsi-id=0,lun=0,drive=drive-scsi0,id=scsi0,bootindex=100 \
+	-object '{"id":"throttle-drive-scsi2","limits":{"iops-total":1000},"qom-type":"throttle-group"}' \
+	-blockdev "$pve9" -device scsi-hd,bus=virtioscsi0.0,channel=0,scsi-id=0,lun=2,drive=drive-scsi2,id=scsi2,write-cache=on \
 	> "$TMP/launch.out" 2>&1
 rc=$?
 sed 's/^/  | /' "$TMP/launch.out"
@@ -82,6 +88,11 @@ d = json.load(open(sys.argv[1]))
 vm = d["vms"][0] if isinstance(d, dict) and "vms" in d else (d[0] if isinstance(d, list) else d)
 assert vm["pid"] == int(sys.argv[2]), vm["pid"]
 assert any(x.get("id") == "scsi0" or x.get("node") == "drive-scsi0" for x in vm["disks"]), vm["disks"]
+# The throttle-topped disk: listed with the mode QEMU runs (the policy's O_DIRECT mode).
+t = [x for x in vm["disks"] if x.get("id") == "scsi2"]
+assert t, vm["disks"]
+print("status: scsi2 (throttle-topped) %s" % {k: t[0].get(k) for k in ("node", "aio", "cache")})
+assert t[0].get("cache") in ("none", "directsync"), t[0]
 PY
 agent=$(pgrep -f -- "--agent $ST/vm100.json")
 [ -n "$agent" ] || fail "no agent for vm100"
@@ -109,6 +120,17 @@ for line in open(sys.argv[1]):
                 print(str(n["cache"]["direct"]).lower())
 PY
 )
+[ "$(direct_bit "$QPID" "$TMP/vm-100-disk-2.raw")" = 1 ] || fail "the throttle-topped disk has no O_DIRECT"
+python3 - "$TMP/hp" <<'PY' || fail "throttle-topped disk: nodes in QEMU differ from the policy"
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("reply ") and '"node-name"' in line:
+        nodes = {n["node-name"]: n for n in json.loads(line[6:])["return"]}
+        for name in ("drive-scsi2", "f2", "e2"):
+            print("  node %s driver=%s cache.direct=%s" % (name, nodes[name]["drv"], nodes[name]["cache"]["direct"]))
+            assert nodes[name]["cache"]["direct"] is True
+        assert nodes["drive-scsi2"]["drv"] == "throttle"
+PY
 bit=$(direct_bit "$QPID" "$TMP/vm-100-disk-1.raw")
 echo "hot-plug scsi1: policy says aio=$e_aio cache=$e_cache ($e_rule); QEMU: cache.direct=$direct, fdinfo O_DIRECT=$bit (asked: threads, direct=false)"
 case $e_cache in none | directsync) want=true ;; *) want=false ;; esac
