@@ -66,6 +66,11 @@ static char *choose_qemu(const struct kl_options *o, const struct kl_policy *p, 
 		return xstrdup(o->qemu);
 	const char *configured = p && kl_policy_globals(p)->qemu ? kl_policy_globals(p)->qemu : KL_DEFAULT_QEMU;
 	_cleanup_free_ char *invoked = kl_qemu_invoked_as(argv0);
+	char *kvm = kl_qemu_for_kvm_name(invoked);
+	if (kvm) {
+		kl_debug("running as %s: the real QEMU is %s (configured: %s)", invoked, kvm, configured);
+		return kvm;
+	}
 	char *qemu = kl_qemu_for_target(configured, invoked);
 	if (strcmp(qemu, configured) != 0)
 		kl_debug("running as %s: the real QEMU is %s (configured: %s)", invoked, qemu, configured);
