@@ -303,10 +303,28 @@ static struct kl_policy *policy_for_globals(const struct kl_options *o)
 	return p;
 }
 
+/* Run under a QEMU's name (qemu-system-TARGET, or Proxmox's kvm)? */
+static bool invoked_as_qemu(const char *argv0)
+{
+	_cleanup_free_ char *invoked = kl_qemu_invoked_as(argv0);
+	const char *base = strrchr(invoked, '/') ? strrchr(invoked, '/') + 1 : invoked;
+	return kl_qemu_target_of_name(invoked) || strcmp(base, "kvm") == 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct kl_options o;
 	struct kl_error err = KL_ERROR_INIT;
+
+	/* Proxmox VE reads QEMU's version with "kvm --version" (and refuses to
+	 * start VMs when it finds none); kvm-launch-divert looks for our line.
+	 * Under a QEMU's name both get theirs: ours first, then QEMU's. */
+	char *version_argv[] = { argv[0], (char *)"-version", NULL };
+	if (argc == 2 && strcmp(argv[1], "--version") == 0 && invoked_as_qemu(argv[0])) {
+		printf("kvm-launch %s\n", KL_VERSION);
+		fflush(stdout);
+		argv = version_argv;
+	}
 
 	if (argc > 1 && strcmp(argv[1], "--relay") == 0) /* hidden: started by kl_relay_setup */
 		return kl_relay_main(argc - 2, argv + 2);

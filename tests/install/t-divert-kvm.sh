@@ -56,6 +56,10 @@ first=$("$K" --config "$TMP/c.conf" --dry-run -- -name x | head -n 1)
 first=$(cd / && PATH=/usr/bin kvm --config "$TMP/c.conf" --dry-run -- -name x | head -n 1)
 [ "$first" = "$K.distrib" ] || fail "kvm-launch as a bare kvm runs '$first'"
 "$K" -version | grep -q '^QEMU emulator version' || fail "$K -version does not reach QEMU"
+# Proxmox reads the version with "kvm --version" (and refuses to start VMs without one).
+"$K" --version > "$TMP/version"
+grep -Eq '^QEMU( PC)? emulator version [0-9]+\.[0-9]+' "$TMP/version" && grep -q '^kvm-launch ' "$TMP/version" ||
+	fail "$K --version: $(cat "$TMP/version")"
 echo "as $K and as kvm: runs $K.distrib"
 
 # A Proxmox-style start through /usr/bin/kvm.
@@ -70,6 +74,17 @@ cleanup_fn "kill -9 $pid 2>/dev/null"
 "$KL" --config "$TMP/c.conf" --status kvm-divert-test | grep -q "pid $pid, running" || fail "--status does not list the VM"
 echo "a -daemonize start through $K: QEMU $pid runs $K.distrib, listed by --status"
 kill -9 "$pid"
+
+# Proxmox's own layout (pve-qemu-kvm links kvm to qemu-system-x86_64, which the
+# divert makes kvm-launch): kvm reaches the x86_64 target's real binary.
+mkdir "$TMP/bin"
+ln -s "$KL" "$TMP/bin/qemu-system-x86_64"
+ln -s qemu-system-x86_64 "$TMP/bin/kvm"
+printf 'qemu = %s.distrib\n' "$TMP/bin/qemu-system-x86_64" > "$TMP/l.conf"
+chmod 0644 "$TMP/l.conf"
+first=$("$TMP/bin/kvm" --config "$TMP/l.conf" --dry-run -- -name x | head -n 1)
+[ "$first" = "$TMP/bin/qemu-system-x86_64.distrib" ] || fail "kvm -> qemu-system-x86_64 -> kvm-launch runs '$first'"
+echo "kvm -> qemu-system-x86_64 (diverted): runs qemu-system-x86_64.distrib"
 
 dv undo --qemu "$K" | sed 's/^/  | /'
 [ -z "$(dpkg-divert --listpackage "$K")" ] || fail "the diversion is left"

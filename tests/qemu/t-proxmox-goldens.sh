@@ -6,7 +6,8 @@
 # cache=directsync,aio=threads: only disk arguments change (-drive, -blockdev,
 # -device write-cache), -object throttle-group and the throttle filter node
 # stay as they were but for the disk's cache flags, the protocol node under
-# the filter gets the aio; a second pass changes nothing; and the real QEMU
+# the filter gets the aio; a second pass changes nothing; a policy of
+# "aio = keep, cache = keep" (doc/proxmox.md) changes nothing at all; and the real QEMU
 # accepts the result (started with -daemonize as Proxmox does, then quit).
 # The golden paths are mapped under a temporary root: LVM and zvol volumes
 # become loop devices, qcow2/raw files real images.  For the upstream QEMU,
@@ -19,6 +20,7 @@ G=$KL_TOP/tests/golden/proxmox
 R=$TMP/root
 printf 'state-dir = %s/st\ncache-dir = %s/cache\n' "$TMP" "$TMP" > "$TMP/builtin.conf"
 printf 'state-dir = %s/st\ncache-dir = %s/cache\n[rule all]\ncache = directsync\naio = threads\n' "$TMP" "$TMP" > "$TMP/forced.conf"
+printf 'state-dir = %s/st\ncache-dir = %s/cache\n[rule proxmox-decides]\naio = keep\ncache = keep\n' "$TMP" "$TMP" > "$TMP/keep.conf"
 chmod 0644 "$TMP"/*.conf
 ls "$G"/*.args > /dev/null 2>&1 || fail "no goldens in $G"
 
@@ -77,6 +79,9 @@ for golden in "$G"/*.args; do
 	sed -e "s|/var/run/|$R/var/run/|g" -e "s|/var/lib/vz/|$R/var/lib/vz/|g" -e "s|/dev/pve/|$R/dev/pve/|g" \
 		-e "s|/dev/zvol/|$R/dev/zvol/|g" -e "s|/var/run/qmeventd.sock|$R/var/run/qmeventd.sock|" "$golden" > "$TMP/$name.in"
 	mapfile -t in < "$TMP/$name.in"
+	# doc/proxmox.md: "aio = keep, cache = keep" lets Proxmox decide: nothing changes.
+	"$KL" --config "$TMP/keep.conf" --qemu "$QEMU" --dry-run -- "${in[@]:1}" 2> "$TMP/$name.keep.err" | sed "1s|.*|${in[0]}|" > "$TMP/$name.keep"
+	cmp -s "$TMP/$name.in" "$TMP/$name.keep" || fail "$name: the keep policy changed: $(diff "$TMP/$name.in" "$TMP/$name.keep") $(cat "$TMP/$name.keep.err")"
 	for pol in builtin forced; do
 		"$KL" --config "$TMP/$pol.conf" --qemu "$QEMU" --dry-run -- "${in[@]:1}" > "$TMP/$name.$pol" 2> "$TMP/$name.$pol.err" ||
 			fail "$name ($pol): --dry-run failed: $(cat "$TMP/$name.$pol.err")"
