@@ -7,7 +7,7 @@
 # return only once QEMU is up, leave QEMU's PID in the pidfile, list it in
 # --status with its disks, relay Proxmox's socket (a blockdev-add + device_add
 # hot-plug gets the policy: query-named-block-nodes and O_DIRECT in
-# /proc/PID/fdinfo), leave the client-mode chardev alone (our own listener
+# /proc/PID/fdinfo; so does PVE 8's HMP drive_add + device_add), leave the client-mode chardev alone (our own listener
 # gets QEMU's events), and clean state, agent and relays when QEMU is killed.
 # (Proxmox's own QEMU also takes -id VMID; the upstream QEMU here does not,
 # so the real run leaves it out; tests/qemu/t-proxmox-goldens.sh has it.)
@@ -17,6 +17,7 @@ requires fallocate
 fallocate -l 64M "$TMP/vm-100-disk-0.raw"
 fallocate -l 64M "$TMP/vm-100-disk-1.raw"
 fallocate -l 64M "$TMP/vm-100-disk-2.raw"
+fallocate -l 64M "$TMP/vm-100-disk-3.raw"
 # A Proxmox VE 9 disk: throttle filter -> raw -> file, asked as cache.direct=false, aio=threads.
 nc='"cache":{"direct":false,"no-flush":false},"detect-zeroes":"on","discard":"ignore"'
 pve9="{\"detect-zeroes\":\"on\",\"discard\":\"ignore\",\"driver\":\"throttle\",\"file\":{$nc,\"driver\":\"raw\",\"file\":{\"aio\":\"threads\",$nc,\"driver\":\"file\",\"filename\":\"$TMP/vm-100-disk-2.raw\",\"node-name\":\"e2\",\"read-only\":false},\"node-name\":\"f2\",\"read-only\":false},\"node-name\":\"drive-scsi2\",\"read-only\":false,\"throttle-group\":\"throttle-drive-scsi2\"}"
@@ -137,6 +138,28 @@ case $e_cache in none | directsync) want=true ;; *) want=false ;; esac
 [ "$direct" = "$want" ] || fail "hot-plugged node s1: direct=$direct, the policy's $e_cache wants $want"
 [ "$bit" = "$([ $want = true ] && echo 1 || echo 0)" ] || fail "O_DIRECT bit $bit in fdinfo"
 [ "$want" = true ] || fail "the policy picked no O_DIRECT mode for a preallocated raw file: the hot-plug proves nothing"
+
+# Proxmox VE 8's hot-plug: HMP drive_add over QMP, then device_add; the
+# relay gives drive_add's -drive options the policy too.
+session "$TMP/100.qmp" > "$TMP/hmp" <<EOF
+{"execute":"qmp_capabilities"}
+{"execute":"human-monitor-command","arguments":{"command-line":"drive_add auto \"file=$TMP/vm-100-disk-3.raw,if=none,id=drive-scsi3,cache=writeback,aio=threads,format=raw,detect-zeroes=on\""},"id":"h1"}
+{"execute":"device_add","arguments":{"driver":"scsi-hd","bus":"virtioscsi0.0","lun":3,"drive":"drive-scsi3","id":"scsi3"},"id":"h2"}
+{"execute":"query-block","id":"h3"}
+EOF
+grep -q '"return": "OK' "$TMP/hmp" || fail "drive_add failed: $(cat "$TMP/hmp")"
+grep -q '"error".*"id": "h2"' "$TMP/hmp" && fail "device_add after drive_add failed: $(cat "$TMP/hmp")"
+hbit=$(direct_bit "$QPID" "$TMP/vm-100-disk-3.raw")
+echo "drive_add (PVE 8 hot-plug, asked cache=writeback,aio=threads): fdinfo O_DIRECT=$hbit; relay: $(grep 'drive_add' "$ST/vm100.relay.log" | tail -n 1)"
+[ "$hbit" = 1 ] || fail "drive_add: the policy's O_DIRECT mode was not applied"
+"$KL" --config "$TMP/p.conf" --status --json vm100 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+vm = d["vms"][0] if isinstance(d, dict) and "vms" in d else (d[0] if isinstance(d, list) else d)
+t = [x for x in vm["disks"] if x.get("node") == "drive-scsi3" or x.get("id") == "scsi3"]
+assert t and t[0].get("origin") == "hot-plug", vm["disks"]
+print("status: drive_add disk %s" % {k: t[0].get(k) for k in ("id", "node", "aio", "cache", "origin")})' ||
+	fail "--status does not list the drive_add disk as hot-plugged"
 
 # QEMU's events reach the client-mode monitor (our qmeventd stand-in).
 wait_for 10 grep -qx STOP "$TMP/events" || fail "qmp-event listener saw no STOP: $(cat "$TMP/events")"
