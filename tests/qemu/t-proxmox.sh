@@ -67,6 +67,9 @@ sed 's/^/  | /' "$TMP/launch.out"
 QPID=$(cat "$TMP/100.pid")
 [ "$(readlink "/proc/$QPID/exe")" = "$(readlink -f "$QEMU")" ] || fail "pidfile PID $QPID is not QEMU: $(readlink "/proc/$QPID/exe")"
 tr '\0' ' ' < "/proc/$QPID/cmdline" | grep -q -- "-name vm100,debug-threads=on " || fail "PID $QPID is not vm100"
+# What Proxmox checks (instance_running_locally): the process's own -pidfile is this file.
+tr '\0' '\n' < "/proc/$QPID/cmdline" | grep -A1 -x -- -pidfile | tail -n 1 | grep -qx "$TMP/100.pid" ||
+	fail "QEMU's -pidfile is not $TMP/100.pid"
 printf '{"execute":"qmp_capabilities"}\n{"execute":"query-status","id":"s0"}\n' | session "$TMP/100.qmp" > "$TMP/s0"
 grep -q '"status": "running"' "$TMP/s0" || fail "Proxmox's socket: no running status right after return: $(cat "$TMP/s0")"
 echo "returned after $(( ($(date +%s%N) - start_ns) / 1000000 )) ms; pidfile $QPID = QEMU ($(readlink "/proc/$QPID/exe")); Proxmox's socket answers: running"
@@ -146,12 +149,16 @@ session "$TMP/100.qmp" > "$TMP/hmp" <<EOF
 {"execute":"human-monitor-command","arguments":{"command-line":"drive_add auto \"file=$TMP/vm-100-disk-3.raw,if=none,id=drive-scsi3,cache=writeback,aio=threads,format=raw,detect-zeroes=on\""},"id":"h1"}
 {"execute":"device_add","arguments":{"driver":"scsi-hd","bus":"virtioscsi0.0","lun":3,"drive":"drive-scsi3","id":"scsi3"},"id":"h2"}
 {"execute":"query-block","id":"h3"}
+{"execute":"human-monitor-command","arguments":{"command-line":"drive_add auto \"x\\\\q\""},"id":"h4"}
 EOF
 grep -q '"return": "OK' "$TMP/hmp" || fail "drive_add failed: $(cat "$TMP/hmp")"
 grep -q '"error".*"id": "h2"' "$TMP/hmp" && fail "device_add after drive_add failed: $(cat "$TMP/hmp")"
 hbit=$(direct_bit "$QPID" "$TMP/vm-100-disk-3.raw")
 echo "drive_add (PVE 8 hot-plug, asked cache=writeback,aio=threads): fdinfo O_DIRECT=$hbit; relay: $(grep 'drive_add' "$ST/vm100.relay.log" | tail -n 1)"
 [ "$hbit" = 1 ] || fail "drive_add: the policy's O_DIRECT mode was not applied"
+# A drive_add the relay cannot read with certainty (an escape HMP refuses) goes as sent.
+grep -q '"id": "h4"' "$TMP/hmp" && grep -q 'drive_add: not one address and one option string: forwarded as sent' "$ST/vm100.relay.log" ||
+	fail "an unreadable drive_add was not forwarded as sent: $(tail -n 3 "$ST/vm100.relay.log")"
 "$KL" --config "$TMP/p.conf" --status --json vm100 | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
