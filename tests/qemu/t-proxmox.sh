@@ -154,7 +154,8 @@ EOF
 grep -q '"return": "OK' "$TMP/hmp" || fail "drive_add failed: $(cat "$TMP/hmp")"
 grep -q '"error".*"id": "h2"' "$TMP/hmp" && fail "device_add after drive_add failed: $(cat "$TMP/hmp")"
 hbit=$(direct_bit "$QPID" "$TMP/vm-100-disk-3.raw")
-echo "drive_add (PVE 8 hot-plug, asked cache=writeback,aio=threads): fdinfo O_DIRECT=$hbit; relay: $(grep 'drive_add' "$ST/vm100.relay.log" | tail -n 1)"
+echo "drive_add (PVE 8 hot-plug, asked cache=writeback,aio=threads): fdinfo O_DIRECT=$hbit; relay: $(grep 'relay: drive_add drive-scsi3:' "$ST/vm100.relay.log" | tail -n 1)"
+grep -q 'relay: drive_add drive-scsi3: ' "$ST/vm100.relay.log" || fail "the relay did not rewrite drive_add"
 [ "$hbit" = 1 ] || fail "drive_add: the policy's O_DIRECT mode was not applied"
 # A drive_add the relay cannot read with certainty (an escape HMP refuses) goes as sent.
 grep -q '"id": "h4"' "$TMP/hmp" && grep -q 'drive_add: not one address and one option string: forwarded as sent' "$ST/vm100.relay.log" ||
