@@ -53,6 +53,7 @@ struct kl_launch {
 	 * for a VM we handle. */
 	const char *untouched_why;
 	bool failed_open;                 /* our parsing/probing failed: QEMU gets the original arguments */
+	bool follow;                      /* -daemonize followed (launcher/follow.h): state for the daemon's PID */
 	char *failed_open_why;            /* why, for the state file (NULL otherwise) */
 	struct strvec exec_argv;          /* full argv to exec: QEMU path first */
 	struct kl_relay_setup *relay;     /* the monitor relay's listeners (vm/relay.h); NULL if none */

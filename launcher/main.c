@@ -20,6 +20,7 @@
 #include "launcher/vm/relay.h"
 #include "launcher/calibrate-mode.h"
 #include "launcher/exec.h"
+#include "launcher/follow.h"
 #include "launcher/launch.h"
 #include "launcher/options.h"
 #include "launcher/prepare.h"
@@ -65,6 +66,11 @@ static char *choose_qemu(const struct kl_options *o, const struct kl_policy *p, 
 		return xstrdup(o->qemu);
 	const char *configured = p && kl_policy_globals(p)->qemu ? kl_policy_globals(p)->qemu : KL_DEFAULT_QEMU;
 	_cleanup_free_ char *invoked = kl_qemu_invoked_as(argv0);
+	char *kvm = kl_qemu_for_kvm_name(invoked);
+	if (kvm) {
+		kl_debug("running as %s: the real QEMU is %s (configured: %s)", invoked, kvm, configured);
+		return kvm;
+	}
 	char *qemu = kl_qemu_for_target(configured, invoked);
 	if (strcmp(qemu, configured) != 0)
 		kl_debug("running as %s: the real QEMU is %s (configured: %s)", invoked, qemu, configured);
@@ -242,6 +248,12 @@ static int launch_main(const struct kl_options *o, const char *argv0)
 	if (!l.untouched_why && !l.failed_open) {
 		log_decisions(&l);
 		struct kl_relay_config relay = { o->config ? o->config : KL_DEFAULT_CONFIG, choose_cache_dir(policy) };
+		if (kl_follow_wanted(&l)) {
+			kl_exec_guard_disarm();
+			rc = kl_follow_run(&l, choose_state_dir(o, policy),
+					   policy && kl_policy_globals(policy)->monitor_relay ? &relay : NULL);
+			goto out;
+		}
 		set_up_state(&l, choose_state_dir(o, policy),
 			     policy && kl_policy_globals(policy)->monitor_relay ? &relay : NULL);
 	} else if (l.failed_open && !l.untouched_why) {
@@ -291,10 +303,28 @@ static struct kl_policy *policy_for_globals(const struct kl_options *o)
 	return p;
 }
 
+/* Run under a QEMU's name (qemu-system-TARGET, or Proxmox's kvm)? */
+static bool invoked_as_qemu(const char *argv0)
+{
+	_cleanup_free_ char *invoked = kl_qemu_invoked_as(argv0);
+	const char *base = strrchr(invoked, '/') ? strrchr(invoked, '/') + 1 : invoked;
+	return kl_qemu_target_of_name(invoked) || strcmp(base, "kvm") == 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct kl_options o;
 	struct kl_error err = KL_ERROR_INIT;
+
+	/* Proxmox VE reads QEMU's version with "kvm --version" (and refuses to
+	 * start VMs when it finds none); kvm-launch-divert looks for our line.
+	 * Under a QEMU's name both get theirs: ours first, then QEMU's. */
+	char *version_argv[] = { argv[0], (char *)"-version", NULL };
+	if (argc == 2 && strcmp(argv[1], "--version") == 0 && invoked_as_qemu(argv[0])) {
+		printf("kvm-launch %s\n", KL_VERSION);
+		fflush(stdout);
+		argv = version_argv;
+	}
 
 	if (argc > 1 && strcmp(argv[1], "--relay") == 0) /* hidden: started by kl_relay_setup */
 		return kl_relay_main(argc - 2, argv + 2);

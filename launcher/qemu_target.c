@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/xalloc.h"
@@ -71,4 +72,18 @@ char *kl_qemu_invoked_as(const char *argv0)
 		cur = next;
 	}
 	return cur;
+}
+
+char *kl_qemu_for_kvm_name(const char *invoked_as)
+{
+	if (!invoked_as || strcmp(last_component(invoked_as), "kvm") != 0)
+		return NULL;
+	char *real = strchr(invoked_as, '/')
+			     ? xasprintf("%.*skvm.distrib", (int)(last_component(invoked_as) - invoked_as), invoked_as)
+			     : xstrdup("/usr/bin/kvm.distrib");
+	struct stat st;
+	if (stat(real, &st) == 0 && S_ISREG(st.st_mode))
+		return real;
+	free(real);
+	return NULL;
 }

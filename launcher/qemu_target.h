@@ -19,6 +19,12 @@ const char *kl_qemu_target_of_name(const char *name);
  * qemu-system-X, or when X is already TARGET.  Always a new string. */
 char *kl_qemu_for_target(const char *configured, const char *invoked_as);
 
+/* Proxmox VE's name for its x86 emulator is "kvm".  When kvm-launch runs as
+ * DIR/kvm (argv[0]; a bare "kvm" means /usr/bin/kvm) and kvm-launch-divert
+ * moved the real one to DIR/kvm.distrib, that path; NULL otherwise (the
+ * name is not "kvm", or there is no kvm.distrib).  Always a new string. */
+char *kl_qemu_for_kvm_name(const char *invoked_as);
+
 /* argv[0] as kvm-launch should read it: a symbolic link whose target names
  * another qemu-system-* (Debian 13's qemu-system-amd64 -> qemu-system-x86_64,
  * qemu-system-arm64 -> qemu-system-aarch64) stands for that target; the walk

@@ -62,6 +62,7 @@ static const struct qemu_opt qemu_opts[] = {
 	{ "hdd", true },
 	{ "help", false },
 	{ "icount", true },
+	{ "id", true },            /* Proxmox's QEMU: the VMID */
 	{ "incoming", true },
 	{ "initrd", true },
 	{ "iscsi", true },

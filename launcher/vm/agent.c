@@ -129,7 +129,8 @@ int kl_agent_spawn(const struct kl_launch *l, struct kl_error *err)
 		return 0;
 	int view_fd = l->state_fds ? l->state_fds->view_fd : -1;
 
-	int pidfd = kl_pidfd_open(getpid());
+	/* l->pid is our own PID, or QEMU's daemon when -daemonize is followed. */
+	int pidfd = kl_pidfd_open(l->pid > 0 ? l->pid : getpid());
 	if (pidfd < 0)
 		kl_debug("pidfd_open: %s: the agent will poll for QEMU's exit", strerror(errno));
 

@@ -71,8 +71,9 @@ static void write_all(int fd, const char *s, size_t n)
 	}
 }
 
-/* In the child: never returns. */
-static _Noreturn void child_decide(const struct kl_relay_ctx *c, const char *args_text)
+/* In the child: never returns.  opt is "-blockdev" (args_text JSON) or
+ * "-drive" (args_text QemuOpts; the answer's "drive" is the rewritten text). */
+static _Noreturn void child_decide(const struct kl_relay_ctx *c, const char *opt, const char *args_text)
 {
 	const char *inject = getenv("KL_TEST_RELAY_HOOK");
 	if (inject && strcmp(inject, "crash") == 0)
@@ -98,7 +99,7 @@ static _Noreturn void child_decide(const struct kl_relay_ctx *c, const char *arg
 		argv[argc++] = (char *)"-name";
 		argv[argc++] = (char *)strbuf_str(&name);
 	}
-	argv[argc++] = (char *)"-blockdev";
+	argv[argc++] = (char *)opt;
 	argv[argc++] = (char *)args_text;
 	struct kl_launch l = { 0 };
 	l.qemu = xstrdup(c->qemu);
@@ -117,11 +118,13 @@ static _Noreturn void child_decide(const struct kl_relay_ctx *c, const char *arg
 		child_fail("not one disk");
 	_cleanup_json_ json_object *st = kl_state_to_json(&l);
 	json_object *disks = json_object_object_get(st, "disks");
-	json_object *args = json_tokener_parse(l.exec_argv.v[l.exec_argv.n - 1]);
+	const char *last = l.exec_argv.n ? l.exec_argv.v[l.exec_argv.n - 1] : NULL;
+	bool drive = strcmp(opt, "-drive") == 0;
+	json_object *args = !last ? NULL : drive ? json_object_new_string(last) : json_tokener_parse(last);
 	if (!args || !disks || json_object_array_length(disks) != 1)
 		child_fail("the rewritten node does not parse");
 	_cleanup_json_ json_object *out = json_object_new_object();
-	json_object_object_add(out, "arguments", args);
+	json_object_object_add(out, drive ? "drive" : "arguments", args);
 	json_object_object_add(out, "disk", json_object_get(json_object_array_get_idx(disks, 0)));
 	json_object_object_add(out, "changed", json_object_new_boolean(l.disks[0].decision.changed));
 	const char *s = json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN);
@@ -161,10 +164,10 @@ static int read_answer(int fd, struct strbuf *b, long long deadline)
 	}
 }
 
-int kl_relay_decide(const struct kl_relay_ctx *c, json_object *args, json_object **out, char *why, size_t whylen)
+static int decide_text(const struct kl_relay_ctx *c, const char *opt, const char *text, json_object **out, char *why,
+		       size_t whylen)
 {
 	*out = NULL;
-	const char *text = json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		snprintf(why, whylen, "pipe: %s", strerror(errno));
@@ -185,7 +188,7 @@ int kl_relay_decide(const struct kl_relay_ctx *c, json_object *args, json_object
 		if (syscall(SYS_close_range, CHILD_OUT_FD + 1U, ~0U, 0) < 0) {
 			/* Old kernel: the fds stay open in a child that lives 2 s at most. */
 		}
-		child_decide(c, text);
+		child_decide(c, opt, text);
 	}
 	close(p[1]);
 	struct strbuf b = STRBUF_INIT;
@@ -206,7 +209,9 @@ int kl_relay_decide(const struct kl_relay_ctx *c, json_object *args, json_object
 		snprintf(why, whylen, "the probe gave no answer (exit %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	} else if (kl_json_str(res, "error")) {
 		snprintf(why, whylen, "%s", kl_json_str(res, "error"));
-	} else if (!kl_json_get(res, "arguments", json_type_object) || !kl_json_get(res, "disk", json_type_object)) {
+	} else if (!(strcmp(opt, "-drive") == 0 ? kl_json_str(res, "drive") != NULL
+						  : kl_json_get(res, "arguments", json_type_object) != NULL) ||
+		   !kl_json_get(res, "disk", json_type_object)) {
 		snprintf(why, whylen, "the probe's answer is incomplete");
 	} else {
 		*out = res;
@@ -214,4 +219,15 @@ int kl_relay_decide(const struct kl_relay_ctx *c, json_object *args, json_object
 	}
 	json_object_put(res);
 	return -1;
+}
+
+int kl_relay_decide(const struct kl_relay_ctx *c, json_object *args, json_object **out, char *why, size_t whylen)
+{
+	const char *text = json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	return decide_text(c, "-blockdev", text, out, why, whylen);
+}
+
+int kl_relay_decide_drive(const struct kl_relay_ctx *c, const char *drive, json_object **out, char *why, size_t whylen)
+{
+	return decide_text(c, "-drive", drive, out, why, whylen);
 }

@@ -170,6 +170,13 @@ json_object *kl_relay_hook(void *vctx, json_object *msg)
 		return blockdev_add(c, msg, args);
 	if (strcmp(cmd, "blockdev-reopen") == 0)
 		return blockdev_reopen(c, msg, args);
+	if (strcmp(cmd, "human-monitor-command") == 0)
+		return kl_relay_hmp(c, msg, args);
 	kl_relay_note(c, msg);
 	return NULL;
+}
+
+void kl_relay_remember(struct kl_relay_ctx *c, json_object *node_args, json_object *disk)
+{
+	remember(c, node_args, disk);
 }

@@ -35,6 +35,18 @@ json_object *kl_relay_hook(void *ctx, json_object *msg);
  * -1 with a one-line reason in why. */
 int kl_relay_decide(const struct kl_relay_ctx *c, json_object *args, json_object **out, char *why, size_t whylen);
 
+/* The same for the options of an HMP drive_add (a -drive value): 0 with
+ * *out = {"drive": rewritten text, "disk": state entry, "changed": b}. */
+int kl_relay_decide_drive(const struct kl_relay_ctx *c, const char *drive, json_object **out, char *why,
+			  size_t whylen);
+
+/* human-monitor-command "drive_add ADDR OPTS" (Proxmox VE 8's hot-plug):
+ * OPTS through kl_relay_decide_drive, aio/cache rewritten (relay-hmp.c).
+ * NULL (forward as sent) for anything else or on any doubt. */
+json_object *kl_relay_hmp(struct kl_relay_ctx *c, json_object *msg, json_object *args);
+/* Remember a node decided here (relay-hook.c), for device_add and reopen. */
+void kl_relay_remember(struct kl_relay_ctx *c, json_object *node_args, json_object *disk);
+
 /* The state entry's runtime disks (relay-disks.c). */
 void kl_relay_note(struct kl_relay_ctx *c, json_object *msg);
 

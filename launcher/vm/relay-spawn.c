@@ -27,11 +27,33 @@
 #define SYS_close_range 436
 #endif
 
+struct relay_args {
+	const char *qemu_sock, *state_file, *log, *policy, *qemu, *cache_dir, *manager_path;
+};
+
+/* A relay whose start waits for QEMU's PID (kl_relay_config.defer). */
+struct deferred {
+	char *s[7];         /* relay_args, in its order, owned */
+	int mfd;            /* the manager's listener */
+	bool own_mfd;       /* bound by us (else the inherited fd=N) */
+};
+
 struct kl_relay_setup {
 	size_t n;
 	int *private_fds;   /* QEMU's listeners (FD_CLOEXEC until kl_relay_pass_fds) */
 	int *inherited;     /* the manager's fd=N we inherited: QEMU must not keep it; -1 */
+	struct deferred *later;
+	size_t nlater;
 };
+
+static void deferred_free(struct deferred *d)
+{
+	for (size_t i = 0; i < 7; i++)
+		free(d->s[i]);
+	if (d->own_mfd && d->mfd >= 0)
+		close(d->mfd);
+	d->mfd = -1;
+}
 
 void kl_relay_setup_free(struct kl_relay_setup *s)
 {
@@ -42,6 +64,9 @@ void kl_relay_setup_free(struct kl_relay_setup *s)
 			close(s->private_fds[i]);
 	free(s->private_fds);
 	free(s->inherited);
+	for (size_t i = 0; i < s->nlater; i++)
+		deferred_free(&s->later[i]);
+	free(s->later);
 	free(s);
 }
 
@@ -110,10 +135,6 @@ static void place_fd(int fd, int want)
 		fcntl(want, F_SETFD, fl & ~FD_CLOEXEC);
 }
 
-struct relay_args {
-	const char *qemu_sock, *state_file, *log, *policy, *qemu, *cache_dir, *manager_path;
-};
-
 /* In the grandchild: becomes the relay.  Never returns. */
 static _Noreturn void relay_child(const struct relay_args *a, int listen_fd, int pidfd)
 {
@@ -158,9 +179,9 @@ static void reset_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-static int spawn(const struct relay_args *a, int listen_fd, struct kl_error *err)
+static int spawn(const struct relay_args *a, int listen_fd, pid_t qemu_pid, struct kl_error *err)
 {
-	int pidfd = kl_pidfd_open(getpid());
+	int pidfd = kl_pidfd_open(qemu_pid);
 	pid_t child = fork();
 	if (child < 0) {
 		int e = errno;
@@ -222,8 +243,8 @@ static char *relay_log_path(const struct kl_launch *l)
 }
 
 /* One monitor: its listeners and its relay.  Returns QEMU's listener. */
-static int set_up_one(struct kl_launch *l, const struct kl_relay_config *cfg, const struct kl_monitor *m, size_t i,
-		      struct kl_error *err)
+static int set_up_one(struct kl_launch *l, const struct kl_relay_config *cfg, struct kl_relay_setup *s,
+		      const struct kl_monitor *m, size_t i, struct kl_error *err)
 {
 	_cleanup_free_ char *qpath = private_path(l, i);
 	if (!qpath)
@@ -244,7 +265,16 @@ static int set_up_one(struct kl_launch *l, const struct kl_relay_config *cfg, co
 	_cleanup_free_ char *policy = cfg->policy_path ? realpath(cfg->policy_path, NULL) : NULL;
 	struct relay_args a = { qpath, l->state_file, log, policy ? policy : cfg->policy_path ? cfg->policy_path : "", l->qemu,
 				cfg->cache_dir ? cfg->cache_dir : "", m->path ? m->path : "" };
-	int r = spawn(&a, mfd, err);
+	if (cfg->defer) {
+		struct deferred *d = &s->later[s->nlater++];
+		const char *v[7] = { a.qemu_sock, a.state_file, a.log, a.policy, a.qemu, a.cache_dir, a.manager_path };
+		for (size_t k = 0; k < 7; k++)
+			d->s[k] = xstrdup(v[k]);
+		d->mfd = mfd;
+		d->own_mfd = m->path != NULL;
+		return qfd;
+	}
+	int r = spawn(&a, mfd, getpid(), err);
 	if (m->path)
 		close(mfd); /* the relay has its copy; QEMU must not */
 	if (r < 0) {
@@ -269,6 +299,7 @@ void kl_relay_setup(struct kl_launch *l, const struct kl_relay_config *cfg)
 	struct kl_relay_setup *s = xcalloc(1, sizeof *s);
 	s->private_fds = xcalloc(ms.n, sizeof *s->private_fds);
 	s->inherited = xcalloc(ms.n, sizeof *s->inherited);
+	s->later = xcalloc(ms.n, sizeof *s->later);
 	s->n = ms.n;
 	size_t ok = 0;
 	/* One log per VM start (the relays append to it), as the agent's. */
@@ -279,7 +310,7 @@ void kl_relay_setup(struct kl_launch *l, const struct kl_relay_config *cfg)
 	for (size_t i = 0; i < ms.n; i++) {
 		struct kl_error err = KL_ERROR_INIT;
 		s->inherited[i] = -1;
-		s->private_fds[i] = set_up_one(l, cfg, &ms.v[i], i, &err);
+		s->private_fds[i] = set_up_one(l, cfg, s, &ms.v[i], i, &err);
 		if (s->private_fds[i] < 0) {
 			kl_warn("monitor %s is not relayed (QEMU serves it as given): %s", ms.v[i].id, err.msg);
 			continue;
@@ -308,6 +339,10 @@ void kl_relay_setup(struct kl_launch *l, const struct kl_relay_config *cfg)
 			s->private_fds[i] = -1;
 			s->inherited[i] = -1;
 		}
+		/* Deferred relays serve what QEMU does not: none then. */
+		for (size_t i = 0; i < s->nlater; i++)
+			deferred_free(&s->later[i]);
+		s->nlater = 0;
 	}
 	kl_monitors_free(&ms);
 	kl_relay_setup_free(l->relay);
@@ -329,5 +364,30 @@ void kl_relay_pass_fds(struct kl_launch *l)
 			if (fl >= 0)
 				fcntl(s->inherited[i], F_SETFD, fl | FD_CLOEXEC);
 		}
+	}
+}
+
+void kl_relay_start_deferred(struct kl_launch *l)
+{
+	struct kl_relay_setup *s = l->relay;
+	for (size_t i = 0; s && i < s->nlater; i++) {
+		struct deferred *d = &s->later[i];
+		struct relay_args a = { d->s[0], d->s[1], d->s[2], d->s[3], d->s[4], d->s[5], d->s[6] };
+		struct kl_error err = KL_ERROR_INIT;
+		if (spawn(&a, d->mfd, l->pid, &err) < 0)
+			kl_warn("monitor relay for QEMU pid %d: %s", (int)l->pid, err.msg);
+		deferred_free(d);
+	}
+	if (s)
+		s->nlater = 0;
+}
+
+void kl_relay_forget_private(struct kl_launch *l)
+{
+	struct kl_relay_setup *s = l->relay;
+	for (size_t i = 0; s && i < s->n; i++) {
+		if (s->private_fds[i] >= 0)
+			close(s->private_fds[i]);
+		s->private_fds[i] = -1;
 	}
 }

@@ -34,6 +34,7 @@
 struct kl_relay_config {
 	const char *policy_path;   /* the policy file the launch used ("" = built-in rules) */
 	const char *cache_dir;     /* probe cache (may be NULL) */
+	bool defer;                /* QEMU daemonizes: start the relays later, with kl_relay_start_deferred */
 };
 
 /* What the launch keeps between kl_relay_setup and the exec. */
@@ -47,6 +48,14 @@ void kl_relay_setup_free(struct kl_relay_setup *s);
 void kl_relay_setup(struct kl_launch *l, const struct kl_relay_config *cfg);
 /* Right before execve of QEMU. */
 void kl_relay_pass_fds(struct kl_launch *l);
+
+/* With cfg->defer (a -daemonize followed, launcher/follow.h): start the
+ * relays for QEMU's daemon, l->pid, once it is known and the state file
+ * names it.  The manager's listeners were bound by kl_relay_setup. */
+void kl_relay_start_deferred(struct kl_launch *l);
+/* In the launching process after QEMU was forked off: close its copies of
+ * QEMU's private listeners (QEMU has them). */
+void kl_relay_forget_private(struct kl_launch *l);
 
 /* The relay process (hidden first argument --relay).  Returns the exit code. */
 int kl_relay_main(int argc, char **argv);

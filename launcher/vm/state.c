@@ -157,8 +157,8 @@ int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error
 	_cleanup_statedir_ struct kl_statedir d = KL_STATEDIR_INIT;
 	pid_t pid = getpid();
 
-	if (daemonizes(l))
-		return kl_error_fail(err, "-daemonize: QEMU leaves the launched process, so it cannot be followed");
+	if (daemonizes(l) && !l->follow)
+		return kl_error_fail(err, "-daemonize without -pidfile: QEMU leaves the launched process, so it cannot be followed");
 	if (kl_statedir_for_launch(state_dir, &d, err) < 0)
 		return -1;
 	kl_state_clean_stale_at(d.fd, d.path, d.owner);
@@ -277,4 +277,53 @@ void kl_state_pass_fds(struct kl_launch *l)
 	if (f->dirfd >= 0)
 		close(f->dirfd);
 	f->view_fd = f->dirfd = -1;
+}
+
+/* With -daemonize the monitors must be bound by QEMU's daemon itself: the
+ * peer credentials of a connection name the process that listens, and that
+ * is how launcher/follow.c confirms the daemon's PID. */
+static int add_path_monitor(struct kl_launch *l, const char *suffix, const char *id, char **out,
+			    struct kl_error *err)
+{
+	struct kl_state_fds *f = l->state_fds;
+	_cleanup_free_ char *name = xasprintf("%s%s", f->stem, suffix);
+	char *path = xasprintf("%s/%s", l->state_dir, name);
+	if (path[0] != '/' || strlen(path) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
+		free(path);
+		return kl_error_fail(err, "%s/%s: not an absolute socket path that fits", l->state_dir, name);
+	}
+	kl_statedir_remove(f->dirfd, name, S_IFSOCK, f->owner);
+	_cleanup_free_ char *esc = kl_state_qemu_escape(path);
+	strvec_push_dup(&l->exec_argv, "-chardev");
+	strvec_pushf(&l->exec_argv, "socket,id=%s,path=%s,server=on,wait=off", id, esc);
+	strvec_push_dup(&l->exec_argv, "-mon");
+	strvec_pushf(&l->exec_argv, "chardev=%s,mode=control", id);
+	free(*out);
+	*out = path;
+	return 0;
+}
+
+int kl_state_add_path_monitors(struct kl_launch *l, struct kl_error *err)
+{
+	struct kl_state_fds *f = l->state_fds;
+	if (!f)
+		return kl_error_fail(err, "no state directory");
+	f->view_fd = listen_at(l, ".view.sock", 0660, err);
+	if (f->view_fd < 0)
+		return -1;
+	if (l->exec_argv.n == 0)
+		strvec_push_dup(&l->exec_argv, l->qemu ? l->qemu : KL_DEFAULT_QEMU);
+	size_t n = l->exec_argv.n;
+	if (add_path_monitor(l, ".agent.sock", KL_MONITOR_ID_PREFIX "agent", &l->agent_socket, err) < 0 ||
+	    add_path_monitor(l, ".qmp.sock", KL_MONITOR_ID_PREFIX "query", &l->query_socket, err) < 0) {
+		while (l->exec_argv.n > n)
+			free(l->exec_argv.v[--l->exec_argv.n]);
+		l->exec_argv.v[l->exec_argv.n] = NULL;
+		free(steal_pointer(&l->agent_socket));
+		free(steal_pointer(&l->query_socket));
+		close(f->view_fd);
+		f->view_fd = -1;
+		return -1;
+	}
+	return 0;
 }

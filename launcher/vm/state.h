@@ -63,6 +63,12 @@ int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error
  * for kvmlaunch-agent and kvmlaunch-query to l->exec_argv.  On failure the
  * VM starts without monitors (one warning). */
 void kl_state_add_monitors(struct kl_launch *l);
+/* The same for a QEMU that daemonizes (launcher/follow.h): the view socket
+ * is bound as above, but the agent's and the query monitor are given to QEMU
+ * as path=DIR/STEM.agent.sock and path=DIR/STEM.qmp.sock (server=on,
+ * wait=off), so that QEMU's daemon binds them itself and a connection's
+ * SO_PEERCRED names it.  -1 (exec_argv unchanged) when a path does not fit. */
+int kl_state_add_path_monitors(struct kl_launch *l, struct kl_error *err);
 /* Right before execve of QEMU (after kl_agent_spawn): the two monitor
  * listeners lose FD_CLOEXEC (QEMU takes them over), everything else of ours
  * is closed.  Nothing else ever inherits them. */

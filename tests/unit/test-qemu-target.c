@@ -95,8 +95,35 @@ static void test_alias_links(void)
 	rmdir(dir);
 }
 
+/* Proxmox's "kvm": DIR/kvm runs DIR/kvm.distrib once diverted, nothing else. */
+static void test_kvm_name(void)
+{
+	char dir[] = "/tmp/kl-unit-kvm.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char kvm[300], distrib[300];
+	snprintf(kvm, sizeof(kvm), "%s/kvm", dir);
+	snprintf(distrib, sizeof(distrib), "%s/kvm.distrib", dir);
+	CHECK(kl_qemu_for_kvm_name(kvm) == NULL); /* not diverted */
+	FILE *f = fopen(distrib, "w");
+	CHECK(f != NULL);
+	if (f)
+		fclose(f);
+	char *s = kl_qemu_for_kvm_name(kvm);
+	CHECK_STREQ(s, distrib);
+	free(s);
+	snprintf(kvm, sizeof(kvm), "%s/kvmx", dir);
+	CHECK(kl_qemu_for_kvm_name(kvm) == NULL);
+	CHECK(kl_qemu_for_kvm_name(NULL) == NULL);
+	s = kl_qemu_for_target("/usr/bin/qemu-system-x86_64.distrib", "/usr/bin/kvm");
+	CHECK_STREQ(s, "/usr/bin/qemu-system-x86_64.distrib"); /* "kvm" names no qemu-system target */
+	free(s);
+	unlink(distrib);
+	rmdir(dir);
+}
+
 int main(void)
 {
+	RUN(test_kvm_name);
 	RUN(test_target_of_name);
 	RUN(test_diverted_targets);
 	RUN(test_unchanged);
