@@ -46,7 +46,13 @@ struct uring_slot {
 	uint64_t off;
 	size_t done;
 	double t_submit;
+	int canceled; /* -ECANCELED completions of this request so far */
 };
+
+/* How often one request is tried again after -ECANCELED: the kernel
+ * cancels a request now and then (seen, rarely, on an idle loop file)
+ * although nothing here cancels any; one more try then succeeds. */
+enum { URING_CANCELED_MAX = 100 };
 
 /* Prepare the slot's (rest of its) request.  There is room: the ring has
  * 2 * qd entries and at most qd requests (plus liburing's own timeout entry
@@ -86,6 +92,8 @@ static bool uring_complete(struct klc_job *j, struct io_uring *ring, struct urin
 	bool more = t < mend && !j->error[0];
 	if (res == -EAGAIN || res == -EINTR)
 		return !j->error[0] && uring_prep(j, ring, s, idx);
+	if (res == -ECANCELED && ++s->canceled <= URING_CANCELED_MAX)
+		return !j->error[0] && uring_prep(j, ring, s, idx);
 	if (res <= 0) {
 		klc_io_error(j, -res, s->off, j->bs);
 		return false;
@@ -98,6 +106,7 @@ static bool uring_complete(struct klc_job *j, struct io_uring *ring, struct urin
 		return false;
 	s->off = klc_next_offset(j);
 	s->done = 0;
+	s->canceled = 0;
 	s->t_submit = t;
 	return uring_prep(j, ring, s, idx);
 }
