@@ -49,9 +49,11 @@ struct uring_slot {
 	int canceled; /* -ECANCELED completions of this request so far */
 };
 
-/* How often one request is tried again after -ECANCELED: the kernel
- * cancels a request now and then (seen, rarely, on an idle loop file)
- * although nothing here cancels any; one more try then succeeds. */
+/* How often one request is tried again after -ECANCELED.  Nothing here
+ * cancels a request, but the kernel completes one with -ECANCELED when it
+ * cannot hand it to an io-wq worker (a worker thread it failed to start,
+ * as on a loaded machine); seen rarely in calibration runs.  Trying it
+ * again is what a caller of the kernel's API is expected to do. */
 enum { URING_CANCELED_MAX = 100 };
 
 /* Prepare the slot's (rest of its) request.  There is room: the ring has
