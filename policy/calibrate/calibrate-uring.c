@@ -52,8 +52,7 @@ struct uring_slot {
 /* How often one request is tried again after -ECANCELED.  Nothing here
  * cancels a request, but the kernel completes one with -ECANCELED when it
  * cannot hand it to an io-wq worker (a worker thread it failed to start,
- * as on a loaded machine); seen rarely in calibration runs.  Trying it
- * again is what a caller of the kernel's API is expected to do. */
+ * as on a loaded machine); seen rarely in calibration runs. */
 enum { URING_CANCELED_MAX = 100 };
 
 /* Prepare the slot's (rest of its) request.  There is room: the ring has
