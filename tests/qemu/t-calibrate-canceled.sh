@@ -34,7 +34,7 @@ fi
 CG=$base/kl-test-canceled.$$
 mkdir "$CG" || fail "cannot make $CG"
 cleanup_fn "rmdir '$CG'"
-[ -w "$CG/pids.max" ] || fail "$CG has no pids.max"
+[ -w "$CG/pids.max" ] || { echo "SKIP: $0: $CG has no pids.max (pids controller not enabled)"; exit 77; }
 cleanup_fn "for p in \$(cat '$CG/cgroup.procs' 2>/dev/null); do kill -9 \$p; done; sleep 0.2"
 
 fallocate -l 64M "$TMP/f.img"
