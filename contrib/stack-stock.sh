@@ -4,10 +4,12 @@
 # so that a test run on it does not depend on what an earlier run or an operator left installed:
 # for each package, the highest version that bookworm, bookworm-updates or bookworm-security offers
 # (never bookworm-backports or any other source), installed with --allow-downgrades when something
-# newer is there.  Prints the versions installed.  As root; the second stack is
+# newer is there; their dependencies (libvirt0, qemu-system-common, ...) come from the same suites
+# (an apt preferences file for this run pins them at 1001).  Prints the versions installed.  As root; the second stack is
 # contrib/stack-backports.sh, which runs in its own root and leaves the host alone.
 #   sh contrib/stack-stock.sh          install (or keep) the stock versions, print them
 #   sh contrib/stack-stock.sh --print  only print what is installed and what stock would be
+#   sh contrib/stack-stock.sh --simulate  what apt-get would do (apt-get -s), changing nothing
 set -eu
 pkgs="qemu-system-x86 qemu-system-arm qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients"
 suites="bookworm bookworm-updates bookworm-security"
@@ -36,15 +38,26 @@ for p in $pkgs; do
 	[ "$(installed_version "$p")" = "$v" ] || todo="$todo $p=$v"
 done
 
+sim=
+case ${1:-} in
+--simulate) sim=-s ;;
+--print) ;;
+"") ;;
+*) die "usage: $0 [--print | --simulate]" ;;
+esac
 if [ "${1:-}" = --print ]; then
 	for pv in $want; do echo "stack-stock: ${pv%%=*} stock ${pv#*=}, installed $(installed_version "${pv%%=*}")"; done
 	exit 0
 fi
-[ "$(id -u)" = 0 ] || die "must run as root (apt-get)"
+[ "$(id -u)" = 0 ] || [ -n "$sim" ] || die "must run as root (apt-get)"
 if [ -n "$todo" ]; then
 	echo "stack-stock: installing$todo"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --allow-downgrades $todo ||
-		die "apt-get install failed"
+	prefs=$(mktemp /tmp/kl-stack-stock.XXXXXX)
+	trap 'rm -f "$prefs"' EXIT
+	for s in $suites; do printf 'Package: *\nPin: release n=%s\nPin-Priority: 1001\n\n' "$s"; done > "$prefs"
+	DEBIAN_FRONTEND=noninteractive apt-get install $sim -y -q --no-install-recommends --allow-downgrades \
+		-o Dir::Etc::Preferences="$prefs" $todo || die "apt-get install failed"
+	[ -z "$sim" ] || exit 0
 fi
 echo "stack-stock: stack (pinned to stock Debian 12: $suites):"
 for pv in $want; do
