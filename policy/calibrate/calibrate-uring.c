@@ -46,7 +46,17 @@ struct uring_slot {
 	uint64_t off;
 	size_t done;
 	double t_submit;
+	int canceled; /* -ECANCELED completions of this request so far */
 };
+
+/* How often one request is tried again after -ECANCELED.  Nothing here
+ * cancels a request, but the kernel completes one with -ECANCELED when it
+ * cannot hand it to an io-wq worker (a worker thread it failed to start,
+ * as under a pids limit or on a loaded machine); seen rarely in
+ * calibration runs, and every time for buffered writes when no thread can
+ * be started (pids.max reached).  The n-th retry waits min(n, 10) ms
+ * first, so one request waits at most about 1 s in all. */
+enum { URING_CANCELED_MAX = 100 };
 
 /* Prepare the slot's (rest of its) request.  There is room: the ring has
  * 2 * qd entries and at most qd requests (plus liburing's own timeout entry
@@ -86,6 +96,11 @@ static bool uring_complete(struct klc_job *j, struct io_uring *ring, struct urin
 	bool more = t < mend && !j->error[0];
 	if (res == -EAGAIN || res == -EINTR)
 		return !j->error[0] && uring_prep(j, ring, s, idx);
+	if (res == -ECANCELED && ++s->canceled <= URING_CANCELED_MAX) {
+		struct timespec ts = { 0, (s->canceled < 10 ? s->canceled : 10) * 1000000L };
+		nanosleep(&ts, NULL);
+		return !j->error[0] && uring_prep(j, ring, s, idx);
+	}
 	if (res <= 0) {
 		klc_io_error(j, -res, s->off, j->bs);
 		return false;
@@ -98,6 +113,7 @@ static bool uring_complete(struct klc_job *j, struct io_uring *ring, struct urin
 		return false;
 	s->off = klc_next_offset(j);
 	s->done = 0;
+	s->canceled = 0;
 	s->t_submit = t;
 	return uring_prep(j, ring, s, idx);
 }

@@ -6,14 +6,16 @@
 # transaction blockdev-snapshot) run with the same aio/cache, rule and
 # reasons as `kvm-launch --dry-run` gives the same node on a command line
 # (query-named-block-nodes cache flags, O_DIRECT in /proc/PID/fdinfo, the
-# io_uring fd or libaio mapping after I/O), and so does a blockdev-mirror
+# io_uring rings' completions growing, or a libaio mapping, with the guest
+# device's own I/O: HMP `qemu-io -d ID`; a node-name qemu-io is refused by
+# the device's permissions), and so does a blockdev-mirror
 # target; blockdev-reopen keeps them;
 # --status lists the runtime disks with their origin; blockdev-del removes
 # them.  A decision child that crashes or hangs costs one rewrite: the
 # original bytes go to QEMU, the relay lives on.
 . "$(dirname "$0")/../functions.sh"
 . "$(dirname "$0")/lib.sh"
-requires qemu-img fallocate
+requires qemu-img qemu-io fallocate
 fallocate -l 64M "$TMP/pre.raw"
 fallocate -l 64M "$TMP/pre2.raw"
 qemu-img create -q -f qcow2 -b "$TMP/pre.raw" -F raw "$TMP/ov.qcow2"
@@ -48,9 +50,33 @@ for line in open(sys.argv[1]):
                     print(str(n["cache"]["direct"]).lower(), str(n["cache"]["no-flush"]).lower())
 EOF
 }
+# hmp_ok SESSION-OUTPUT ID: the HMP command with that id succeeded: an
+# empty "return" (HMP errors come back as its text; qemu-io's own report
+# goes to QEMU's stdout, so the data is checked in the images afterwards).
+hmp_ok() {
+	python3 - "$1" "$2" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("reply ") and '"id": "%s"' % sys.argv[2] in line:
+        r = json.loads(line[6:]).get("return")
+        sys.exit(0 if r == "" else 1)
+sys.exit(1)
+EOF
+}
+# uring_cq PID: completions posted on all of QEMU's io_uring rings so far
+# (the CqTail of each anon_inode:[io_uring] fd; 0 with no ring yet).
+uring_cq() {
+	local fd n=0 t
+	for fd in $(find "/proc/$1/fd" -lname 'anon_inode:\[io_uring\]' 2>/dev/null); do
+		t=$(awk '/^CqTail:/ {print $2}' "/proc/$1/fdinfo/${fd##*/}" 2>/dev/null)
+		n=$((n + ${t:-0}))
+	done
+	echo "$n"
+}
 want_direct() { case $1 in none|directsync) echo true ;; *) echo false ;; esac; }
 
 start hp -qmp "unix:$TMP/hp.sock,server=on,wait=off"
+cq0=$(uring_cq "$QPID")
 read -r e_aio e_cache e_rule <<< "$(expect "{\"driver\":\"file\",\"filename\":\"$TMP/pre.raw\",\"node-name\":\"s1\"}")"
 read -r o_aio o_cache o_rule <<< "$(expect "{\"driver\":\"file\",\"filename\":\"$TMP/ov.qcow2\",\"node-name\":\"s2\"}")"
 echo "command line would give: pre.raw aio=$e_aio cache=$e_cache ($e_rule); ov.qcow2 aio=$o_aio cache=$o_cache ($o_rule)"
@@ -61,11 +87,12 @@ session "$TMP/hp.sock" > "$TMP/hp.s1" <<EOF
 {"execute":"blockdev-add","arguments":{"driver":"file","filename":"$TMP/pre.raw","node-name":"s1","auto-read-only":true,"discard":"unmap"},"id":"a1"}
 {"execute":"blockdev-add","arguments":{"node-name":"f1","read-only":false,"driver":"raw","file":"s1"},"id":"a2"}
 {"execute":"device_add","arguments":{"driver":"scsi-hd","bus":"scsi0.0","drive":"f1","id":"sd1"},"id":"d1"}
-{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io f1 \\"write -P 0x5a 0 1M\\""},"id":"io1"}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io -d sd1 \\"write -P 0x5a 0 1M\\""},"id":"io1"}
 {"execute":"query-named-block-nodes","arguments":{"flat":true},"id":"n1"}
 EOF
 for id in a1 a2 d1 io1 n1; do grep -q "\"id\": \"$id\"" "$TMP/hp.s1" && ! grep -q "\"error\".*\"id\": \"$id\"" "$TMP/hp.s1" ||
 	fail "hot-plug: command $id failed: $(cat "$TMP/hp.s1")"; done
+hmp_ok "$TMP/hp.s1" io1 || fail "hot-plug: qemu-io through sd1 failed: $(grep '"io1"' "$TMP/hp.s1")"
 read -r g_aio g_cache g_rule g_origin g_id _ <<< "$(entry f1)"
 echo "state: f1 aio=$g_aio cache=$g_cache rule=$g_rule origin=$g_origin id=$g_id"
 [ "$g_aio $g_cache $g_rule" = "$e_aio $e_cache $e_rule" ] || fail "hot-plug decided $g_aio $g_cache $g_rule, the command line $e_aio $e_cache $e_rule"
@@ -74,13 +101,13 @@ wd=$(want_direct "$e_cache")
 [ "$(flags "$TMP/hp.s1" s1)" = "$wd false" ] || fail "s1 cache flags in QEMU: $(flags "$TMP/hp.s1" s1), want $wd false"
 [ "$(flags "$TMP/hp.s1" f1)" = "$wd false" ] || fail "f1 (format) cache flags: $(flags "$TMP/hp.s1" f1), want $wd false"
 [ "$(direct_bit "$QPID" "$TMP/pre.raw")" = "$([ "$wd" = true ] && echo 1 || echo 0)" ] || fail "pre.raw O_DIRECT bit $(direct_bit "$QPID" "$TMP/pre.raw")"
-uring=$(find "/proc/$QPID/fd" -lname 'anon_inode:\[io_uring\]' 2>/dev/null | wc -l)
+cq1=$(uring_cq "$QPID")
 libaio=$(grep -c ' /\[aio\]' "/proc/$QPID/maps" || true)
 case $e_aio in
-io_uring) [ "$uring" -gt 0 ] || fail "no io_uring fd in QEMU after I/O" ;;
+io_uring) [ "$cq1" -gt "$cq0" ] || fail "no io_uring completions in QEMU for the write (CqTail $cq0 -> $cq1)" ;;
 native) [ "$libaio" -gt 0 ] || fail "no libaio context in QEMU after I/O" ;;
 esac
-echo "hot-plug ok: O_DIRECT $(direct_bit "$QPID" "$TMP/pre.raw"), io_uring fds $uring, libaio maps $libaio"
+echo "hot-plug ok: O_DIRECT $(direct_bit "$QPID" "$TMP/pre.raw"), io_uring completions $cq0 -> $cq1, libaio maps $libaio"
 # --set works on a disk made at run time (it finds it through the entry).
 "$KL" --config "$TMP/p.conf" --set hp sd1 iops=100 > "$TMP/hp.set" 2>&1 || fail "--set on the hot-plugged disk: $(cat "$TMP/hp.set")"
 "$KL" --config "$TMP/p.conf" --status hp | grep -q "sd1 .*iops=100" || fail "--status does not show the throttle --set gave sd1"
@@ -103,10 +130,11 @@ session "$TMP/hp.sock" > "$TMP/hp.s3" <<EOF
 {"execute":"blockdev-add","arguments":{"driver":"file","filename":"$TMP/ov.qcow2","node-name":"s2","auto-read-only":true,"discard":"unmap"},"id":"b1"}
 {"execute":"blockdev-add","arguments":{"node-name":"f2","read-only":false,"driver":"qcow2","file":"s2","backing":null},"id":"b2"}
 {"execute":"transaction","arguments":{"actions":[{"type":"blockdev-snapshot","data":{"node":"f1","overlay":"f2"}}]},"id":"t1"}
-{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io f2 \\"write -P 0x33 1M 1M\\""},"id":"io2"}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io -d sd1 \\"write -P 0x33 1M 1M\\""},"id":"io2"}
 {"execute":"query-named-block-nodes","arguments":{"flat":true},"id":"n3"}
 EOF
 for id in b1 b2 t1 io2; do ! grep -q "\"error\".*\"id\": \"$id\"" "$TMP/hp.s3" || fail "snapshot: $id failed: $(cat "$TMP/hp.s3")"; done
+hmp_ok "$TMP/hp.s3" io2 || fail "snapshot: qemu-io through sd1 failed: $(grep '"io2"' "$TMP/hp.s3")"
 read -r s_aio s_cache s_rule s_origin s_id s_prev <<< "$(entry f2)"
 echo "state: f2 aio=$s_aio cache=$s_cache rule=$s_rule origin=$s_origin id=$s_id previous=$s_prev"
 [ "$s_aio $s_cache $s_rule" = "$o_aio $o_cache $o_rule" ] || fail "overlay decided $s_aio $s_cache $s_rule, the command line $o_aio $o_cache $o_rule"
@@ -156,6 +184,15 @@ echo "detach ok"
 # A decision child that crashes, then one that hangs: the original goes through.
 quit_via "$TMP/hp.sock"
 wait_for 10 gone "$QPID" || fail "hp: QEMU did not quit"
+# The writes landed where the guest's device pointed: 0x5a in the raw file
+# (before the snapshot), 0x33 in the overlay (after it).
+qemu-io -f raw -r -c "read -P 0x5a 0 1M" -c "read -P 0 1M 1M" "$TMP/pre.raw" > "$TMP/hp.v1" 2>&1
+qemu-io -f qcow2 -r -c "read -P 0x5a 0 1M" -c "read -P 0x33 1M 1M" "$TMP/ov.qcow2" > "$TMP/hp.v2" 2>&1
+for v in hp.v1 hp.v2; do
+	[ "$(grep -c '^read 1048576/1048576 bytes' "$TMP/$v")" = 2 ] && ! grep -q 'Pattern verification failed' "$TMP/$v" ||
+		fail "the written data is not in the images ($v): $(cat "$TMP/$v")"
+done
+echo "data ok: pre.raw holds 0x5a at 0, ov.qcow2 holds 0x33 at 1M over it"
 for mode in crash hang; do
 	KL_TEST_RELAY_HOOK=$mode start "i$mode" -qmp "unix:$TMP/i$mode.sock,server=on,wait=off"
 	t0=$(date +%s%N)

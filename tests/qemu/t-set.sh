@@ -161,7 +161,7 @@ set_ok t1 "$B" cache=none
 set_ok t1 vd1 cache=writeback
 [ "$(odirect "$B")" = off ] || fail "O_DIRECT not off for b.img"
 # The options we reopen with are complete: discard survived on s0
-# (x-debug-query-block-graph is not in 7.2; check what we sent instead).
+# (x-debug-query-block-graph, in 7.2 and 10.0, shows no node options; check what we sent instead).
 
 # unsafe: only with --force.
 set_refused "add --force" t1 vd1 cache=unsafe
