@@ -116,9 +116,13 @@ static json_object *blockdev_add(struct kl_relay_ctx *c, json_object *msg, json_
 	remember(c, new_args, disk);
 	if (!kl_json_bool(res, "changed", false) || json_object_equal(new_args, args))
 		return NULL;
-	kl_info("relay: blockdev-add %s: aio=%s cache=%s (rule %s)", name_of(args),
-		kl_json_str(disk, "aio") ? kl_json_str(disk, "aio") : "-", kl_json_str(disk, "cache") ? kl_json_str(disk, "cache") : "-",
-		kl_json_str(disk, "rule") ? kl_json_str(disk, "rule") : "?");
+	json_object *sent_cache = kl_json_get(args, "cache", json_type_object);
+	kl_info("relay: blockdev-add %s: aio=%s cache=%s (rule %s); sent aio=%s cache.direct=%s",
+		name_of(args), kl_json_str_or(disk, "aio", "-"), kl_json_str_or(disk, "cache", "-"),
+		kl_json_str_or(disk, "rule", "?"), kl_json_str_or(args, "aio", "(threads)"),
+		sent_cache && json_object_object_get(sent_cache, "direct")
+			? json_object_to_json_string(json_object_object_get(sent_cache, "direct"))
+			: "(false)");
 	return with_arguments(msg, new_args);
 }
 
