@@ -9,7 +9,7 @@
 #                                             their completion-queue tails, its thread-pool workers (threads
 #                                             named "worker"), and its libaio contexts (/[aio] mappings)
 #   runtime-facts.py state STATE.json FILE    "AIO CACHE RULE ORIGIN" of the state entry's disk on FILE (its
-#                                             active layer), or "- - - -"
+#                                             active layer; ORIGIN "layer" for a layer below), or "- - - -"
 import json
 import os
 import re
@@ -68,7 +68,7 @@ def aio(pid):
         except OSError:
             pass
     with open("/proc/%s/maps" % pid) as f:
-        libaio = sum(1 for line in f if line.rstrip().endswith("/[aio]"))
+        libaio = sum(1 for line in f if " /[aio]" in line)
     print(rings, tail, workers, libaio)
 
 
@@ -79,6 +79,11 @@ def state(state_file, path):
         if d.get("path") == path:
             print(d.get("aio") or "-", d.get("cache") or "-", d.get("rule") or "-", d.get("origin") or "cmdline")
             return
+    for d in st.get("disks", []):
+        for layer in d.get("layers") or []:
+            if layer.get("path") == path:
+                print(layer.get("aio") or "-", layer.get("cache") or "-", layer.get("rule") or "-", "layer")
+                return
     print("- - - -")
 
 

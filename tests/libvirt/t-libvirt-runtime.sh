@@ -90,7 +90,7 @@ check() {
 	"$KLT_BIN" --status "$name" > "$D/status" || fail "$label: --status failed"
 	statusline=$(grep -F -- "$file" "$D/status" | head -n 1 | tr -s ' ')
 	[ -n "$statusline" ] || fail "$label: --status does not list $file: $(cat "$D/status")"
-	grep -F -A12 -- "$file" "$D/status" | grep -q "$origin" || [ "$origin" = cmdline ] ||
+	grep -F -A12 -- "$file" "$D/status" | grep -q "$origin" || [ "$origin" = cmdline ] || [ "$origin" = layer ] ||
 		fail "$label: --status does not say the origin $origin: $(cat "$D/status")"
 	printf '%s | %s | sent: %s | QEMU: direct=%s no-flush=%s O_DIRECT=%s aio=%s | policy %s/%s (%s, %s) | %s\n' \
 		"$label" "$node" "$(sent_of "$node")" "$direct" "$noflush" "$od" "$used" "$aio" "$cache" "$rule" "$origin" \
