@@ -59,7 +59,7 @@ sent_of() { # NODE
 	case $l in
 	*"; sent "*) echo "${l##*; sent }" ;;
 	*"forwarded as sent"*) echo "forwarded as sent" ;;
-	*) echo "as decided (no change)" ;;
+	*) echo "(command line or unchanged)" ;;
 	esac
 }
 # check LABEL FILE: QEMU's node on FILE runs with what the state entry says the policy chose; one table row.
@@ -209,6 +209,7 @@ guest_alive "after blockcopy"
 "${VIRSH[@]}" dump "$name" "$D/rt.dump" --memory-only > /dev/null || fail "virsh dump"
 [ -s "$D/rt.dump" ] || fail "virsh dump wrote nothing"
 echo "virsh dump | $(stat -c %s "$D/rt.dump") bytes through the relay's fd passing" | tee -a "$TABLE"
+BEFORE_SAVE=$(rounds)
 "${VIRSH[@]}" save "$name" "$D/rt.save" > /dev/null || fail "virsh save"
 kl_wait_gone "$PID" 30 || fail "QEMU still running after save"
 "${VIRSH[@]}" restore "$D/rt.save" > /dev/null || fail "virsh restore: $(tail -n 5 "/var/log/libvirt/qemu/$name.log")"
@@ -225,6 +226,6 @@ check "save + restore (copy)" "$D/copy.qcow2"
 kl_wait_gone "$PID" 20 || fail "QEMU still running"
 qemu-img convert -f qcow2 -O raw "$D/copy.qcow2" "$D/final.raw" || fail "qemu-img convert"
 "$KL_GUEST_HELPER" verify "$D/final.raw" "$SEED" "$MIB" > "$D/verify.out" || fail "data: $(cat "$D/verify.out")"
-echo "data integrity | $(rounds) guest rounds; pattern $SEED over $MIB MiB verified on the host: $(cat "$D/verify.out")" | tee -a "$TABLE"
+echo "data integrity | $((BEFORE_SAVE + $(rounds))) guest rounds (the serial log starts again at restore); pattern $SEED over $MIB MiB verified on the host: $(cat "$D/verify.out")" | tee -a "$TABLE"
 echo "---- table ----"
 cat "$TABLE"
