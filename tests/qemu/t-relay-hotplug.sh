@@ -67,7 +67,7 @@ EOF
 for id in a1 a2 d1 io1 n1; do grep -q "\"id\": \"$id\"" "$TMP/hp.s1" && ! grep -q "\"error\".*\"id\": \"$id\"" "$TMP/hp.s1" ||
 	fail "hot-plug: command $id failed: $(cat "$TMP/hp.s1")"; done
 # HMP reports qemu-io's own errors (a permission conflict, QEMU 10 for a write) inside "return".
-grep '"io1"' "$TMP/hp.s1" | grep -q 'read 1048576/1048576' || fail "qemu-io on f1: $(grep '"io1"' "$TMP/hp.s1")"
+grep -q '{"return": "", "id": "io1"}' "$TMP/hp.s1" || fail "qemu-io on f1: $(grep '"io1"' "$TMP/hp.s1")"
 read -r g_aio g_cache g_rule g_origin g_id _ <<< "$(entry f1)"
 echo "state: f1 aio=$g_aio cache=$g_cache rule=$g_rule origin=$g_origin id=$g_id"
 [ "$g_aio $g_cache $g_rule" = "$e_aio $e_cache $e_rule" ] || fail "hot-plug decided $g_aio $g_cache $g_rule, the command line $e_aio $e_cache $e_rule"
