@@ -168,6 +168,15 @@ echo "libvirtd restart | relay $RPID kept, $(grep -c 'client connected' "$RLOG")
 "${VIRSH[@]}" snapshot-create-as "$name" s2 --disk-only --no-metadata --diskspec "vda,file=$D/s2.qcow2" > /dev/null ||
 	fail "snapshot-create-as s2 --diskspec"
 check "snapshot (chosen overlay path)" "$D/s2.qcow2"
+# --set on the disk whose active layer is a snapshot overlay: the whole chain is reopened.
+"$KLT_BIN" --set "$name" virtio-disk0 cache=writeback > "$D/set.out" 2>&1 || fail "--set vda cache=writeback on the overlay: $(cat "$D/set.out")"
+qmp '{"execute":"query-named-block-nodes","arguments":{"flat":true}}' > "$D/nodes.json"
+read -r node direct _ <<< "$(python3 "$FACTS" node "$D/nodes.json" "$D/s2.qcow2")"
+[ "$direct" = false ] && [ "$(python3 "$FACTS" odirect "$PID" "$D/s2.qcow2")" = 0 ] || fail "--set vda cache=writeback: s2 runs direct=$direct"
+echo "--set vda cache=writeback (on s2) | $node | QEMU: direct=$direct O_DIRECT=0 | $("$KLT_BIN" --status "$name" | grep -F -- "$D/s2.qcow2" | head -n 1 | tr -s ' ')" | tee -a "$TABLE"
+"$KLT_BIN" --set "$name" virtio-disk0 cache=none > "$D/set.out" 2>&1 || fail "--set vda cache=none: $(cat "$D/set.out")"
+check "--set vda cache=none again (s2)" "$D/s2.qcow2"
+guest_alive "after --set on the overlay"
 "$KLT_BIN" --status "$name" > "$D/status"
 grep -q "layer below: .*$S1" "$D/status" && grep -q "layer below: .*base.qcow2" "$D/status" ||
 	fail "--status does not show the layers below s2: $(cat "$D/status")"
