@@ -33,7 +33,8 @@ enum op { OP_ADD, OP_PUSH, OP_PIVOT, OP_DEL, OP_DEFINE };
 struct change {
 	enum op op;
 	const char *node;     /* ADD/PUSH/PIVOT: the new active node; DEL: the node gone; DEFINE: its name */
-	const char *from;     /* PUSH/PIVOT: the active node (or device id) it takes over from */
+	const char *from;     /* PUSH/PIVOT: the active node (or device id) it takes over from; DEL: the
+	                       * base that becomes the backing of what the node backed (or NULL) */
 	json_object *entry;   /* ADD/PUSH/PIVOT: the new entry, or NULL (PIVOT: from "layers"); DEFINE: args */
 	bool keep_layers;     /* PIVOT of a mirror: sync=top keeps the backing chain */
 };
