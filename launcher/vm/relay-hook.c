@@ -13,7 +13,13 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/json.h"
+#include "launcher/vm/set-int.h"
 #include "launcher/vm/state.h"
+
+static bool streq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
 
 /* The node options kvm-launch decides, as a blockdev-add gives them. */
 static void copy_decided(json_object *rec, json_object *node_args)
@@ -110,31 +116,41 @@ static json_object *blockdev_add(struct kl_relay_ctx *c, json_object *msg, json_
 	remember(c, new_args, disk);
 	if (!kl_json_bool(res, "changed", false) || json_object_equal(new_args, args))
 		return NULL;
-	kl_info("relay: blockdev-add %s: aio=%s cache=%s (rule %s)", name_of(args),
-		kl_json_str(disk, "aio") ? kl_json_str(disk, "aio") : "-", kl_json_str(disk, "cache") ? kl_json_str(disk, "cache") : "-",
-		kl_json_str(disk, "rule") ? kl_json_str(disk, "rule") : "?");
+	json_object *sent_cache = kl_json_get(args, "cache", json_type_object);
+	kl_info("relay: blockdev-add %s: aio=%s cache=%s (rule %s); sent aio=%s cache.direct=%s",
+		name_of(args), kl_json_str_or(disk, "aio", "-"), kl_json_str_or(disk, "cache", "-"),
+		kl_json_str_or(disk, "rule", "?"), kl_json_str_or(args, "aio", "(threads)"),
+		sent_cache && json_object_object_get(sent_cache, "direct")
+			? json_object_to_json_string(json_object_object_get(sent_cache, "direct"))
+			: "(false)");
 	return with_arguments(msg, new_args);
 }
 
-/* One node's options in a reopen: our cache flags (and aio, which QEMU
- * cannot change anyway) on the nodes we decided, inline children too. */
-static bool reopen_node(struct kl_relay_ctx *c, json_object *node)
+/* One node's options in a reopen: kvm-launch's cache flags (and aio, which
+ * QEMU cannot change anyway) on the nodes it decided, inline children too.
+ * known: node-name -> {"cache", "aio"} for the nodes of the state entry's
+ * disks as they run now (the command line's, --set's and the relay's);
+ * then the relay's own records. */
+static bool reopen_node(struct kl_relay_ctx *c, json_object *known, json_object *node)
 {
 	bool changed = false;
 	const char *name = kl_json_str(node, "node-name");
-	json_object *rec = name ? kl_json_get(c->nodes, name, json_type_object) : NULL;
+	json_object *rec = name ? kl_json_get(known, name, json_type_object) : NULL;
+	if (!rec && name)
+		rec = kl_json_get(c->nodes, name, json_type_object);
 	json_object *cache = rec ? kl_json_get(rec, "cache", json_type_object) : NULL;
 	if (cache && !json_object_equal(cache, kl_json_get(node, "cache", json_type_object))) {
 		json_object_object_add(node, "cache", json_object_get(cache));
 		changed = true;
 	}
+	/* An aio left out of a reopen means QEMU's default: name ours. */
 	const char *aio = rec ? kl_json_str(rec, "aio") : NULL;
-	if (aio && kl_json_str(node, "aio") && strcmp(aio, kl_json_str(node, "aio")) != 0) {
+	if (aio && kl_json_str(node, "driver") && !streq(aio, kl_json_str(node, "aio"))) {
 		json_object_object_add(node, "aio", json_object_new_string(aio));
 		changed = true;
 	}
 	json_object *file = kl_json_get(node, "file", json_type_object);
-	if (file && reopen_node(c, file))
+	if (file && reopen_node(c, known, file))
 		changed = true;
 	return changed;
 }
@@ -145,13 +161,18 @@ static json_object *blockdev_reopen(struct kl_relay_ctx *c, json_object *msg, js
 	if (!opts)
 		return NULL;
 	_cleanup_json_ json_object *new_args = NULL;
+	_cleanup_json_ json_object *st = NULL;
+	_cleanup_json_ json_object *known = NULL;
+	struct kl_error err = KL_ERROR_INIT;
+	if (*c->state_file && kl_state_read(c->state_file, &st, &err) == 0)
+		known = kl_set_node_settings(st);
 	if (json_object_deep_copy(args, &new_args, NULL) < 0)
 		return NULL;
 	json_object *nopts = kl_json_get(new_args, "options", json_type_array);
 	bool changed = false;
 	for (size_t i = 0; i < json_object_array_length(nopts); i++) {
 		json_object *node = json_object_array_get_idx(nopts, i);
-		if (json_object_is_type(node, json_type_object) && reopen_node(c, node)) {
+		if (json_object_is_type(node, json_type_object) && reopen_node(c, known, node)) {
 			kl_info("relay: blockdev-reopen %s: kvm-launch's cache/aio kept", name_of(node));
 			changed = true;
 		}
@@ -166,8 +187,13 @@ json_object *kl_relay_hook(void *vctx, json_object *msg)
 	json_object *args = kl_json_get(msg, "arguments", json_type_object);
 	if (!cmd || !args)
 		return NULL;
-	if (strcmp(cmd, "blockdev-add") == 0)
-		return blockdev_add(c, msg, args);
+	if (strcmp(cmd, "blockdev-add") == 0) {
+		json_object *out = blockdev_add(c, msg, args);
+		json_object *sent = out ? kl_json_get(out, "arguments", json_type_object) : args;
+		if (!c->no_decide)
+			kl_relay_define(c, sent);
+		return out;
+	}
 	if (strcmp(cmd, "blockdev-reopen") == 0)
 		return blockdev_reopen(c, msg, args);
 	if (strcmp(cmd, "human-monitor-command") == 0)

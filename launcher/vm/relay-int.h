@@ -23,6 +23,7 @@ struct kl_relay_ctx {
 	 * "file" (the child node it references), "disk" (the state entry)} */
 	json_object *nodes;
 	bool no_decide;           /* fuzzing: never fork a decision child */
+	json_object *jobs;        /* block jobs that move an active layer (relay-disks.c; made on first use) */
 };
 
 /* The qmp_relay_hooks.rewrite of the relay: blockdev-add and
@@ -49,5 +50,7 @@ void kl_relay_remember(struct kl_relay_ctx *c, json_object *node_args, json_obje
 
 /* The state entry's runtime disks (relay-disks.c). */
 void kl_relay_note(struct kl_relay_ctx *c, json_object *msg);
+/* Record a blockdev-add's arguments as forwarded (state "runtime_blockdevs"). */
+void kl_relay_define(struct kl_relay_ctx *c, json_object *args);
 
 #endif

@@ -24,5 +24,13 @@ int kl_set_plan_blockdev(json_object *argv, const char *top, struct kl_cache_fla
  * which blockdev-reopen needs. */
 int kl_set_plan_drive(json_object *argv, json_object *block, json_object *named_nodes, struct kl_cache_flags f,
 		      struct reopen_plan *p, struct kl_error *err);
+/* The recorded argv plus, as -blockdev arguments, the nodes the monitor
+ * relay saw added while the VM runs (state "runtime_blockdevs").  New
+ * reference. */
+json_object *kl_set_blockdev_argv(json_object *state);
+/* node-name -> {"cache": {"direct","no-flush"}, "aio"} for every node of
+ * every -blockdev disk of the state entry, as its disk runs now (the
+ * entry's cache mode; aio as the node was defined).  New reference. */
+json_object *kl_set_node_settings(json_object *state);
 
 #endif

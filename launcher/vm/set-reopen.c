@@ -286,3 +286,51 @@ int kl_set_plan_drive(json_object *argv, json_object *block, json_object *named_
 	p->image = xstrdup(filename);
 	return 0;
 }
+
+json_object *kl_set_blockdev_argv(json_object *state)
+{
+	json_object *argv = kl_json_get(state, "argv", json_type_array);
+	json_object *defs = kl_json_get(state, "runtime_blockdevs", json_type_object);
+	json_object *out = json_object_new_array();
+	for (size_t i = 0; argv && i < json_object_array_length(argv); i++)
+		json_object_array_add(out, json_object_get(json_object_array_get_idx(argv, i)));
+	if (!defs)
+		return out;
+	json_object_object_foreach(defs, k, def) {
+		(void)k;
+		json_object_array_add(out, json_object_new_string("-blockdev"));
+		json_object_array_add(out, json_object_new_string(json_object_to_json_string_ext(def, JSON_C_TO_STRING_PLAIN)));
+	}
+	return out;
+}
+
+json_object *kl_set_node_settings(json_object *state)
+{
+	json_object *map = json_object_new_object();
+	json_object *disks = kl_json_get(state, "disks", json_type_array);
+	_cleanup_json_ json_object *argv = kl_set_blockdev_argv(state);
+	for (size_t i = 0; disks && i < json_object_array_length(disks); i++) {
+		json_object *d = json_object_array_get_idx(disks, i);
+		enum kl_cache mode;
+		const char *top = kl_json_str(d, "node"), *cache = kl_json_str(d, "cache");
+		if (!top || !cache || kl_cache_parse(cache, &mode) < 0)
+			continue;
+		struct kl_error err = KL_ERROR_INIT;
+		struct reopen_plan p = { 0 };
+		kl_set_plan_blockdev(argv, top, kl_cache_flags(mode), &p, &err);
+		for (size_t n = 0; p.options && n < json_object_array_length(p.options); n++) {
+			json_object *o = json_object_array_get_idx(p.options, n);
+			const char *name = kl_json_str(o, "node-name");
+			if (!name || json_object_object_get_ex(map, name, NULL))
+				continue;
+			json_object *rec = json_object_new_object();
+			json_object_object_add(rec, "cache", json_object_get(json_object_object_get(o, "cache")));
+			if (kl_json_str(o, "aio"))
+				json_object_object_add(rec, "aio", json_object_new_string(kl_json_str(o, "aio")));
+			json_object_object_add(map, name, rec);
+		}
+		json_object_put(p.options);
+		free(p.image);
+	}
+	return map;
+}

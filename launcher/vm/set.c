@@ -371,10 +371,10 @@ static int plan_cache(struct set_run *r, struct kl_error *err)
 	r->cache_change = r->want.direct != r->cur.direct || r->want.no_flush != r->cur.no_flush;
 	if (!r->cache_change)
 		return 0;
-	json_object *argvj = kl_json_get(r->e.json, "argv", json_type_array);
+	_cleanup_json_ json_object *argvj = kl_set_blockdev_argv(r->e.json); /* with the runtime nodes */
 	const char *top = kl_json_str(r->ins, "node-name");
 	const char *dev = kl_json_str(r->block, "device");
-	if (!argvj)
+	if (!kl_json_get(r->e.json, "argv", json_type_array))
 		return kl_error_fail(err, "%s: the state file has no command line", r->vm);
 	int rc;
 	if (dev && *dev) /* -drive always makes a named BlockBackend; -blockdev never */

@@ -159,6 +159,13 @@ static void print_disk_notes(json_object *d, FILE *out)
 		fprintf(out, "      added while running: %s%s%s\n", kl_json_str(d, "origin"),
 			kl_json_str(d, "previous_node") ? ", over " : "",
 			kl_json_str(d, "previous_node") ? kl_json_str(d, "previous_node") : "");
+	json_object *layers = kl_json_get(d, "layers", json_type_array);
+	for (size_t i = 0; layers && i < json_object_array_length(layers); i++) {
+		json_object *l = json_object_array_get_idx(layers, i);
+		fprintf(out, "      layer below: %s %s (aio=%s cache=%s, %s)\n", kl_json_str_or(l, "node", "-"),
+			kl_json_str_or(l, "path", "-"), kl_json_str_or(l, "aio", "-"), kl_json_str_or(l, "cache", "-"),
+			kl_json_str_or(l, "origin", "command line"));
+	}
 	if (kl_json_str(d, "calibration"))
 		fprintf(out, "      aio chosen from calibration %s\n", kl_json_str(d, "calibration"));
 	json_object *reasons = kl_json_get(d, "reasons", json_type_array);

@@ -140,6 +140,10 @@ static json_object *disk_view(json_object *sd, const struct answers *a)
 		json_object_object_add(o, "origin", json_object_new_string(kl_json_str(sd, "origin")));
 	if (kl_json_str(sd, "previous_node"))
 		json_object_object_add(o, "previous_node", json_object_new_string(kl_json_str(sd, "previous_node")));
+	if (kl_json_get(sd, "layers", json_type_array))
+		json_object_object_add(o, "layers", json_object_get(kl_json_get(sd, "layers", json_type_array)));
+	if (kl_json_bool(sd, "undecided", false))
+		json_object_object_add(o, "note", json_object_new_string("the relay did not decide this node (see the relay log)"));
 	return o;
 }
 

@@ -274,6 +274,13 @@ void kl_probe_file_alloc(const struct stat *st, const struct kl_image_info *img,
 	uint64_t slack = (64ULL << 10) + need / 1024;
 	human(a, sizeof a, alloc);
 	human(b, sizeof b, need);
+	if (need == 0 && !guest) {
+		/* An empty file (a snapshot overlay or copy target before QEMU
+		 * writes its header) allocates with every write. */
+		out->preallocated = KL_TRI_NO;
+		strvec_pushf(&out->notes, "empty file: every write allocates blocks");
+		return;
+	}
 	if (alloc + slack >= need) {
 		out->preallocated = KL_TRI_YES;
 		if (guest)

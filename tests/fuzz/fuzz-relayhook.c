@@ -77,5 +77,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		p += len + 1;
 	}
 	json_object_put(c.nodes);
+	json_object_put(c.jobs);
 	return 0;
 }

@@ -150,35 +150,38 @@ cat "$TMP/hp.status"
 grep -q "sd1 *f2 .*$o_rule" "$TMP/hp.status" || fail "--status does not show sd1 on the overlay with its rule"
 grep -q "added while running: snapshot, over f1" "$TMP/hp.status" || fail "--status does not give the origin"
 
-# A mirror target (blockcopy, nova's volume swap): judged as the file it is.
+# A mirror target (blockcopy, nova's volume swap): judged as the file it is; the
+# pivot (job-complete) makes it the disk's active layer.
 fallocate -l 64M "$TMP/copy.raw"
 session "$TMP/hp.sock" > "$TMP/hp.s5" <<EOF
 {"execute":"qmp_capabilities"}
 {"execute":"blockdev-add","arguments":{"driver":"file","filename":"$TMP/copy.raw","node-name":"s3"},"id":"m1"}
 {"execute":"blockdev-add","arguments":{"node-name":"f3","driver":"raw","file":"s3"},"id":"m2"}
-{"execute":"blockdev-mirror","arguments":{"job-id":"cp","device":"f2","target":"f3","sync":"top"},"id":"m3"}
+{"execute":"blockdev-mirror","arguments":{"job-id":"cp","device":"f2","target":"f3","sync":"full"},"id":"m3"}
 @wait-event BLOCK_JOB_READY 30
 {"execute":"query-named-block-nodes","arguments":{"flat":true},"id":"n5"}
-{"execute":"block-job-cancel","arguments":{"device":"cp"},"id":"m4"}
+{"execute":"job-complete","arguments":{"id":"cp"},"id":"m4"}
 @wait-event BLOCK_JOB_COMPLETED 30
 EOF
-for id in m1 m2 m3; do ! grep -q "\"error\".*\"id\": \"$id\"" "$TMP/hp.s5" || fail "mirror: $id failed: $(cat "$TMP/hp.s5")"; done
-read -r m_aio m_cache m_rule m_origin _ <<< "$(entry f3)"
-echo "state: f3 aio=$m_aio cache=$m_cache rule=$m_rule origin=$m_origin"
+for id in m1 m2 m3 m4; do ! grep -q "\"error\".*\"id\": \"$id\"" "$TMP/hp.s5" || fail "mirror: $id failed: $(cat "$TMP/hp.s5")"; done
+# The pivot (job-complete) made the copy sd1's active layer.
+read -r m_aio m_cache m_rule m_origin m_id m_prev <<< "$(entry f3)"
+echo "state: f3 aio=$m_aio cache=$m_cache rule=$m_rule origin=$m_origin id=$m_id previous=$m_prev"
 [ "$m_aio $m_cache $m_rule" = "$e_aio $e_cache $e_rule" ] || fail "mirror target decided $m_aio $m_cache $m_rule, want $e_aio $e_cache $e_rule"
-[ "$m_origin" = mirror ] || fail "mirror target origin $m_origin"
+[ "$m_origin $m_id $m_prev" = "mirror sd1 f2" ] || fail "mirror target entry: $m_origin $m_id $m_prev"
+[ "$(entry f2)" = absent ] || fail "after the pivot the source still has its own entry"
 [ "$(flags "$TMP/hp.s5" s3)" = "$wd false" ] || fail "s3 cache flags $(flags "$TMP/hp.s5" s3)"
 echo "mirror ok: target direct=$wd"
 
-# Detach: device_del, then blockdev-del of the top: the entry goes.
+# Detach: device_del, then blockdev-del of the active layer: the entry goes.
 session "$TMP/hp.sock" > "$TMP/hp.s4" <<EOF
 {"execute":"qmp_capabilities"}
 {"execute":"device_del","arguments":{"id":"sd1"},"id":"x1"}
 @wait-event DEVICE_DELETED 10
-{"execute":"blockdev-del","arguments":{"node-name":"f2"},"id":"x2"}
+{"execute":"blockdev-del","arguments":{"node-name":"f3"},"id":"x2"}
 EOF
 grep -q '{"return": {}, "id": "x2"}' "$TMP/hp.s4" || fail "blockdev-del failed: $(cat "$TMP/hp.s4")"
-[ "$(entry f2)" = absent ] || fail "detached disk still in the state entry"
+[ "$(entry f3)" = absent ] || fail "detached disk still in the state entry"
 echo "detach ok"
 
 # A decision child that crashes, then one that hangs: the original goes through.
