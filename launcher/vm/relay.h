@@ -16,8 +16,8 @@
  * Each relay is forked like the agent (double fork, setsid, every other fd
  * closed) and re-executes this binary as
  *     kvm-launch --relay QEMU_SOCKET STATE_FILE POLICY QEMU CACHE_DIR [PATH]
- * with the manager's listener at fd 3 and QEMU's pidfd at fd 4 (or nothing
- * there).  PATH, when given, is a manager socket the relay unlinks when
+ * with the manager's listener at fd 3, QEMU's pidfd at fd 4 and the agent's
+ * view listener at fd 5 (or nothing there).  PATH, when given, is a manager socket the relay unlinks when
  * QEMU exits (as QEMU would have). */
 #ifndef KL_LAUNCHER_RELAY_H
 #define KL_LAUNCHER_RELAY_H
@@ -28,6 +28,7 @@
 
 #define KL_RELAY_LISTEN_FD 3
 #define KL_RELAY_PIDFD 4
+#define KL_RELAY_VIEWFD 5
 /* How long a relay waits for QEMU's private socket to take a connection. */
 #define KL_RELAY_CONNECT_MS 10000
 
