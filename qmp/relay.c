@@ -49,6 +49,7 @@ static void stall_init(void)
 	if (done || !e)
 		return;
 	done = true;
+	stall_ms = atoi(e); /* "MS": the step is named in the unit, kl-stall-STEP */
 	for (int i = QMP_RELAY_PEEKED; i <= QMP_RELAY_CONSUMED; i++) {
 		size_t n = strlen(step_names[i]);
 		if (strncmp(e, step_names[i], n) == 0 && e[n] == ':') {
@@ -56,6 +57,23 @@ static void stall_init(void)
 			stall_ms = atoi(e + n + 1);
 		}
 	}
+}
+
+/* The step a unit stalls at, -1 for none. */
+static int stall_at(const char *b, size_t len)
+{
+	if (stall_ms <= 0 || !len)
+		return -1;
+	const char *m = memmem(b, len, "kl-stall", 8);
+	if (!m || stall_step >= 0)
+		return m ? stall_step : -1;
+	size_t rest = len - (size_t)(m - b) - 8;
+	for (int i = QMP_RELAY_PEEKED; i <= QMP_RELAY_CONSUMED; i++) {
+		size_t n = strlen(step_names[i]);
+		if (rest > n && m[8] == '-' && strncmp(m + 9, step_names[i], n) == 0)
+			return i;
+	}
+	return -1;
 }
 
 /* ---- sessions ---- */
@@ -115,7 +133,8 @@ struct frameq {
 
 /* The unit in flight: frames taken from the front of the peeked bytes. */
 struct unit {
-	bool active, stall;
+	bool active;
+	int stall;          /* the step it waits at (test hook), -1: none */
 	char *out;          /* what QEMU gets */
 	size_t out_len;
 	size_t in_len;      /* what it was in the client's stream */
@@ -174,7 +193,7 @@ static void unit_clear(struct unit *u)
 
 static void stall(const struct relay *r, int step)
 {
-	if (!r->u.stall || step != stall_step)
+	if (step != r->u.stall)
 		return;
 	kl_info("relay: stall at %s", qmp_relay_step_name(step));
 	struct timespec ts = { stall_ms / 1000, (long)(stall_ms % 1000) * 1000000L };
@@ -229,7 +248,7 @@ static void form_unit(struct relay *r)
 	u->nfds = fr.nfds;
 	fr.fds = NULL;
 	fr.nfds = 0;
-	u->stall = stall_step >= 0 && fr.len && memmem(fr.bytes, fr.len, "kl-stall", 8);
+	u->stall = stall_at(fr.bytes, fr.len);
 	r->s->sent = 0;
 	r->s->step = QMP_RELAY_PEEKED;
 	stall(r, QMP_RELAY_PEEKED);

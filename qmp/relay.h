@@ -24,12 +24,16 @@
  *                             send it twice
  *   CONSUMED                  done
  * A unit that fits one socket buffer segment goes out in one non-blocking
- * sendmsg that the kernel queues whole or not at all, so SENDING means sent;
- * a larger one (over ~100 KiB) is resumed at `sent`.
+ * sendmsg that the kernel queues whole or not at all, and a SIGKILL during
+ * that call takes effect when it returns: so SENDING counts as sent.  A
+ * larger unit (over ~100 KiB, which no manager sends) killed mid-way leaves
+ * QEMU part of it; that is logged.
  *
  * Test hook: KL_TEST_RELAY_STALL=STEP:MS makes a unit whose bytes contain
  * "kl-stall" wait MS ms after STEP (peeked, rewritten, sent, consumed),
- * logging "relay: stall at STEP" first, so a test can kill it there. */
+ * logging "relay: stall at STEP" first, so a test can kill it there;
+ * KL_TEST_RELAY_STALL=MS does the same at the step a unit names as
+ * "kl-stall-STEP". */
 #ifndef KL_QMP_RELAY_H
 #define KL_QMP_RELAY_H
 
