@@ -30,7 +30,9 @@ PID=$(klt_pid "$name")
 kl_wait_serial "$D/$name.serial" '^KL disk vda ' 120 "$PID"
 # The relay processes (an active and its standby), on one line.
 relays() { local p; for p in /proc/[0-9]*; do tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -q -- "^kvm-launch --relay $KLT_STATE/$name\." && printf '%s ' "${p#/proc/}"; done; return 0; }
-all_gone() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+# None of the PIDs is a live process (a killed relay may stay a zombie until
+# an init that does not reap reaps it).
+all_gone() { local p; for p in "$@"; do [ -r "/proc/$p/stat" ] && [ "$(sed 's/^.*) //' "/proc/$p/stat" | cut -d' ' -f1)" != Z ] && return 1; done; return 0; }
 RPID=$(relays)
 [ -n "$RPID" ] || fail "no relay process for $name: $(grep kvm-launch "/var/log/libvirt/qemu/$name.log")"
 cleanup_fn "kill -9 $RPID 2>/dev/null"
