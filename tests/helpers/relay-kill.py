@@ -14,6 +14,7 @@ then the standby is killed, then the agent; each time the connection must
 still answer and a new standby (and agent) must appear.  Last, a blockdev-add
 of IMAGE must still get the policy (cache.direct on).  Prints one line per
 check; exits 1 with the reason on the first failure."""
+import array
 import json
 import os
 import signal
@@ -169,6 +170,28 @@ def main():
             fail("%s: the standby %d did not take over (active now %d)" % (step, standby, na))
         print("killed the active relay at %s: one reply %s; pid %d took over, new standby %d" %
               (step, json.dumps(r), na, ns), flush=True)
+    # An fd sent with a command in flight (getfd, as libvirt's save and dump
+    # do) reaches QEMU once, with its command: closefd by that name works.
+    for step in ("peeked", "sent"):
+        active, standby = roles(state_file)
+        mark = os.path.getsize(log)
+        ident = "kl-stall-%s-fd" % step
+        fd = os.open(image, os.O_RDONLY)
+        msg = json.dumps({"execute": "getfd", "id": ident, "arguments": {"fdname": "fd-" + step}}) + "\r\n"
+        c.s.sendmsg([msg.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        os.close(fd)
+        if not log_has(log, mark, "relay: stall at " + step, 10):
+            fail("getfd %s: the relay never waited at that step" % step)
+        os.kill(active, signal.SIGKILL)
+        r = c.wait_id(ident, 30)
+        if r is None or "return" not in r:
+            fail("getfd killed at %s: %s" % (step, r))
+        r2 = c.call("closefd", "close-" + step, {"fdname": "fd-" + step})
+        c.drain(0.3)
+        if r2 is None or "return" not in r2 or len(c.replies[ident]) != 1:
+            fail("getfd killed at %s: closefd %s, replies %s" % (step, r2, c.replies[ident]))
+        print("killed the active relay at %s with getfd and an fd in flight: one reply, QEMU holds the fd (closefd ok)"
+              % step, flush=True)
     active, standby = roles(state_file)
     os.kill(standby, signal.SIGKILL)
     time.sleep(0.2)

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # No single point of failure in the monitor relay: under one open QMP
 # connection, SIGKILL the active relay while a blockdev-add waits at each step
-# of its way (peeked, rewritten, sent, consumed), then the standby, then the
-# agent.  The connection never closes, the message in flight gets exactly one
+# of its way (peeked, rewritten, sent, consumed), and while a getfd with its
+# fd waits (peeked, sent), then the standby, then the agent.  The connection never closes, the message in flight gets exactly one
 # reply (QEMU's own), the standby takes over and a new standby and agent
 # appear, a later blockdev-add still gets the policy, and QEMU's
 # oom_score_adj is above every kvm-launch process of the VM.
@@ -24,8 +24,15 @@ timeout 300 python3 "$KILLER" "$TMP/m.sock" "$ST/rk.json" "$ST/rk.relay.log" "$T
 rc=$?
 cat "$TMP/kill.out"
 [ "$rc" = 0 ] || fail "relay-kill: $(tail -n 1 "$TMP/kill.out"); relay log: $(cat "$ST/rk.relay.log")"
-grep -c "takes over from" "$ST/rk.relay.log" | grep -qx 4 || fail "expected 4 takeovers: $(cat "$ST/rk.relay.log")"
+grep -c "takes over from" "$ST/rk.relay.log" | grep -qx 6 || fail "expected 6 takeovers: $(cat "$ST/rk.relay.log")"
 kill -0 "$QPID" || fail "QEMU is gone"
+# No fd passed by getfd stays with a relay (the dead ones' copies were swept).
+for p in $(relay_pids rk); do
+	n=$(ls "/proc/$p/fd" | wc -l)
+	[ -z "$(find "/proc/$p/fd" -lname "$TMP/pre.raw")" ] || fail "relay $p still holds $TMP/pre.raw"
+	[ "$n" -le 16 ] || fail "relay $p has $n fds: $(ls -l "/proc/$p/fd")"
+	echo "relay $p: $n fds, none on the passed file"
+done
 
 # --status still sees the VM and a live agent.
 "$KL" --config "$TMP/p.conf" --status --json > "$TMP/st.json" || fail "--status failed"
