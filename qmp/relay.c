@@ -505,7 +505,7 @@ static void relay_free(struct relay *r)
 }
 
 /* One round of client-to-QEMU work that needs no waiting. */
-static int client_work(struct relay *r, bool cin, bool qout, struct kl_error *err)
+static int client_work(struct relay *r, bool cin, struct kl_error *err)
 {
 	if (cin && !r->u.active && !r->pend.n && !r->client_eof && peek_more(r, err) < 0)
 		return -1;
@@ -514,8 +514,7 @@ static int client_work(struct relay *r, bool cin, bool qout, struct kl_error *er
 			form_unit(r);
 		if (!r->u.active)
 			return 0;
-		(void)qout; /* a non-blocking send tells whether there is room */
-		int d = send_unit(r, err);
+		int d = send_unit(r, err); /* non-blocking: it tells whether QEMU has room */
 		if (d <= 0)
 			return d;
 	}
@@ -572,7 +571,7 @@ static int loop(struct relay *r, struct kl_error *err)
 		if (r->pipe_bytes && to_client(r, err) < 0)
 			return -1;
 		bool cin = (p[0].revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) || stale;
-		if (client_work(r, cin, p[1].revents & POLLOUT, err) < 0)
+		if (client_work(r, cin, err) < 0)
 			return -1;
 	}
 }
