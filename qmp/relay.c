@@ -150,7 +150,8 @@ struct relay {
 	struct unit u;
 	size_t peeked;        /* peeked and not consumed: SO_PEEK_OFF */
 	size_t seg_max;       /* the largest unit one sendmsg queues whole */
-	size_t pipe_bytes;
+	size_t pipe_bytes, pipe_cap;  /* in the pipe; what it holds (F_GETPIPE_SZ) */
+	bool pipe_full;       /* a splice into it found no room: wait for the client */
 	bool client_eof, qemu_eof;
 	char *buf;
 };
@@ -409,8 +410,14 @@ static void pipe_level(struct relay *r)
 
 static int from_qemu(struct relay *r, struct kl_error *err)
 {
-	ssize_t n = splice(r->s->qfd, NULL, r->s->pipe_w, NULL, PIPE_SIZE, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	ssize_t n = splice(r->s->qfd, NULL, r->s->pipe_w, NULL, r->pipe_cap, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+	if (n < 0 && errno == EAGAIN) {
+		/* QEMU's socket was readable: the pipe has no free slot (each
+		 * splice takes whole slots, so bytes alone do not tell). */
+		r->pipe_full = r->pipe_bytes > 0;
+		return 0;
+	}
+	if (n < 0 && errno == EINTR)
 		return 0;
 	if (n < 0)
 		return kl_error_errno(err, errno, "relay: read from QEMU");
@@ -431,6 +438,7 @@ static int to_client(struct relay *r, struct kl_error *err)
 		if (n <= 0)
 			return kl_error_errno(err, n < 0 ? errno : EPIPE, "relay: write");
 		r->pipe_bytes -= (size_t)n;
+		r->pipe_full = false;
 	}
 	return 0;
 }
@@ -539,7 +547,7 @@ static int loop(struct relay *r, struct kl_error *err)
 		}
 		struct pollfd p[2 + MAX_WATCH] = {
 			{ r->s->cfd, (short)((want_cin ? (stale ? POLLRDHUP : POLLIN) : 0) | (r->pipe_bytes ? POLLOUT : 0)), 0 },
-			{ r->s->qfd, (short)((r->pipe_bytes < PIPE_SIZE ? POLLIN : 0) | (r->u.active ? POLLOUT : 0)), 0 },
+			{ r->s->qfd, (short)((r->pipe_bytes < r->pipe_cap && !r->pipe_full ? POLLIN : 0) | (r->u.active ? POLLOUT : 0)), 0 },
 		};
 		int wfds[MAX_WATCH];
 		size_t nw = h && h->watch_fds ? h->watch_fds(h->ctx, wfds, MAX_WATCH) : 0;
@@ -591,6 +599,8 @@ int qmp_relay_session_run(struct qmp_relay_session *s, const struct qmp_relay_ho
 	if (getsockopt(s->qfd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0 || sndbuf < 4096)
 		sndbuf = 4096;
 	r->seg_max = (size_t)sndbuf / 2 - 64;
+	int cap = fcntl(s->pipe_w, F_GETPIPE_SZ); /* F_SETPIPE_SZ may have been refused */
+	r->pipe_cap = cap > 0 ? (size_t)cap : 65536;
 	int ret = recover(r, err);
 	if (ret == 0) {
 		pipe_level(r);
