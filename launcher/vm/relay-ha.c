@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -276,10 +277,54 @@ static void sweep(void)
 	}
 }
 
+/* The dead one's decision child (relay-decide.c) may hang past its
+ * deadline with nobody left to kill it: whatever else is in our process
+ * group now is such a leftover (agents get their own session, and the new
+ * standby is not started yet). */
+static void kill_leftovers(void)
+{
+	pid_t me = getpid(), grp = getpgrp();
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+		if (pid <= 0 || pid == me)
+			continue;
+		char path[64], buf[512];
+		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		const char *p = strrchr(buf, ')');
+		char state;
+		int ppid, pgrp;
+		if (!p || sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) != 3 || pgrp != grp || state == 'Z')
+			continue;
+		/* Only our own kind: a relay started by hand shares its group. */
+		snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+		if (fd >= 0)
+			close(fd);
+		static const char tag[] = "kvm-launch\0--relay"; /* and its NUL */
+		if (n > (ssize_t)sizeof tag && memcmp(buf, tag, sizeof tag) == 0) {
+			kl_warn("relay: killing pid %d, left by pid %d", (int)pid, (int)sh->active);
+			kill(pid, SIGKILL);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
 static void take_over(void)
 {
 	pid_t was = sh->active;
 	int dead = sh->pidfd_active;
+	kill_leftovers();
 	sh->active = getpid();
 	sh->pidfd_active = sh->pidfd_standby >= 0 ? sh->pidfd_standby : pidfd_cloexec(getpid());
 	sh->pidfd_standby = -1;

@@ -6,7 +6,8 @@
 # fd waits (peeked, sent), then the standby, then the agent.  The connection never closes, the message in flight gets exactly one
 # reply (QEMU's own), the standby takes over and a new standby and agent
 # appear, a later blockdev-add still gets the policy, and QEMU's
-# oom_score_adj is above every kvm-launch process of the VM.
+# oom_score_adj is above every kvm-launch process of the VM.  Last, the
+# active is killed while its decision child hangs: the survivor kills it.
 . "$(dirname "$0")/../functions.sh"
 . "$(dirname "$0")/lib.sh"
 requires fallocate
@@ -52,4 +53,29 @@ done
 # QEMU quits: every relay process goes with it.
 quit_via "$TMP/m.sock"
 wait_for 20 no_relay rk || fail "relays left after QEMU quit: $(relay_pids rk)"
+
+# The active is killed while its decision child hangs (KL_TEST_RELAY_HOOK):
+# the survivor kills that orphan, and the blockdev-add still gets a reply.
+KL_TEST_RELAY_HOOK=hang start rh -qmp "unix:$TMP/h.sock,server=on,wait=off"
+wait_for 20 test -S "$TMP/h.sock" || fail "no manager socket (rh)"
+cleanup_fn 'for p in $(relay_pids rh); do kill -9 $p 2>/dev/null; done'
+wait_for 10 sh -c "[ \$(echo $(relay_pids rh) | wc -w) = 2 ]"
+exec 7> >(python3 "$SESSION" "$TMP/h.sock" > "$TMP/h.out")
+printf '{"execute":"qmp_capabilities"}\n{"execute":"blockdev-add","arguments":{"driver":"file","filename":"%s","node-name":"h1"},"id":"h1"}\n' "$TMP/pre.raw" >&7
+rs=" $(relay_pids rh | tr '\n' ' ') "
+child=
+for i in $(seq 50); do
+	for r in $rs; do for c in $(pgrep -P "$r"); do case "$rs" in *" $c "*) ;; *) child=$c; active=$r ;; esac; done; done
+	[ -n "$child" ] && break
+	sleep 0.05
+done
+[ -n "$child" ] || fail "no decision child seen"
+kill -9 "$active"
+exec 7>&-
+wait_for 15 grep -q '"id": "h1"' "$TMP/h.out" || fail "no reply to the blockdev-add after the kill: $(cat "$TMP/h.out")"
+wait_for 10 gone "$child" || fail "the hung decision child $child of the killed relay is still there"
+grep -q "killing pid $child, left by pid $active" "$ST/rh.relay.log" || fail "no log line: $(cat "$ST/rh.relay.log")"
+echo "killed the active relay $active while its decision child $child hung: the survivor killed the child, the blockdev-add got its reply"
+quit_via "$TMP/h.sock"
+wait_for 20 no_relay rh || fail "relays left after QEMU quit: $(relay_pids rh)"
 echo "all relay kill checks passed"
