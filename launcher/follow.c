@@ -21,6 +21,7 @@
 #include "launcher/argv/monitors.h"
 #include "launcher/exec.h"
 #include "launcher/vm/agent.h"
+#include "launcher/vm/detach.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/state.h"
 
@@ -117,6 +118,9 @@ static _Noreturn void exec_child(struct kl_launch *l)
 	struct kl_error err = KL_ERROR_INIT;
 	kl_state_pass_fds(l);
 	kl_relay_pass_fds(l);
+	/* QEMU ranks above the agent and relays that the parent starts later. */
+	if (l->state_file)
+		kl_detach_oom_rank_qemu();
 	kl_exec_qemu(strvec_terminate(&l->exec_argv), &err);
 	kl_err("%s", err.msg);
 	_exit(127);

@@ -17,6 +17,7 @@
 #include "policy/probe/probe.h"
 #include "launcher/argv/name.h"
 #include "launcher/vm/agent.h"
+#include "launcher/vm/detach.h"
 #include "launcher/vm/relay.h"
 #include "launcher/calibrate-mode.h"
 #include "launcher/exec.h"
@@ -264,6 +265,8 @@ static int launch_main(const struct kl_options *o, const char *argv0)
 	/* Only now may QEMU's monitor listeners survive an exec. */
 	kl_state_pass_fds(&l);
 	kl_relay_pass_fds(&l);
+	if (l.state_file)
+		kl_detach_oom_rank_qemu(); /* after the agent and relays were started */
 	kl_exec_qemu(strvec_terminate(&l.exec_argv), &err);
 	kl_err("%s", err.msg);
 	rc = 127;

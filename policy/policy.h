@@ -17,7 +17,7 @@ struct kl_policy_globals {
 	char *state_dir;     /* NULL = not set */
 	char *cache_dir;     /* probe/calibration cache; NULL = not set */
 	enum kl_on_error on_error;
-	bool monitor_relay;  /* monitor-relay = on: relay the management monitors (default off) */
+	bool monitor_relay;  /* monitor-relay = on: relay the management monitors (default on) */
 };
 
 struct kl_policy;

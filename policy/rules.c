@@ -12,6 +12,7 @@ struct kl_policy *klp_policy_new(const char *name)
 	struct kl_policy *p = xcalloc(1, sizeof *p);
 	p->name = xstrdup(name ? name : "policy");
 	p->g.on_error = KL_ON_ERROR_PASSTHROUGH;
+	p->g.monitor_relay = true;
 	return p;
 }
 

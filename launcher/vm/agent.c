@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "launcher/vm/agent.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,8 +10,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,104 +19,26 @@
 #include "common/xalloc.h"
 #include "qmp/qmp.h"
 #include "launcher/vm/block.h"
+#include "launcher/vm/detach.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/view.h"
 
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
 
 #define QMP_CALL_TIMEOUT_MS 5000
 
 /* ---- spawning ---- */
 
-/* Close every fd >= from, except keep (-1: none). */
-static void close_all_from(int from)
-{
-	if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0)
-		return;
-	/* Before Linux 5.9: walk /proc/self/fd (opendir's own fd is skipped). */
-	DIR *d = opendir("/proc/self/fd");
-	if (d) {
-		int dfd = dirfd(d);
-		struct dirent *e;
-		int fds[1024];
-		size_t n = 0;
-		while ((e = readdir(d)) && n < sizeof fds / sizeof *fds) {
-			int fd = atoi(e->d_name);
-			if (e->d_name[0] != '.' && fd >= from && fd != dfd)
-				fds[n++] = fd;
-		}
-		closedir(d);
-		for (size_t i = 0; i < n; i++)
-			close(fds[i]);
-		return;
-	}
-	long max = sysconf(_SC_OPEN_MAX);
-	for (long fd = from; fd < (max > 0 ? max : 65536); fd++)
-		close((int)fd);
-}
+struct agent_fallback {
+	const char *state_file;
+	int pidfd, view_fd;
+};
 
-static void reset_signals(void)
+/* No /proc or exec refused: the agent runs in the launcher's copy. */
+static int agent_fallback(void *arg)
 {
-	sigset_t none;
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-/* fd to exactly `to` without close-on-exec; -1 stays -1. */
-static int place_fd(int fd, int to)
-{
-	if (fd < 0)
-		return -1;
-	if (dup2(fd, to) < 0)
-		_exit(1);
-	return to;
-}
-
-/* In the grandchild: becomes the agent.  Never returns. */
-static _Noreturn void agent_child(const char *state_file, int pidfd, int view_fd)
-{
-	/* QEMU's pidfd goes to fd 3 and the view socket to fd 4; everything
-	 * else inherited (libvirt's monitor and log fds, the launcher's own,
-	 * QEMU's monitor listeners) is closed.  First out of the way of 3 and
-	 * 4, then into place. */
-	int hp = pidfd >= 0 ? fcntl(pidfd, F_DUPFD_CLOEXEC, 10) : -1;
-	int hv = view_fd >= 0 ? fcntl(view_fd, F_DUPFD_CLOEXEC, 10) : -1;
-	if ((pidfd >= 0 && hp < 0) || (view_fd >= 0 && hv < 0))
-		_exit(1);
-	pidfd = place_fd(hp, KL_AGENT_PIDFD);
-	view_fd = place_fd(hv, KL_AGENT_VIEWFD);
-	close_all_from(KL_AGENT_VIEWFD + 1);
-	if (pidfd < 0)
-		close(KL_AGENT_PIDFD);
-	if (view_fd < 0)
-		close(KL_AGENT_VIEWFD);
-	int null = open("/dev/null", O_RDWR);
-	if (null >= 0) {
-		dup2(null, STDIN_FILENO);
-		dup2(null, STDOUT_FILENO);
-		dup2(null, STDERR_FILENO);
-		if (null > STDERR_FILENO && null != pidfd && null != view_fd)
-			close(null);
-	}
-	if (chdir("/") < 0) {
-		/* harmless: we only use absolute paths */
-	}
-	char *argv[] = { (char *)"kvm-launch", (char *)"--agent", (char *)state_file, NULL };
-	extern char **environ;
-	execve("/proc/self/exe", argv, environ);
-	/* No /proc or exec refused: run here, in the launcher's copy. */
-	_exit(kl_agent_run(state_file, pidfd, view_fd));
+	const struct agent_fallback *f = arg;
+	return kl_agent_run(f->state_file, f->pidfd, f->view_fd);
 }
 
 int kl_agent_spawn(const struct kl_launch *l, struct kl_error *err)
@@ -127,44 +46,25 @@ int kl_agent_spawn(const struct kl_launch *l, struct kl_error *err)
 	/* Without monitors the agent still removes the entry when QEMU exits. */
 	if (!l->state_file)
 		return 0;
-	int view_fd = l->state_fds ? l->state_fds->view_fd : -1;
-
 	/* l->pid is our own PID, or QEMU's daemon when -daemonize is followed. */
-	int pidfd = kl_pidfd_open(l->pid > 0 ? l->pid : getpid());
+	return kl_agent_start(l->state_file, l->pid > 0 ? l->pid : getpid(), l->state_fds ? l->state_fds->view_fd : -1, err);
+}
+
+int kl_agent_start(const char *state_file, pid_t qemu, int view_fd, struct kl_error *err)
+{
+	int pidfd = kl_pidfd_open(qemu);
 	if (pidfd < 0)
 		kl_debug("pidfd_open: %s: the agent will poll for QEMU's exit", strerror(errno));
-
-	pid_t child = fork();
-	if (child < 0) {
-		int e = errno;
-		if (pidfd >= 0)
-			close(pidfd);
-		return kl_error_errno(err, e, "cannot fork the agent");
-	}
-	if (child == 0) {
-		/* The launcher's crash guard must not run QEMU in here. */
-		reset_signals();
-		setsid();
-		pid_t grandchild = fork();
-		if (grandchild < 0)
-			_exit(1);
-		if (grandchild == 0)
-			agent_child(l->state_file, pidfd, view_fd);
-		_exit(0);
-	}
+	/* QEMU's pidfd goes to fd 3 and the view socket to fd 4; everything
+	 * else inherited (libvirt's monitor and log fds, the launcher's own,
+	 * QEMU's monitor listeners) is closed. */
+	int fds[2] = { pidfd, view_fd };
+	struct agent_fallback fb = { state_file, pidfd >= 0 ? KL_AGENT_PIDFD : -1, view_fd >= 0 ? KL_AGENT_VIEWFD : -1 };
+	char *argv[] = { (char *)"kvm-launch", (char *)"--agent", (char *)state_file, NULL };
+	int r = kl_detach_spawn(fds, 2, argv, agent_fallback, &fb, "agent", err);
 	if (pidfd >= 0)
 		close(pidfd);
-	int status;
-	while (waitpid(child, &status, 0) < 0) {
-		if (errno == EINTR)
-			continue;
-		if (errno == ECHILD) /* SIGCHLD ignored by our parent: reaped already */
-			return 0;
-		return kl_error_errno(err, errno, "waiting for the agent's first fork");
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return kl_error_fail(err, "the agent could not be started (second fork failed)");
-	return 0;
+	return r;
 }
 
 /* ---- the agent ---- */

@@ -34,6 +34,9 @@
  * returns 0 when there is no state file.  Without an agent socket the agent
  * only waits for QEMU's exit and removes the entry. */
 int kl_agent_spawn(const struct kl_launch *l, struct kl_error *err);
+/* The same for the QEMU with pid qemu and a view listener (-1: none): what
+ * a monitor relay uses to start the agent again after it was killed. */
+int kl_agent_start(const char *state_file, pid_t qemu, int view_fd, struct kl_error *err);
 
 /* The agent itself (hidden option --agent STATEFILE).  Returns the exit code. */
 int kl_agent_main(const char *state_file);

@@ -53,4 +53,19 @@ void kl_relay_note(struct kl_relay_ctx *c, json_object *msg);
 /* Record a blockdev-add's arguments as forwarded (state "runtime_blockdevs"). */
 void kl_relay_define(struct kl_relay_ctx *c, json_object *args);
 
+/* What relay.c hands relay-ha.c: the process's fixed facts. */
+struct kl_relay_proc {
+	struct kl_relay_ctx *c;
+	const char *qsock;        /* QEMU's private monitor socket */
+	int lfd, pidfd, view_fd, logfd;  /* pidfd, view_fd, logfd: -1 if none */
+	void (*finish)(struct kl_relay_proc *p);  /* once QEMU exited, in the last active */
+	void *finish_arg;
+};
+/* Run the relay with a standby (relay-ha.c) until QEMU exits.  Returns the
+ * exit code, in whichever process is active then. */
+int kl_relay_ha_run(struct kl_relay_proc *p);
+/* relay.c: a connection to QEMU's private listener, -1 if none came. */
+int kl_relay_connect_qemu(const struct kl_relay_proc *p);
+bool kl_relay_qemu_gone(const struct kl_relay_proc *p);
+
 #endif

@@ -21,11 +21,10 @@
 #include "common/xalloc.h"
 #include "common/json.h"
 #include "launcher/argv/monitors.h"
+#include "launcher/vm/detach.h"
 #include "launcher/vm/procinfo.h"
+#include "launcher/vm/state.h"
 
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
 
 struct relay_args {
 	const char *qemu_sock, *state_file, *log, *policy, *qemu, *cache_dir, *manager_path;
@@ -112,106 +111,19 @@ static int check_inherited(int fd, struct kl_error *err)
 	return 0;
 }
 
-static void close_from(int from)
+/* The relay gets the manager's listener at fd 3, QEMU's pidfd at 4 and the
+ * agent's view listener at 5 (to start the agent again if it is killed). */
+static int spawn(const struct relay_args *a, int listen_fd, int view_fd, pid_t qemu_pid, struct kl_error *err)
 {
-	if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0)
-		return;
-	long max = sysconf(_SC_OPEN_MAX);
-	for (long fd = from; fd < (max > 0 ? max : 65536); fd++)
-		close((int)fd);
-}
-
-/* Move fd to want (clearing FD_CLOEXEC); -1 closes want. */
-static void place_fd(int fd, int want)
-{
-	if (fd < 0) {
-		close(want);
-		return;
-	}
-	if (fd != want)
-		dup2(fd, want);
-	int fl = fcntl(want, F_GETFD);
-	if (fl >= 0)
-		fcntl(want, F_SETFD, fl & ~FD_CLOEXEC);
-}
-
-/* In the grandchild: becomes the relay.  Never returns. */
-static _Noreturn void relay_child(const struct relay_args *a, int listen_fd, int pidfd)
-{
-	/* Park both above the numbers they go to, so placing one cannot
-	 * clobber the other. */
-	int l = fcntl(listen_fd, F_DUPFD_CLOEXEC, 10);
-	int p = pidfd >= 0 ? fcntl(pidfd, F_DUPFD_CLOEXEC, 10) : -1;
-	if (l < 0)
-		_exit(1);
-	place_fd(l, KL_RELAY_LISTEN_FD);
-	place_fd(p, KL_RELAY_PIDFD);
-	close_from(KL_RELAY_PIDFD + 1);
-	int null = open("/dev/null", O_RDWR);
-	if (null >= 0) {
-		dup2(null, STDIN_FILENO);
-		dup2(null, STDOUT_FILENO);
-		dup2(null, STDERR_FILENO);
-		if (null > STDERR_FILENO && null < KL_RELAY_LISTEN_FD)
-			close(null);
-	}
-	if (chdir("/") < 0) {
-		/* harmless: absolute paths only */
-	}
+	int pidfd = kl_pidfd_open(qemu_pid);
+	int fds[3] = { listen_fd, pidfd, view_fd };
 	char *argv[] = { (char *)"kvm-launch", (char *)"--relay", (char *)a->qemu_sock, (char *)a->state_file,
 			 (char *)a->log, (char *)a->policy, (char *)a->qemu, (char *)a->cache_dir,
 			 (char *)a->manager_path, NULL };
-	extern char **environ;
-	execve("/proc/self/exe", argv, environ);
-	_exit(127);
-}
-
-static void reset_signals(void)
-{
-	struct sigaction sa;
-	sigset_t none;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-static int spawn(const struct relay_args *a, int listen_fd, pid_t qemu_pid, struct kl_error *err)
-{
-	int pidfd = kl_pidfd_open(qemu_pid);
-	pid_t child = fork();
-	if (child < 0) {
-		int e = errno;
-		if (pidfd >= 0)
-			close(pidfd);
-		return kl_error_errno(err, e, "cannot fork the relay");
-	}
-	if (child == 0) {
-		reset_signals();
-		setsid();
-		pid_t g = fork();
-		if (g < 0)
-			_exit(1);
-		if (g == 0)
-			relay_child(a, listen_fd, pidfd);
-		_exit(0);
-	}
+	int r = kl_detach_spawn(fds, 3, argv, NULL, NULL, "relay", err);
 	if (pidfd >= 0)
 		close(pidfd);
-	int status;
-	while (waitpid(child, &status, 0) < 0) {
-		if (errno == EINTR)
-			continue;
-		if (errno == ECHILD)
-			return 0;
-		return kl_error_errno(err, errno, "waiting for the relay's first fork");
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return kl_error_fail(err, "the relay could not be started");
-	return 0;
+	return r;
 }
 
 /* STATE_DIR/STEM.relayI.sock, else STATE_DIR/PID.rI.sock, else NULL. */
@@ -274,7 +186,7 @@ static int set_up_one(struct kl_launch *l, const struct kl_relay_config *cfg, st
 		d->own_mfd = m->path != NULL;
 		return qfd;
 	}
-	int r = spawn(&a, mfd, getpid(), err);
+	int r = spawn(&a, mfd, l->state_fds ? l->state_fds->view_fd : -1, getpid(), err);
 	if (m->path)
 		close(mfd); /* the relay has its copy; QEMU must not */
 	if (r < 0) {
@@ -374,7 +286,7 @@ void kl_relay_start_deferred(struct kl_launch *l)
 		struct deferred *d = &s->later[i];
 		struct relay_args a = { d->s[0], d->s[1], d->s[2], d->s[3], d->s[4], d->s[5], d->s[6] };
 		struct kl_error err = KL_ERROR_INIT;
-		if (spawn(&a, d->mfd, l->pid, &err) < 0)
+		if (spawn(&a, d->mfd, l->state_fds ? l->state_fds->view_fd : -1, l->pid, &err) < 0)
 			kl_warn("monitor relay for QEMU pid %d: %s", (int)l->pid, err.msg);
 		deferred_free(d);
 	}

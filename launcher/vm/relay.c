@@ -60,6 +60,11 @@ static void lower_oom_score(void)
 	close(fd);
 }
 
+bool kl_relay_qemu_gone(const struct kl_relay_proc *p)
+{
+	return qemu_gone(p->pidfd, p->c->qemu_pid, p->c->qemu_ticks);
+}
+
 /* A connection to QEMU's private listener; it takes connections from the
  * moment it exists (the kernel queues them until QEMU accepts). */
 static int connect_qemu(const char *path, int pidfd, pid_t pid, unsigned long long ticks)
@@ -86,21 +91,9 @@ static int connect_qemu(const char *path, int pidfd, pid_t pid, unsigned long lo
 	}
 }
 
-static void session(struct kl_relay_ctx *c, int client, const char *qsock, int pidfd)
+int kl_relay_connect_qemu(const struct kl_relay_proc *p)
 {
-	int q = connect_qemu(qsock, pidfd, c->qemu_pid, c->qemu_ticks);
-	if (q < 0)
-		return; /* the client sees EOF, as with QEMU gone */
-	struct qmp_relay_hooks hooks = { kl_relay_hook, c };
-	struct kl_error err = KL_ERROR_INIT;
-	int r = qmp_relay_run(client, q, &hooks, &err);
-	if (r < 0 && (err.errnum == EPIPE || err.errnum == ECONNRESET))
-		kl_info("relay: session ended (%s)", err.msg); /* a side went away mid-write */
-	else if (r < 0)
-		kl_warn("relay: session ended: %s", err.msg);
-	else
-		kl_info("relay: session ended (%s closed)", r == QMP_RELAY_CLIENT_CLOSED ? "client" : "QEMU");
-	close(q);
+	return connect_qemu(p->qsock, p->pidfd, p->c->qemu_pid, p->c->qemu_ticks);
 }
 
 static void unlink_same(const char *path, const struct stat *was)
@@ -121,26 +114,23 @@ static void read_state(struct kl_relay_ctx *c, json_object **st)
 	c->qemu_ticks = (unsigned long long)kl_json_int(*st, "start_ticks", 0);
 }
 
-static void serve(struct kl_relay_ctx *c, int lfd, const char *qsock, int pidfd)
+/* The sockets as they were at the start: at the end, only these are
+ * removed (a newer VM may have bound the same names meanwhile). */
+struct sockets {
+	const char *qsock, *mpath;
+	struct stat qst, mst;
+	bool have_q, have_m;
+};
+
+static void finish(struct kl_relay_proc *p)
 {
-	for (;;) {
-		struct pollfd p[2] = { { lfd, POLLIN, 0 }, { pidfd, POLLIN, 0 } };
-		int r = poll(p, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 500);
-		if (r < 0 && errno != EINTR) {
-			kl_err("relay: poll: %s", strerror(errno));
-			return;
-		}
-		if (qemu_gone(pidfd, c->qemu_pid, c->qemu_ticks))
-			return;
-		if (r <= 0 || !(p[0].revents & POLLIN))
-			continue;
-		int client = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (client < 0)
-			continue;
-		kl_info("relay: client connected");
-		session(c, client, qsock, pidfd);
-		close(client);
-	}
+	const struct sockets *k = p->finish_arg;
+	kl_info("relay: QEMU exited");
+	/* QEMU removes the sockets it made: so do we. */
+	if (k->have_q)
+		unlink_same(k->qsock, &k->qst);
+	if (k->have_m)
+		unlink_same(k->mpath, &k->mst);
 }
 
 int kl_relay_main(int argc, char **argv)
@@ -183,22 +173,20 @@ int kl_relay_main(int argc, char **argv)
 	c.nodes = json_object_new_object();
 	kl_info("relay: pid %d for QEMU pid %d, QEMU's monitor at %s", (int)getpid(), (int)c.qemu_pid, qsock);
 
-	/* The sockets as they are now: at the end, only these are removed (a
-	 * newer VM may have bound the same names meanwhile). */
-	struct stat qst = { 0 }, mst = { 0 };
-	bool have_q = lstat(qsock, &qst) == 0 && S_ISSOCK(qst.st_mode);
-	bool have_m = *mpath && lstat(mpath, &mst) == 0 && S_ISSOCK(mst.st_mode);
-
-	serve(&c, lfd, qsock, pidfd);
-
-	kl_info("relay: QEMU exited");
-	/* QEMU removes the sockets it made: so do we. */
-	if (have_q)
-		unlink_same(qsock, &qst);
-	if (have_m)
-		unlink_same(mpath, &mst);
+	struct sockets k = { .qsock = qsock, .mpath = mpath };
+	k.have_q = lstat(qsock, &k.qst) == 0 && S_ISSOCK(k.qst.st_mode);
+	k.have_m = *mpath && lstat(mpath, &k.mst) == 0 && S_ISSOCK(k.mst.st_mode);
+	int view_fd = -1, listening = 0;
+	len = sizeof listening;
+	if (getsockopt(KL_RELAY_VIEWFD, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening) {
+		view_fd = KL_RELAY_VIEWFD;
+		fcntl(view_fd, F_SETFD, FD_CLOEXEC);
+	}
+	struct kl_relay_proc p = { .c = &c, .qsock = qsock, .lfd = lfd, .pidfd = pidfd, .view_fd = view_fd,
+				   .logfd = logfd, .finish = finish, .finish_arg = &k };
+	int rc = kl_relay_ha_run(&p);
 	json_object_put(c.nodes);
 	if (logfd >= 0)
 		close(logfd);
-	return 0;
+	return rc;
 }

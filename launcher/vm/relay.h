@@ -2,10 +2,11 @@
 /* The monitor relay: kvm-launch keeps the listening endpoint of each
  * management monitor (libvirt's inherited fd=N, or a path=P it binds
  * itself), gives QEMU a private listener in the VM's state directory
- * (bound umask 077, passed as fd=M), and leaves one relay process per
- * monitor that accepts the manager's connections and relays each to a fresh
- * connection to QEMU's private socket (qmp/relay.h), rewriting blockdev-add
- * and blockdev-reopen with the policy (relay-hook.c).
+ * (bound umask 077, passed as fd=M), and leaves a relay per monitor that
+ * accepts the manager's connections and relays each to a fresh connection
+ * to QEMU's private socket (qmp/relay.h), rewriting blockdev-add and
+ * blockdev-reopen with the policy (relay-hook.c).  Each relay is an active
+ * process and a standby that takes over when it is killed (relay-ha.c).
  *
  * Launch order (main.c, with monitor-relay = on):
  *   kl_relay_setup(l, cfg)   after kl_state_add_monitors: listeners, fork
@@ -13,11 +14,11 @@
  *   kl_relay_pass_fds(l)     right before execve: QEMU's listeners survive
  *                            it, the manager's do not
  *
- * Each relay is forked like the agent (double fork, setsid, every other fd
- * closed) and re-executes this binary as
+ * Each relay is started like the agent (launcher/vm/detach.h) and
+ * re-executes this binary as
  *     kvm-launch --relay QEMU_SOCKET STATE_FILE POLICY QEMU CACHE_DIR [PATH]
- * with the manager's listener at fd 3 and QEMU's pidfd at fd 4 (or nothing
- * there).  PATH, when given, is a manager socket the relay unlinks when
+ * with the manager's listener at fd 3, QEMU's pidfd at fd 4 and the agent's
+ * view listener at fd 5 (or nothing there).  PATH, when given, is a manager socket the relay unlinks when
  * QEMU exits (as QEMU would have). */
 #ifndef KL_LAUNCHER_RELAY_H
 #define KL_LAUNCHER_RELAY_H
@@ -28,6 +29,7 @@
 
 #define KL_RELAY_LISTEN_FD 3
 #define KL_RELAY_PIDFD 4
+#define KL_RELAY_VIEWFD 5
 /* How long a relay waits for QEMU's private socket to take a connection. */
 #define KL_RELAY_CONNECT_MS 10000
 

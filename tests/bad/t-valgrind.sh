@@ -20,7 +20,9 @@ kl_tmpdir
 chmod 0755 "$TMP"
 H=$KL_TOP/tests/helpers
 ST=$TMP/state
-printf 'cache-dir = %s/cache\nstate-dir = %s\n' "$TMP" "$ST" > "$TMP/p.conf"
+# Without the monitor relay (tests/qemu/t-relay-valgrind.sh runs it under
+# valgrind): here the agent is run by hand, and a relay would start its own.
+printf 'cache-dir = %s/cache\nstate-dir = %s\nmonitor-relay = off\n' "$TMP" "$ST" > "$TMP/p.conf"
 chmod 0644 "$TMP/p.conf"
 truncate -s 64M "$TMP/a.img" "$TMP/b.img"
 VGLOG=$TMP/vg

@@ -33,6 +33,8 @@ fallocate -l 64M "$IMG/g-wb.img" || fail "fallocate"
 cat >"$POLICY" <<EOF
 # t-guest-cache: every disk gets a mode different from its command line.
 qemu = $QEMU
+# Only disk arguments may change here; the relay would rewrite -qmp.
+monitor-relay = off
 [rule t-raw-directsync]
 path = $IMG/g-raw.img
 cache = directsync

@@ -65,9 +65,11 @@ grep -qx "kvm_launch_disk_policy_match{vm=\"alerts1\",disk=\"vdb\",policy_cache=
 	{ grep policy_match "$TMP/metrics"; fail "vdb: policy_match is not 0 after --set cache=$other"; }
 echo "vdb: policy chose cache=$pc; after --set cache=$other: $(grep 'policy_match{vm="alerts1",disk="vdb"' "$TMP/metrics")"
 
-"$QMP_CLI" "$QMP" blockdev-add "{\"driver\":\"raw\",\"node-name\":\"hot0f\",\"file\":{\"driver\":\"file\",\"filename\":\"$IMG/hot.img\"}}" \
+# Past kvm-launch: over kvm-launch's own query monitor, which the relay does
+# not see (over the relayed -qmp socket the disk would get the policy).
+"$QMP_CLI" "$ST/alerts1.qmp.sock" blockdev-add "{\"driver\":\"raw\",\"node-name\":\"hot0f\",\"file\":{\"driver\":\"file\",\"filename\":\"$IMG/hot.img\"}}" \
 	>/dev/null || fail "blockdev-add"
-"$QMP_CLI" "$QMP" device_add '{"driver":"virtio-blk-pci","drive":"hot0f","id":"hot0"}' >/dev/null || fail "device_add"
+"$QMP_CLI" "$ST/alerts1.qmp.sock" device_add '{"driver":"virtio-blk-pci","drive":"hot0f","id":"hot0"}' >/dev/null || fail "device_add"
 prom || fail "--status --prometheus"
 grep -qx "kvm_launch_disk_unmanaged{vm=\"alerts1\",disk=\"hot0\",node=\"hot0f\",path=\"$IMG/hot.img\"} 1" "$TMP/metrics" ||
 	{ grep unmanaged "$TMP/metrics"; fail "the hot-added disk is not reported as unmanaged"; }

@@ -28,7 +28,11 @@ klt_domain "$name" --guest-cmd "report,sleep" "file:$D/rl-boot.img:raw:target=vd
 klt_create "$name"
 PID=$(klt_pid "$name")
 kl_wait_serial "$D/$name.serial" '^KL disk vda ' 120 "$PID"
-relays() { local p; for p in /proc/[0-9]*; do tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -q -- "^kvm-launch --relay $KLT_STATE/$name\." && echo "${p#/proc/}"; done; return 0; }
+# The relay processes (an active and its standby), on one line.
+relays() { local p; for p in /proc/[0-9]*; do tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -q -- "^kvm-launch --relay $KLT_STATE/$name\." && printf '%s ' "${p#/proc/}"; done; return 0; }
+# None of the PIDs is a live process (a killed relay may stay a zombie until
+# an init that does not reap reaps it).
+all_gone() { local p; for p in "$@"; do [ -r "/proc/$p/stat" ] && [ "$(sed 's/^.*) //' "/proc/$p/stat" | cut -d' ' -f1)" != Z ] && return 1; done; return 0; }
 RPID=$(relays)
 [ -n "$RPID" ] || fail "no relay process for $name: $(grep kvm-launch "/var/log/libvirt/qemu/$name.log")"
 cleanup_fn "kill -9 $RPID 2>/dev/null"
@@ -114,7 +118,7 @@ echo "libvirtd restart: reconnected through relay $RPID ($(grep -c 'client conne
 [ -s "$D/rl.dump" ] || fail "virsh dump wrote nothing"
 "${VIRSH[@]}" save "$name" "$D/rl.save" > /dev/null || fail "virsh save failed"
 kl_wait_gone "$PID" 30 || fail "QEMU still running after save"
-wait_for 10 sh -c "! kill -0 $RPID 2>/dev/null" || fail "the relay outlived the saved QEMU"
+wait_for 10 all_gone $RPID || fail "the relay outlived the saved QEMU"
 "${VIRSH[@]}" restore "$D/rl.save" > /dev/null || fail "virsh restore failed: $(tail -n 5 "/var/log/libvirt/qemu/$name.log")"
 PID=$(klt_pid "$name")
 RPID=$(relays)
@@ -125,15 +129,25 @@ echo "dump ($(stat -c %s "$D/rl.dump") bytes), save and restore through the rela
 
 "${VIRSH[@]}" destroy "$name" > /dev/null || fail "destroy failed"
 kl_wait_gone "$PID" 20 || fail "QEMU still running"
-wait_for 10 sh -c "! kill -0 $RPID 2>/dev/null" || fail "the relay outlived QEMU"
+wait_for 10 all_gone $RPID || fail "the relay outlived QEMU"
 echo "destroy: QEMU and relay gone"
 
-# What kvm-launch(8) says about a relay that dies: libvirt sees its monitor
-# end and destroys the domain (why monitor-relay is off by default).
+# What kvm-launch(8) says when every kvm-launch process of a VM is killed at
+# once (the relay's active and standby, and the agent): the manager's
+# connection closes, libvirt sees its monitor end (EOF) and destroys the
+# domain, with the reason "crashed".
 klt_create "$name"
 PID=$(klt_pid "$name")
 RPID=$(relays)
 [ -n "$RPID" ] || fail "no relay for the second start"
-kill -9 "$RPID"
-kl_wait_gone "$PID" 30 && echo "relay SIGKILLed: libvirt destroyed the domain ($("${VIRSH[@]}" domstate "$name" 2>&1 | head -n 1))" ||
-	fail "relay killed: QEMU still runs (kvm-launch(8) says libvirt destroys it; update the page)"
+wait_for 10 sh -c "[ \$(echo $(relays) | wc -w) = 2 ]" || fail "no standby: $(relays)"
+RPID=$(relays)
+APID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["agent"]["pid"])' "$KLT_STATE/$name.json")
+LOG=/var/log/libvirt/qemu/$name.log
+before=$(grep -c 'reason=crashed' "$LOG")
+kill -9 $RPID $APID
+kl_wait_gone "$PID" 30 || fail "every kvm-launch process killed: QEMU still runs (kvm-launch(8) says libvirt destroys it; update the page)"
+wait_for 10 sh -c "[ \$(grep -c 'reason=crashed' '$LOG') -gt $before ]" ||
+	fail "no 'shutting down, reason=crashed' in $LOG: $(tail -n 3 "$LOG")"
+echo "relays $RPID and agent $APID SIGKILLed at once: libvirt destroyed the domain: $(grep 'reason=crashed' "$LOG" | tail -n 1)"
+echo "all libvirt relay checks passed"

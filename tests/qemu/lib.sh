@@ -18,6 +18,17 @@ relay_pids() {
 	return 0
 }
 no_relay() { [ -z "$(relay_pids "$1")" ]; }
+# relay_children NAME: children of VM NAME's relays that are not relays
+# themselves (each relay has a standby, the active's child).
+relay_children() {
+	local r c rs
+	rs=" $(relay_pids "$1" | tr '\n' ' ') "
+	for r in $rs; do
+		for c in $(pgrep -P "$r"); do
+			case "$rs" in *" $c "*) ;; *) echo "$c" ;; esac
+		done
+	done
+}
 qemu_pid_of() { pgrep -f -- "-name $1 " | head -n 1; }
 
 # start NAME MONITOR-ARGS...: kvm-launch + QEMU (TCG, -S), with the monitor

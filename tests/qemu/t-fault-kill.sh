@@ -16,7 +16,9 @@ done
 kl_tmpdir
 ST=$TMP/state
 truncate -s 64M "$TMP/disk.img"
-: > "$TMP/policy.conf"
+# Without the monitor relay: with it, the relay starts a killed agent again
+# (tests/qemu/t-relay-kill.sh), and here the agent must stay gone.
+echo "monitor-relay = off" > "$TMP/policy.conf"
 chmod 0644 "$TMP/policy.conf"
 K() { "$KL" --config "$TMP/policy.conf" --state-dir "$ST" "$@"; }
 

@@ -100,6 +100,12 @@ assert t[0].get("cache") in ("none", "directsync"), t[0]
 PY
 agent=$(pgrep -f -- "--agent $ST/vm100.json")
 [ -n "$agent" ] || fail "no agent for vm100"
+# No kvm-launch process is the OOM killer's first choice: QEMU ranks above its agent and relays.
+q_oom=$(cat "/proc/$QPID/oom_score_adj")
+for p in $agent $(relay_pids); do
+	[ "$(cat "/proc/$p/oom_score_adj")" -lt "$q_oom" ] || fail "pid $p has oom_score_adj $(cat "/proc/$p/oom_score_adj"), QEMU $q_oom"
+done
+echo "oom_score_adj: QEMU $q_oom, agent and relays below it"
 
 # A hot-plug over Proxmox's socket gets the policy (as the command line would).
 read -r e_aio e_cache e_rule <<< "$("$KL" --config "$TMP/p.conf" --qemu "$QEMU" --dry-run --json -- \

@@ -49,7 +49,10 @@ wait "$VPID"
 rc=$?
 cat "$TMP/relay.log"
 [ "$rc" = 0 ] || fail "the relay under valgrind exited $rc: $(cat "$TMP/vg.log")"
-[ ! -s "$TMP/vg.log" ] || fail "valgrind: $(cat "$TMP/vg.log")"
+# "--PID--" lines are valgrind's notes (3.19 knows neither pidfd_open nor
+# clone3, so the relay runs without its standby here); errors are "==PID==".
+grep -v '^--[0-9]*-- ' "$TMP/vg.log" > "$TMP/vg.err" || true
+[ ! -s "$TMP/vg.err" ] || fail "valgrind: $(cat "$TMP/vg.log")"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["disks"]; sys.exit(0 if [(x["node"], x["origin"], x["id"]) for x in d] == [("f1", "hot-plug", "vd1")] else 1)' "$TMP/vgq.json" ||
 	fail "state entry: $(cat "$TMP/vgq.json")"
 echo "relay under valgrind: clean, exited with QEMU, recorded vd1"

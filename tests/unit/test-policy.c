@@ -184,11 +184,14 @@ static void test_globals(void)
 		g = kl_policy_globals(p);
 		CHECK(g->qemu == NULL && g->state_dir == NULL && g->cache_dir == NULL);
 		CHECK_INTEQ(g->on_error, KL_ON_ERROR_PASSTHROUGH);
-		CHECK(!g->monitor_relay); /* off unless asked for */
+		CHECK(g->monitor_relay); /* on unless turned off */
 		kl_policy_free(p);
 	}
 	p = load("on-error = passthrough\n");
 	CHECK(p && kl_policy_globals(p)->on_error == KL_ON_ERROR_PASSTHROUGH);
+	kl_policy_free(p);
+	p = load("monitor-relay = off\n");
+	CHECK(p && !kl_policy_globals(p)->monitor_relay);
 	kl_policy_free(p);
 	p = load("monitor-relay = on\n");
 	CHECK(p && kl_policy_globals(p)->monitor_relay);

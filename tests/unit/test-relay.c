@@ -367,6 +367,50 @@ static void test_relay_end_to_end(void)
 	close(qemu[1]);
 }
 
+/* Taking a session over: what QEMU receives after a relay died with the
+ * unit A in flight at the given step (A peeked: SO_PEEK_OFF past it). */
+static void takeover_case(int step, const char *want)
+{
+	int client[2], qemu[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, client) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qemu) == 0);
+	const char *a = "{\"execute\":\"a\"}", *b = "{\"execute\":\"b\"}";
+	CHECK(write(client[0], a, strlen(a)) == (ssize_t)strlen(a));
+	CHECK(write(client[0], b, strlen(b)) == (ssize_t)strlen(b));
+	shutdown(client[0], SHUT_WR);
+	int off = (int)(strlen(a) + strlen(b)); /* the dead relay had peeked both */
+	CHECK(setsockopt(client[1], SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) == 0);
+	struct kl_error err = KL_ERROR_INIT;
+	struct qmp_relay_session s;
+	CHECK(qmp_relay_session_open(&s, client[1], qemu[1], &err) == 0);
+	s.step = step;
+	s.peek_after = (int)strlen(b);
+	s.atomic = 1;
+	CHECK_INTEQ(qmp_relay_session_run(&s, NULL, &err), QMP_RELAY_CLIENT_CLOSED);
+	kl_error_clear(&err);
+	char buf[256];
+	ssize_t n = recv(qemu[0], buf, sizeof buf - 1, MSG_DONTWAIT);
+	buf[n > 0 ? n : 0] = '\0';
+	CHECK_STREQ(buf, want);
+	CHECK_INTEQ(s.step, QMP_RELAY_IDLE);
+	close(s.pipe_r);
+	close(s.pipe_w);
+	close(client[0]);
+	close(client[1]);
+	close(qemu[0]);
+	close(qemu[1]);
+}
+
+static void test_relay_takeover(void)
+{
+	/* Not sent yet: A goes (once), then B. */
+	takeover_case(QMP_RELAY_PEEKED, "{\"execute\":\"a\"}{\"execute\":\"b\"}");
+	takeover_case(QMP_RELAY_REWRITTEN, "{\"execute\":\"a\"}{\"execute\":\"b\"}");
+	/* QEMU had A: it is consumed, never sent again. */
+	takeover_case(QMP_RELAY_SENDING, "{\"execute\":\"b\"}");
+	takeover_case(QMP_RELAY_SENT, "{\"execute\":\"b\"}");
+}
+
 static void test_relay_qemu_closes(void)
 {
 	int client[2], qemu[2];
@@ -399,5 +443,6 @@ int main(void)
 	RUN(test_finish);
 	RUN(test_relay_end_to_end);
 	RUN(test_relay_qemu_closes);
+	RUN(test_relay_takeover);
 	return unit_done();
 }
