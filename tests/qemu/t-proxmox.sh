@@ -81,7 +81,12 @@ tr '\0' '\n' < "/proc/$QPID/cmdline" | grep -qx "socket,id=qmp-event,path=$TMP/q
 wait_for 10 grep -q connected "$TMP/events" || fail "QEMU did not connect to the qmp-event listener"
 # Both server-mode monitors are relayed (QEMU got fd=N), two relays follow QEMU.
 tr '\0' '\n' < "/proc/$QPID/cmdline" | grep -q '^socket,id=qmp,fd=[0-9]*,server=on,wait=off$' || fail "Proxmox's monitor is not relayed"
-[ "$(relay_pids vm100 | wc -w)" = 2 ] || fail "want 2 relays, have: $(relay_pids vm100)"
+# Each relay is an active process with a standby (its child): 2 monitors, 4 processes, 2 of them standbys.
+[ "$(relay_pids vm100 | wc -w)" = 4 ] || fail "want 2 relays with their standbys, have: $(relay_pids vm100)"
+[ "$(relay_children vm100 | wc -w)" = 0 ] || fail "relay children that are not relays: $(relay_children vm100)"
+actives=0
+for p in $(relay_pids vm100); do relay_pids vm100 | grep -qx "$(ps -o ppid= -p "$p" | tr -d ' ')" || actives=$((actives + 1)); done
+[ "$actives" = 2 ] || fail "want 2 active relays, have $actives"
 
 # --status lists the VM with QEMU's PID and its disk.
 "$KL" --config "$TMP/p.conf" --status vm100 | tee "$TMP/status" | sed 's/^/  | /'
