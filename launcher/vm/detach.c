@@ -127,18 +127,27 @@ int kl_detach_spawn(const int *fds, size_t nfds, char *const argv[], int (*fallb
 	return 0;
 }
 
-void kl_detach_oom_rank_qemu(void)
+int kl_detach_oom_adjust(int delta)
 {
 	int fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
 	char buf[32] = "";
 	if (fd < 0)
-		return;
+		return -1;
 	ssize_t n = read(fd, buf, sizeof buf - 1);
 	int v = n > 0 ? atoi(buf) : 0;
-	if (v < 1000) {
-		int len = snprintf(buf, sizeof buf, "%d\n", v + 1);
-		if (lseek(fd, 0, SEEK_SET) < 0 || write(fd, buf, (size_t)len) != len)
-			kl_debug("oom_score_adj %d -> %d: %s", v, v + 1, strerror(errno));
-	}
+	int want = v + delta < -1000 ? -1000 : v + delta > 1000 ? 1000 : v + delta;
+	int len = snprintf(buf, sizeof buf, "%d\n", want);
+	int r = 0;
+	if (want != v && (lseek(fd, 0, SEEK_SET) < 0 || write(fd, buf, (size_t)len) != len))
+		r = -1;
+	int e = errno;
 	close(fd);
+	errno = e;
+	return r;
+}
+
+void kl_detach_oom_rank_qemu(void)
+{
+	if (kl_detach_oom_adjust(1) < 0)
+		kl_debug("oom_score_adj +1: %s", strerror(errno));
 }

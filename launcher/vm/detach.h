@@ -19,6 +19,10 @@
 int kl_detach_spawn(const int *fds, size_t nfds, char *const argv[], int (*fallback)(void *arg), void *arg,
 		    const char *what, struct kl_error *err);
 
+/* Moves this process's oom_score_adj by delta, clamped to -1000..1000; -1 with
+ * errno when /proc refuses (lowering needs CAP_SYS_RESOURCE). */
+int kl_detach_oom_adjust(int delta);
+
 /* Right before execve of QEMU, after every helper was started: QEMU raises
  * its own oom_score_adj by one (an unprivileged process may raise it, not
  * lower it), so that the OOM killer never picks a helper before QEMU. */

@@ -22,6 +22,7 @@
 #include "common/json.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/relay-int.h"
+#include "launcher/vm/detach.h"
 #include "launcher/vm/state.h"
 #include "qmp/relay.h"
 
@@ -47,17 +48,8 @@ static bool qemu_gone(int pidfd, pid_t pid, unsigned long long ticks)
 
 static void lower_oom_score(void)
 {
-	int fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
-	char buf[32] = "";
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	int v = n > 0 ? atoi(buf) : 0;
-	int want = v - RELAY_OOM_BELOW_QEMU < -1000 ? -1000 : v - RELAY_OOM_BELOW_QEMU;
-	int len = snprintf(buf, sizeof buf, "%d\n", want);
-	if (lseek(fd, 0, SEEK_SET) < 0 || write(fd, buf, (size_t)len) != len)
-		kl_info("relay: cannot lower oom_score_adj to %d: %s", want, strerror(errno));
-	close(fd);
+	if (kl_detach_oom_adjust(-RELAY_OOM_BELOW_QEMU) < 0)
+		kl_info("relay: cannot lower oom_score_adj by %d: %s", RELAY_OOM_BELOW_QEMU, strerror(errno));
 }
 
 bool kl_relay_qemu_gone(const struct kl_relay_proc *p)

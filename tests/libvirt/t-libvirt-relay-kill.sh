@@ -39,16 +39,6 @@ for n in json.load(sys.stdin)["return"]:
     if n["file"] == sys.argv[1] and n["drv"] == "file":
         print(str(n["cache"]["direct"]).lower()); break' "$1"
 }
-direct_bit() {
-	local fd flags
-	for fd in /proc/$PID/fd/*; do
-		[ "$(readlink "$fd")" = "$1" ] || continue
-		flags=$(awk '/^flags:/ {print $2}' "/proc/$PID/fdinfo/${fd##*/}")
-		echo $(( (8#$flags & 8#40000) != 0 ))
-		return
-	done
-	echo missing
-}
 # check LABEL TARGET: the domain runs, the monitor answers, a new disk gets the policy.
 check() {
 	local img="$D/rk-$2.img" st uring
@@ -60,7 +50,7 @@ check() {
 	"${VIRSH[@]}" attach-disk "$name" "$img" "$2" --driver qemu --subdriver raw --live > /dev/null ||
 		fail "$1: attach-disk failed"
 	[ "$(direct_of "$img")" = true ] || fail "$1: the attached disk has no cache.direct: $(nodes)"
-	[ "$(direct_bit "$img")" = 1 ] || fail "$1: QEMU's fd on $img has no O_DIRECT"
+	[ "$(direct_bit "$PID" "$img")" = 1 ] || fail "$1: QEMU's fd on $img has no O_DIRECT"
 	uring=$(find "/proc/$PID/fd" -lname 'anon_inode:\[io_uring\]' 2>/dev/null | wc -l)
 	[ "$uring" -gt 0 ] || fail "$1: no io_uring fd while the guest does I/O"
 	echo "$1: domain running, monitor answers, $2 attached with cache.direct=true, O_DIRECT, io_uring fds $uring"
