@@ -222,3 +222,21 @@ klt_wait_cleaned() { # NAME QEMUPID AGENTPID
 	while [ -e "$KLT_STATE/$1.json" ] && [ $n -gt 0 ]; do sleep 0.1; n=$((n - 1)); done
 	[ ! -e "$KLT_STATE/$1.json" ] || fail "$1: state file left: $(cat "$KLT_STATE/$1.json")"
 }
+
+# klt_relays NAME: the relay processes (the active and its standby) of domain NAME, on one line.
+klt_relays() {
+	local p
+	for p in /proc/[0-9]*; do
+		tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -q -- "^kvm-launch --relay $KLT_STATE/$1\." && printf '%s ' "${p#/proc/}"
+	done
+	return 0
+}
+
+# klt_restart_libvirtd: stops libvirtd and starts it again; running domains stay.
+klt_restart_libvirtd() {
+	local lpid
+	lpid=$(cat /run/libvirtd.pid)
+	kill "$lpid"
+	kl_wait_gone "$lpid" 20 || fail "libvirtd did not stop"
+	"$KL_TOP/tests/libvirt/libvirtd-up.sh" > /dev/null || fail "libvirtd did not come back"
+}

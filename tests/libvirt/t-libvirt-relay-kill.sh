@@ -18,7 +18,7 @@ klt_domain "$name" --guest-cmd "report,randio:vda:4:900:rw" "file:$D/rk-boot.img
 klt_create "$name"
 PID=$(klt_pid "$name")
 kl_wait_serial "$D/$name.serial" '^KL disk vda ' 120 "$PID"
-relays() { local p; for p in /proc/[0-9]*; do tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -q -- "^kvm-launch --relay $KLT_STATE/$name\." && echo "${p#/proc/}"; done; return 0; }
+relays() { klt_relays "$name"; }
 cleanup_fn 'for p in $(relays); do kill -9 $p 2>/dev/null; done'
 # role active|standby: the standby is the active's child.
 role() {
@@ -28,7 +28,7 @@ role() {
 		case "$rs" in *" $(awk '{print $4}' "/proc/$r/stat") "*) [ "$1" = standby ] && echo "$r" ;; *) [ "$1" = active ] && echo "$r" ;; esac
 	done
 }
-two_relays() { [ "$(relays | wc -l)" = 2 ] && [ -n "$(role active)" ] && [ -n "$(role standby)" ]; }
+two_relays() { [ "$(relays | wc -w)" = 2 ] && [ -n "$(role active)" ] && [ -n "$(role standby)" ]; }
 agent_pid() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["agent"]["pid"])' "$KLT_STATE/$name.json"; }
 wait_for 20 two_relays || fail "no active and standby relay: $(relays)"
 
@@ -64,10 +64,7 @@ wait_for 10 two_relays || fail "no new standby after the active was killed: $(re
 check "active relay $A SIGKILLed" vdc
 
 # libvirtd restarts: it reconnects through the surviving relays.
-LPID=$(cat /run/libvirtd.pid)
-kill "$LPID"
-kl_wait_gone "$LPID" 20 || fail "libvirtd did not stop"
-"$KL_TOP/tests/libvirt/libvirtd-up.sh" > /dev/null || fail "libvirtd did not come back"
+klt_restart_libvirtd
 wait_for 20 sh -c "[ \"\$(${VIRSH[*]} domstate $name 2>/dev/null)\" = running ]" || fail "$name not running after libvirtd restart"
 check "libvirtd restarted" vdd
 

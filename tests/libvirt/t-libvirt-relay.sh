@@ -29,7 +29,7 @@ klt_create "$name"
 PID=$(klt_pid "$name")
 kl_wait_serial "$D/$name.serial" '^KL disk vda ' 120 "$PID"
 # The relay processes (an active and its standby), on one line.
-relays() { local p; for p in /proc/[0-9]*; do tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -q -- "^kvm-launch --relay $KLT_STATE/$name\." && printf '%s ' "${p#/proc/}"; done; return 0; }
+relays() { klt_relays "$name"; }
 # None of the PIDs is a live process (a killed relay may stay a zombie until
 # an init that does not reap reaps it).
 all_gone() { local p; for p in "$@"; do [ -r "/proc/$p/stat" ] && [ "$(sed 's/^.*) //' "/proc/$p/stat" | cut -d' ' -f1)" != Z ] && return 1; done; return 0; }
@@ -101,10 +101,7 @@ grep -q 'virtio-disk0 .*rl-ov.qcow2' "$D/status2" || fail "--status does not sho
 echo "snapshot: --status shows vda on the overlay"
 
 # libvirtd restarts: it reconnects to the monitor through the relay (a new session).
-LPID=$(cat /run/libvirtd.pid)
-kill "$LPID"
-kl_wait_gone "$LPID" 20 || fail "libvirtd did not stop"
-"$KL_TOP/tests/libvirt/libvirtd-up.sh" > /dev/null || fail "libvirtd did not come back"
+klt_restart_libvirtd
 wait_for 20 sh -c "[ \"\$(${VIRSH[*]} domstate $name 2>/dev/null)\" = running ]" || fail "$name not running after libvirtd restart"
 "${VIRSH[@]}" qemu-monitor-command "$name" '{"execute":"query-status"}' | grep -q running ||
 	fail "no monitor after libvirtd restart"

@@ -32,7 +32,7 @@ klt_create "$name"
 PID=$(klt_pid "$name")
 SERIAL=$D/$name.serial
 kl_wait_serial "$SERIAL" '^KL round 1 ok' 300 "$PID"
-relays() { local p; for p in /proc/[0-9]*; do tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -q -- "^kvm-launch --relay $KLT_STATE/$name\." && echo "${p#/proc/}"; done; return 0; }
+relays() { klt_relays "$name"; }
 RPID=$(relays)
 [ -n "$RPID" ] || fail "no relay process for $name"
 cleanup_fn "kill -9 \$RPID 2>/dev/null"
@@ -157,10 +157,7 @@ S1=$("${VIRSH[@]}" domblklist "$name" | awk '$1 == "vda" {print $2}')
 check "snapshot (libvirt's overlay path)" "$S1"
 guest_alive "after snapshot s1"
 
-LPID=$(cat /run/libvirtd.pid)
-kill "$LPID"
-kl_wait_gone "$LPID" 20 || fail "libvirtd did not stop"
-"$KL_TOP/tests/libvirt/libvirtd-up.sh" > /dev/null || fail "libvirtd did not come back"
+klt_restart_libvirtd
 wait_for 30 sh -c "[ \"\$(${VIRSH[*]} domstate $name 2>/dev/null)\" = running ]" || fail "$name not running after libvirtd restart"
 [ "$(relays)" = "$RPID" ] || fail "the relay changed across the libvirtd restart"
 echo "libvirtd restart | relay $RPID kept, $(grep -c 'client connected' "$RLOG") sessions" | tee -a "$TABLE"
