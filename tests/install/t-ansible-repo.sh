@@ -73,7 +73,8 @@ KL_AA_DIR=$TMP/aa
 cp -a /etc/apparmor.d "$KL_AA_DIR" && cp -a "$LVAA/." "$KL_AA_DIR/" &&
 	install -D -m 0644 "$KL_TOP/contrib/apparmor/libvirt-qemu.kvm-launch" "$KL_AA_DIR/abstractions/libvirt-qemu.d/kvm-launch" ||
 	fail "copying the AppArmor profiles"
-printf 'this is not an apparmor rule,\n' > "$KL_AA_DIR/abstractions/libvirt-qemu.d/kl-broken"
+# Not in abstractions/libvirt-qemu.d: libvirt 11's abstraction includes that whole directory.
+mkdir -p "$KL_AA_DIR/kl-test" && printf 'this is not an apparmor rule,\n' > "$KL_AA_DIR/kl-test/kl-broken"
 aa_local=$KL_AA_DIR/local/abstractions/libvirt-qemu
 # libvirt-daemon-system's postinst makes it empty when it is missing; so here.
 [ -e "$aa_local" ] || install -D -m 0644 /dev/null "$aa_local"
@@ -167,7 +168,7 @@ play second || { cat "$TMP/second.log"; fail "second run failed"; }
 # ---- 5.-7. failures that change nothing ----
 must_fail broken-policy sometimes -e '{"kvm_launch_policy_rules": [{"name": "bad", "backend": "file", "cache": "sometimes"}]}'
 must_fail wrong-key 'NO_PUBKEY\|not signed\|signature' -e "kvm_launch_apt_key=$TMP/wrong.gpg"
-must_fail broken-apparmor 'AppArmor parser error' -e kvm_launch_apparmor_include=abstractions/libvirt-qemu.d/kl-broken
+must_fail broken-apparmor 'AppArmor parser error' -e kvm_launch_apparmor_include=kl-test/kl-broken
 log "broken policy, wrong key, broken AppArmor include: each failed before changing anything"
 
 # ---- 8. the AppArmor step alone: the rollback ----
@@ -183,7 +184,7 @@ cat > "$TMP/aa.yml" <<AA_EOF
       always:
         - ansible.builtin.file: { path: "{{ kl_tmp.path }}", state: absent }
 AA_EOF
-if PLAYBOOK=$TMP/aa.yml play aa-rollback -e kvm_launch_apparmor_include=abstractions/libvirt-qemu.d/kl-broken; then
+if PLAYBOOK=$TMP/aa.yml play aa-rollback -e kvm_launch_apparmor_include=kl-test/kl-broken; then
 	fail "the AppArmor step accepted a broken include"
 fi
 grep -q 'put back as it was' "$TMP/aa-rollback.log" || { cat "$TMP/aa-rollback.log"; fail "aa-rollback: no rollback"; }
