@@ -27,8 +27,22 @@
 
 bool kl_follow_wanted(const struct kl_launch *l)
 {
-	return l->model && !l->untouched_why && !l->failed_open && kl_model_daemonize(l->model) &&
-	       kl_model_pidfile(l->model);
+	return l->model && !l->untouched_why && !l->failed_open && kl_model_daemonize(l->model);
+}
+
+/* The pidfile to confirm the daemon by: the command line's, else one that
+ * kvm-launch adds in the state directory (STEM.pid; the agent removes it
+ * with the entry).  NULL: none can be had. */
+static char *pidfile_for(struct kl_launch *l)
+{
+	if (kl_model_pidfile(l->model))
+		return xstrdup(kl_model_pidfile(l->model));
+	if (!l->state_fds || !l->state_dir)
+		return NULL;
+	char *p = xasprintf("%s/%s.pid", l->state_dir, l->state_fds->stem);
+	strvec_push_dup(&l->exec_argv, "-pidfile");
+	strvec_push_dup(&l->exec_argv, p);
+	return p;
 }
 
 static int read_pidfile(const char *path, pid_t *out, struct kl_error *err)
@@ -110,6 +124,9 @@ static void remove_ours(struct kl_launch *l, bool manager_sockets)
 	kl_monitors_free(&ms);
 	snprintf(name, sizeof name, "%s.relay.log", f->stem);
 	kl_statedir_remove(f->dirfd, name, S_IFREG, f->owner);
+	snprintf(name, sizeof name, "%s.pid", f->stem);
+	if (!kl_model_pidfile(l->model))
+		kl_statedir_remove(f->dirfd, name, S_IFREG, f->owner);
 	kl_state_remove_at(f->dirfd, f->stem, f->owner, false);
 }
 
@@ -139,10 +156,10 @@ static int wait_status(pid_t child)
 }
 
 /* QEMU is up: find its daemon, and set the state, relays and agent up for it. */
-static void follow_daemon(struct kl_launch *l)
+static void follow_daemon(struct kl_launch *l, const char *pidfile)
 {
 	struct kl_error err = KL_ERROR_INIT;
-	pid_t pid = kl_follow_confirm(kl_model_pidfile(l->model), l->query_socket, &err);
+	pid_t pid = kl_follow_confirm(pidfile, l->query_socket, &err);
 	if (pid < 0) {
 		kl_warn("QEMU's daemon not followed (no state, no agent): %s", err.msg);
 		remove_ours(l, false);
@@ -181,6 +198,11 @@ int kl_follow_run(struct kl_launch *l, const char *state_dir, const struct kl_re
 			kl_relay_setup(l, &cfg);
 		}
 	}
+	_cleanup_free_ char *pidfile = have_state ? pidfile_for(l) : NULL;
+	if (!pidfile && have_state) {
+		remove_ours(l, false);
+		have_state = false;
+	}
 	if (!have_state) {
 		/* As without kvm-launch's extras: exec in place. */
 		kl_exec_qemu(strvec_terminate(&l->exec_argv), &err);
@@ -202,6 +224,6 @@ int kl_follow_run(struct kl_launch *l, const char *state_dir, const struct kl_re
 		remove_ours(l, true);
 		return rc;
 	}
-	follow_daemon(l);
+	follow_daemon(l, pidfile);
 	return 0;
 }

@@ -411,6 +411,9 @@ void kl_state_remove_at(int dirfd, const char *stem, uid_t owner, bool keep_log)
 		snprintf(name, sizeof name, "%s.agent.log", stem);
 		kl_statedir_remove(dirfd, name, S_IFREG, owner);
 	}
+	/* The pidfile kvm-launch gives a -daemonize QEMU that has none (follow.c). */
+	snprintf(name, sizeof name, "%s.pid", stem);
+	kl_statedir_remove(dirfd, name, S_IFREG, owner);
 	snprintf(name, sizeof name, "%s.json", stem);
 	kl_statedir_remove(dirfd, name, S_IFREG, owner);
 }

@@ -161,7 +161,7 @@ int kl_state_find(const char *state_dir, const char *name, struct kl_state_entry
 int kl_state_may_drive(const struct kl_state_entry *e, struct kl_error *err);
 
 /* Remove an entry by its stem: STEM.json, .agent.sock, .qmp.sock,
- * .view.sock and (unless keep_log) .agent.log, by unlinkat on dirfd, each
+ * .view.sock, .pid and (unless keep_log) .agent.log, by unlinkat on dirfd, each
  * only if owned by owner and of the expected type. */
 void kl_state_remove_at(int dirfd, const char *stem, uid_t owner, bool keep_log);
 /* Remove stale entries of dir (a path); returns how many. */

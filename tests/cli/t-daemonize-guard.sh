@@ -21,12 +21,15 @@ check() { # WHAT EXTRA-ARGS...
 	shift
 	n=$((n + 1))
 	rm -f "$TMP/plain.pid" "$TMP/kl.pid"
+	# NO_PIDFILE=1: a hand-run line without -pidfile (kvm-launch adds its own in the state directory).
+	local ppf=(-pidfile "$TMP/plain.pid") kpf=(-pidfile "$TMP/kl.pid")
+	[ -z "${NO_PIDFILE:-}" ] || { ppf=(); kpf=(); }
 	"$QEMU" -name "dg-$n" -chardev "socket,id=qmp,path=$TMP/plain.qmp,server=on,wait=off" -mon chardev=qmp,mode=control \
-		-pidfile "$TMP/plain.pid" -daemonize "${common[@]}" "$@" > /dev/null 2> "$TMP/plain.err"
+		"${ppf[@]}" -daemonize "${common[@]}" "$@" > /dev/null 2> "$TMP/plain.err"
 	local prc=$?
 	"$KL" --config "$TMP/p.conf" --qemu "$QEMU" -- -name "dg-$n" \
 		-chardev "socket,id=qmp,path=$TMP/kl.qmp,server=on,wait=off" -mon chardev=qmp,mode=control \
-		-pidfile "$TMP/kl.pid" -daemonize "${common[@]}" "$@" > /dev/null 2> "$TMP/kl.err.all"
+		"${kpf[@]}" -daemonize "${common[@]}" "$@" > /dev/null 2> "$TMP/kl.err.all"
 	local krc=$?
 	grep -v '^kvm-launch: ' "$TMP/kl.err.all" | sed "s|$TMP/kl\.|$TMP/plain.|g" > "$TMP/kl.err"
 	echo "$what: plain QEMU exit $prc, kvm-launch exit $krc; QEMU's stderr: $(head -c 200 "$TMP/plain.err")"
@@ -47,6 +50,9 @@ check() { # WHAT EXTRA-ARGS...
 check "after daemonizing" -device scsi-hd,drive=drive-scsi0,id=scsi0
 # Fails before (an unknown machine type).
 check "before daemonizing" -global no-such-driver.prop=1 -machine no-such-machine-type
+# The same without -pidfile.
+NO_PIDFILE=1 check "after daemonizing, no -pidfile" -device scsi-hd,drive=drive-scsi0,id=scsi0
+NO_PIDFILE=1 check "before daemonizing, no -pidfile" -global no-such-driver.prop=1 -machine no-such-machine-type
 # And a start that works is followed (the control).
 "$KL" --config "$TMP/p.conf" --qemu "$QEMU" -- -name dg-ok -pidfile "$TMP/ok.pid" -daemonize "${common[@]}" 2> "$TMP/ok.err" ||
 	fail "the control did not start: $(cat "$TMP/ok.err")"

@@ -195,3 +195,24 @@ wait_for 10 no_relay vm100 || fail "relays outlived QEMU: $(relay_pids vm100)"
 left=$(ls "$ST" | grep -v '\.log$' || true)
 [ -z "$left" ] || fail "left in the state directory: $left"
 echo "QEMU killed: state entry, sockets, agent and relays gone"
+
+# A hand-run start script: -daemonize without -pidfile.  kvm-launch gives QEMU a pidfile in the
+# state directory (so the daemon is still confirmed by two sources), follows it, and the agent
+# removes that file with the entry when QEMU ends.
+cleanup_fn 'for p in $(relay_pids hand) $(pgrep -f -- "--agent $ST/hand") $(cat "$ST/hand.pid" 2>/dev/null); do kill -9 $p 2>/dev/null; done'
+"$KL" --config "$TMP/p.conf" --qemu "$QEMU" -- -daemonize -name hand -machine pc -accel tcg -nodefaults -display none -m 64 \
+	-qmp "unix:$TMP/hand.qmp,server=on,wait=off" \
+	-drive "file=$TMP/vm-100-disk-0.raw,if=virtio,format=raw" > "$TMP/hand.out" 2>&1 || fail "hand-run -daemonize exited $?: $(cat "$TMP/hand.out")"
+HPID=$(cat "$ST/hand.pid" 2>/dev/null) || fail "no pidfile for the hand-run VM: $(cat "$TMP/hand.out")"
+[ "$(readlink "/proc/$HPID/exe")" = "$(readlink -f "$QEMU")" ] || fail "hand.pid names $HPID, not QEMU"
+tr '\0' ' ' < "/proc/$HPID/cmdline" | grep -q -- "-pidfile $ST/hand.pid" || fail "QEMU was not given the state directory's pidfile"
+"$KL" --config "$TMP/p.conf" --status --json hand > "$TMP/hand.json" || fail "--status hand failed"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=[x for x in d["vms"] if x["name"]=="hand"][0]; assert v["pid"]==int(sys.argv[2]), v["pid"]; assert v["disks"], "no disks"' \
+	"$TMP/hand.json" "$HPID" || fail "--status does not list the hand-run VM with QEMU's PID: $(cat "$TMP/hand.json")"
+printf '{"execute":"qmp_capabilities"}\n{"execute":"query-status","id":"h"}\n' | session "$TMP/hand.qmp" | grep -q '"status": "running"' ||
+	fail "the hand-run VM's -qmp does not answer"
+echo "hand-run -daemonize without -pidfile: followed, PID $HPID from $ST/hand.pid, confirmed by SO_PEERCRED; --status lists it"
+kill -9 "$HPID"
+wait_for 20 sh -c "! test -e '$ST/hand.json' && ! test -e '$ST/hand.pid'" || fail "entry or pidfile left after the hand-run QEMU was killed: $(ls "$ST")"
+wait_for 10 no_relay hand || fail "relays outlived the hand-run QEMU"
+echo "hand-run QEMU killed: entry, pidfile, agent and relays gone"
