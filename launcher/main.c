@@ -159,6 +159,39 @@ out:
 		l->vm.name = NULL;
 }
 
+/* The launch is decided: state, agent and relays (or following a
+ * -daemonize), then exec QEMU.  Returns only on failure, or with the
+ * launching process's status when -daemonize is followed.  why: the
+ * reason the policy was not applied (fail-open), else unused. */
+static int start_qemu(struct kl_launch *l, const struct kl_options *o, struct kl_policy *policy, const char *why)
+{
+	struct kl_error err = KL_ERROR_INIT;
+
+	if (!l->untouched_why && !l->failed_open) {
+		log_decisions(l);
+		struct kl_relay_config relay = { o->config ? o->config : KL_DEFAULT_CONFIG, choose_cache_dir(policy) };
+		if (kl_follow_wanted(l)) {
+			kl_exec_guard_disarm();
+			return kl_follow_run(l, choose_state_dir(o, policy),
+					   policy && kl_policy_globals(policy)->monitor_relay ? &relay : NULL);
+		}
+		set_up_state(l, choose_state_dir(o, policy),
+			     policy && kl_policy_globals(policy)->monitor_relay ? &relay : NULL);
+	} else if (l->failed_open && !l->untouched_why) {
+		record_failed_open(l, choose_state_dir(o, policy), why);
+	}
+	kl_exec_guard_disarm();
+	fflush(NULL);
+	/* Only now may QEMU's monitor listeners survive an exec. */
+	kl_state_pass_fds(l);
+	kl_relay_pass_fds(l);
+	if (l->state_file)
+		kl_detach_oom_rank_qemu(); /* after the agent and relays were started */
+	kl_exec_qemu(strvec_terminate(&l->exec_argv), &err);
+	kl_err("%s", err.msg);
+	return 127;
+}
+
 static int launch_main(const struct kl_options *o, const char *argv0)
 {
 	struct kl_error err = KL_ERROR_INIT;
@@ -246,30 +279,7 @@ static int launch_main(const struct kl_options *o, const char *argv0)
 		break;
 	}
 
-	if (!l.untouched_why && !l.failed_open) {
-		log_decisions(&l);
-		struct kl_relay_config relay = { o->config ? o->config : KL_DEFAULT_CONFIG, choose_cache_dir(policy) };
-		if (kl_follow_wanted(&l)) {
-			kl_exec_guard_disarm();
-			rc = kl_follow_run(&l, choose_state_dir(o, policy),
-					   policy && kl_policy_globals(policy)->monitor_relay ? &relay : NULL);
-			goto out;
-		}
-		set_up_state(&l, choose_state_dir(o, policy),
-			     policy && kl_policy_globals(policy)->monitor_relay ? &relay : NULL);
-	} else if (l.failed_open && !l.untouched_why) {
-		record_failed_open(&l, choose_state_dir(o, policy), err.msg);
-	}
-	kl_exec_guard_disarm();
-	fflush(NULL);
-	/* Only now may QEMU's monitor listeners survive an exec. */
-	kl_state_pass_fds(&l);
-	kl_relay_pass_fds(&l);
-	if (l.state_file)
-		kl_detach_oom_rank_qemu(); /* after the agent and relays were started */
-	kl_exec_qemu(strvec_terminate(&l.exec_argv), &err);
-	kl_err("%s", err.msg);
-	rc = 127;
+	rc = start_qemu(&l, o, policy, err.msg);
 out:
 	kl_exec_guard_disarm();
 	strvec_free(&original);

@@ -405,6 +405,26 @@ static int open_entry(struct agent *a, int *logfd)
 	return 0;
 }
 
+/* Make sure the pidfd is QEMU's; else open one (the caller then checks it
+ * is still the process that started at start_ticks, not a reused PID). */
+static void ensure_qemu_pidfd(struct agent *a)
+{
+	if (a->pidfd >= 0 && kl_proc_pidfd_pid(a->pidfd) != a->qemu_pid) {
+		close(a->pidfd);
+		a->pidfd = -1;
+	}
+	if (a->pidfd >= 0)
+		return;
+	a->pidfd = kl_pidfd_open(a->qemu_pid);
+	if (a->pidfd >= 0) {
+		int fl = fcntl(a->pidfd, F_GETFD);
+		if (fl >= 0)
+			fcntl(a->pidfd, F_SETFD, fl | FD_CLOEXEC);
+	} else {
+		kl_info("agent: pidfd_open: %s: polling /proc every 500 ms instead", strerror(errno));
+	}
+}
+
 int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 {
 	struct agent a = { .state_file = state_file, .pidfd = pidfd, .view_fd = view_fd, .dir = KL_STATEDIR_INIT };
@@ -429,22 +449,7 @@ int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 	a.unnamed = kl_json_str(a.state, "name") == NULL;
 	kl_info("agent: pid %d for QEMU pid %d (%s)", (int)getpid(), (int)a.qemu_pid, state_file);
 
-	/* Make sure the pidfd is QEMU's; else open one (and check it is still
-	 * the process that started at start_ticks, not a reused PID). */
-	if (a.pidfd >= 0 && kl_proc_pidfd_pid(a.pidfd) != a.qemu_pid) {
-		close(a.pidfd);
-		a.pidfd = -1;
-	}
-	if (a.pidfd < 0) {
-		a.pidfd = kl_pidfd_open(a.qemu_pid);
-		if (a.pidfd >= 0) {
-			int fl = fcntl(a.pidfd, F_GETFD);
-			if (fl >= 0)
-				fcntl(a.pidfd, F_SETFD, fl | FD_CLOEXEC);
-		} else {
-			kl_info("agent: pidfd_open: %s: polling /proc every 500 ms instead", strerror(errno));
-		}
-	}
+	ensure_qemu_pidfd(&a);
 	if (kl_proc_check(a.qemu_pid, a.qemu_ticks) != KL_PROC_ALIVE) {
 		kl_info("agent: QEMU pid %d is not running", (int)a.qemu_pid);
 		finish(&a);
