@@ -4,6 +4,8 @@
 #define KL_STRBUF_H
 
 #include <stddef.h>
+#include <stdbool.h>
+#include <string.h>
 
 struct strbuf {
 	char *s;      /* always NUL-terminated once anything was appended */
@@ -43,5 +45,11 @@ static inline void strbuf_freep(struct strbuf *b) { strbuf_free(b); }
 static inline void strvec_freep(struct strvec *sv) { strvec_free(sv); }
 #define _cleanup_strbuf_ __attribute__((cleanup(strbuf_freep)))
 #define _cleanup_strvec_ __attribute__((cleanup(strvec_freep)))
+
+/* Two strings, either of which may be NULL, are the same text. */
+static inline bool kl_streq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
 
 #endif

@@ -23,6 +23,7 @@
 
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/json.h"
@@ -39,19 +40,14 @@ struct change {
 	bool keep_layers;     /* PIVOT of a mirror: sync=top keeps the backing chain */
 };
 
-static bool streq(const char *a, const char *b)
-{
-	return a && b && strcmp(a, b) == 0;
-}
-
 /* The entry whose active layer is node (or whose device id is node). */
 static int find_entry(json_object *disks, const char *node)
 {
 	for (size_t i = 0; node && i < json_object_array_length(disks); i++)
-		if (streq(kl_json_str(json_object_array_get_idx(disks, i), "node"), node))
+		if (kl_streq(kl_json_str(json_object_array_get_idx(disks, i), "node"), node))
 			return (int)i;
 	for (size_t i = 0; node && i < json_object_array_length(disks); i++)
-		if (streq(kl_json_str(json_object_array_get_idx(disks, i), "id"), node))
+		if (kl_streq(kl_json_str(json_object_array_get_idx(disks, i), "id"), node))
 			return (int)i;
 	return -1;
 }
@@ -59,7 +55,7 @@ static int find_entry(json_object *disks, const char *node)
 static int find_layer(json_object *layers, const char *node)
 {
 	for (size_t i = 0; layers && node && i < json_object_array_length(layers); i++)
-		if (streq(kl_json_str(json_object_array_get_idx(layers, i), "node"), node))
+		if (kl_streq(kl_json_str(json_object_array_get_idx(layers, i), "node"), node))
 			return (int)i;
 	return -1;
 }
@@ -154,7 +150,7 @@ static int del(json_object *st, json_object *disks, const char *node, const char
 	if (defs && rebase) {
 		json_object_object_foreach(defs, k, def) {
 			(void)k;
-			if (streq(kl_json_str(def, "backing"), node)) {
+			if (kl_streq(kl_json_str(def, "backing"), node)) {
 				json_object_object_add(def, "backing", json_object_new_string(rebase));
 				changed = 1;
 			}
@@ -162,7 +158,7 @@ static int del(json_object *st, json_object *disks, const char *node, const char
 	}
 	for (size_t i = 0; i < json_object_array_length(disks); i++) {
 		json_object *d = json_object_array_get_idx(disks, i);
-		if (streq(kl_json_str(d, "node"), node)) {
+		if (kl_streq(kl_json_str(d, "node"), node)) {
 			json_object_array_del_idx(disks, i, 1);
 			return 1;
 		}
@@ -282,7 +278,7 @@ static void job_started(struct kl_relay_ctx *c, const char *kind, json_object *a
 		json_object_object_add(j, "to", json_object_new_string(to));
 	if (kl_json_str(args, "top-node"))
 		json_object_object_add(j, "top", json_object_new_string(kl_json_str(args, "top-node")));
-	json_object_object_add(j, "keep_layers", json_object_new_boolean(streq(kl_json_str(args, "sync"), "top")));
+	json_object_object_add(j, "keep_layers", json_object_new_boolean(kl_streq(kl_json_str(args, "sync"), "top")));
 	json_object_object_add(jobs(c), id, j);
 }
 
@@ -293,7 +289,7 @@ static void job_completed(struct kl_relay_ctx *c, const char *id)
 		return;
 	const char *kind = kl_json_str(j, "kind"), *to = kl_json_str(j, "to");
 	const char *from = kl_json_str(j, "top") ? kl_json_str(j, "top") : kl_json_str(j, "device");
-	if (to && streq(kind, "mirror")) {
+	if (to && kl_streq(kind, "mirror")) {
 		_cleanup_json_ json_object *e = entry_for(c, to, "mirror");
 		struct change ch = { OP_PIVOT, to, kl_json_str(j, "device"), e, kl_json_bool(j, "keep_layers", false) };
 		kl_info("relay: disk %s (mirror over %s)", to, ch.from);
@@ -312,7 +308,7 @@ static const char *commit_base(struct kl_relay_ctx *c, const char *node)
 {
 	json_object_object_foreach(jobs(c), id, j) {
 		(void)id;
-		if (streq(kl_json_str(j, "kind"), "commit") && streq(kl_json_str(j, "top"), node))
+		if (kl_streq(kl_json_str(j, "kind"), "commit") && kl_streq(kl_json_str(j, "top"), node))
 			return kl_json_str(j, "to");
 	}
 	return NULL;
@@ -341,7 +337,7 @@ void kl_relay_note(struct kl_relay_ctx *c, json_object *msg)
 		json_object *acts = kl_json_get(args, "actions", json_type_array);
 		for (size_t i = 0; acts && i < json_object_array_length(acts); i++) {
 			json_object *a = json_object_array_get_idx(acts, i);
-			if (streq(kl_json_str(a, "type"), "blockdev-snapshot"))
+			if (kl_streq(kl_json_str(a, "type"), "blockdev-snapshot"))
 				snapshot(c, kl_json_get(a, "data", json_type_object));
 		}
 	} else if (strcmp(cmd, "blockdev-mirror") == 0) {

@@ -10,16 +10,12 @@
 
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/json.h"
 #include "launcher/vm/set-int.h"
 #include "launcher/vm/state.h"
-
-static bool streq(const char *a, const char *b)
-{
-	return a && b && strcmp(a, b) == 0;
-}
 
 /* The node options kvm-launch decides, as a blockdev-add gives them. */
 static void copy_decided(json_object *rec, json_object *node_args)
@@ -145,7 +141,7 @@ static bool reopen_node(struct kl_relay_ctx *c, json_object *known, json_object 
 	}
 	/* An aio left out of a reopen means QEMU's default: name ours. */
 	const char *aio = rec ? kl_json_str(rec, "aio") : NULL;
-	if (aio && kl_json_str(node, "driver") && !streq(aio, kl_json_str(node, "aio"))) {
+	if (aio && kl_json_str(node, "driver") && !kl_streq(aio, kl_json_str(node, "aio"))) {
 		json_object_object_add(node, "aio", json_object_new_string(aio));
 		changed = true;
 	}
