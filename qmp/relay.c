@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "qmp/frame.h"
@@ -443,25 +444,18 @@ static int to_client(struct relay *r, struct kl_error *err)
 	return 0;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* QEMU closed: deliver what it sent before. */
 static void drain_to_client(struct relay *r)
 {
-	long long end = now_ms() + QMP_RELAY_DRAIN_MS;
+	long long end = kl_monotonic_ms() + QMP_RELAY_DRAIN_MS;
 	struct kl_error e = KL_ERROR_INIT;
 	pipe_level(r);
-	while (r->pipe_bytes && now_ms() < end) {
+	while (r->pipe_bytes && kl_monotonic_ms() < end) {
 		if (to_client(r, &e) < 0)
 			break;
 		struct pollfd p = { r->s->cfd, POLLOUT, 0 };
 		if (r->pipe_bytes)
-			poll(&p, 1, (int)(end - now_ms() > 0 ? end - now_ms() : 0));
+			poll(&p, 1, (int)(end - kl_monotonic_ms() > 0 ? end - kl_monotonic_ms() : 0));
 	}
 	kl_error_clear(&e);
 }
@@ -536,8 +530,8 @@ static int loop(struct relay *r, struct kl_error *err)
 		if (r->client_eof && !r->u.active && !r->pend.n)
 			return QMP_RELAY_CLIENT_CLOSED;
 		if (r->client_eof && !drain_end)
-			drain_end = now_ms() + QMP_RELAY_DRAIN_MS;
-		if (drain_end && now_ms() > drain_end)
+			drain_end = kl_monotonic_ms() + QMP_RELAY_DRAIN_MS;
+		if (drain_end && kl_monotonic_ms() > drain_end)
 			return QMP_RELAY_CLIENT_CLOSED;
 		bool want_cin = !r->u.active && !r->pend.n && !r->client_eof;
 		bool stale = false; /* all the client sent is peeked: POLLIN would not stop */
@@ -565,7 +559,7 @@ static int loop(struct relay *r, struct kl_error *err)
 		if (woke && h && h->watched)
 			h->watched(h->ctx);
 		if (n > 0 && (p[0].revents & (POLLHUP | POLLERR)) && !drain_end)
-			drain_end = now_ms() + QMP_RELAY_DRAIN_MS; /* the client hung up */
+			drain_end = kl_monotonic_ms() + QMP_RELAY_DRAIN_MS; /* the client hung up */
 		if (n <= 0 && !stale)
 			continue;
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {

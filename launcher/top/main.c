@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -35,13 +36,6 @@ static void restore_terminal(void)
 {
 	if (!isendwin())
 		endwin();
-}
-
-static double mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 struct view {
@@ -151,7 +145,7 @@ static void draw(struct view *v)
 static void sample(struct view *v)
 {
 	json_object *doc = kl_status_collect(v->state_dir, NULL, KL_STATUS_TIMEOUT_MS);
-	double t = mono_s();
+	double t = kl_monotonic_s();
 	kl_top_rows_free(v->rows, v->nrows);
 	kl_top_rows(v->prev, doc, t - v->prev_t, &v->rows, &v->nrows);
 	kl_top_sort(v->rows, v->nrows, v->sort, v->reverse);
@@ -192,7 +186,7 @@ static int run(struct view *v)
 		draw(v);
 		double deadline = v->prev_t + v->interval;
 		while (go && !stop_signal) {
-			double left = deadline - mono_s();
+			double left = deadline - kl_monotonic_s();
 			if (left <= 0)
 				break;
 			timeout((int)(left * 1000) + 1);

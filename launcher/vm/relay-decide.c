@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/strbuf.h"
@@ -132,19 +133,12 @@ static _Noreturn void child_decide(const struct kl_relay_ctx *c, const char *opt
 	_exit(0);
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Read the child's answer until EOF or the deadline.  0 at EOF, -1 late or too big. */
 static int read_answer(int fd, struct strbuf *b, long long deadline)
 {
 	char buf[4096];
 	for (;;) {
-		long long left = deadline - now_ms();
+		long long left = deadline - kl_monotonic_ms();
 		if (left <= 0)
 			return -1;
 		struct pollfd p = { fd, POLLIN, 0 };
@@ -192,7 +186,7 @@ static int decide_text(const struct kl_relay_ctx *c, const char *opt, const char
 	}
 	close(p[1]);
 	struct strbuf b = STRBUF_INIT;
-	int r = read_answer(p[0], &b, now_ms() + KL_RELAY_HOOK_DEADLINE_MS);
+	int r = read_answer(p[0], &b, kl_monotonic_ms() + KL_RELAY_HOOK_DEADLINE_MS);
 	close(p[0]);
 	if (r < 0)
 		kill(pid, SIGKILL);

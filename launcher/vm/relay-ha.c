@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -63,13 +64,6 @@ struct shared {
 
 static struct shared *sh;
 static struct kl_relay_proc *P;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool readable(int fd)
 {
@@ -156,9 +150,9 @@ static void check_agent(void)
 		sh->agent_pidfd = pidfd_cloexec(pid);
 		return;
 	}
-	if (now_ms() < sh->agent_next_ms || kl_relay_qemu_gone(P))
+	if (kl_monotonic_ms() < sh->agent_next_ms || kl_relay_qemu_gone(P))
 		return;
-	sh->agent_next_ms = now_ms() + AGENT_EVERY_MS;
+	sh->agent_next_ms = kl_monotonic_ms() + AGENT_EVERY_MS;
 	if (kl_agent_start(P->c->state_file, P->c->qemu_pid, P->view_fd, &err) < 0) {
 		kl_warn("relay: cannot start the agent again: %s", err.msg);
 		kl_error_clear(&err);
@@ -174,9 +168,9 @@ static int standby_main(void);
 
 static void spawn_standby(void)
 {
-	if (sh->pidfd_active < 0 || sh->pidfd_standby >= 0 || now_ms() < sh->standby_next_ms)
+	if (sh->pidfd_active < 0 || sh->pidfd_standby >= 0 || kl_monotonic_ms() < sh->standby_next_ms)
 		return;
-	sh->standby_next_ms = now_ms() + STANDBY_EVERY_MS;
+	sh->standby_next_ms = kl_monotonic_ms() + STANDBY_EVERY_MS;
 	int pfd = -1;
 	struct clone_args ca;
 	memset(&ca, 0, sizeof ca);

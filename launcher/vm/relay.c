@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/json.h"
@@ -29,13 +30,6 @@
 /* The relay's oom_score_adj, below QEMU's (which it inherited): when memory
  * runs out QEMU goes first, never the relay it depends on. */
 #define RELAY_OOM_BELOW_QEMU 100
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool qemu_gone(int pidfd, pid_t pid, unsigned long long ticks)
 {
@@ -65,7 +59,7 @@ static int connect_qemu(const char *path, int pidfd, pid_t pid, unsigned long lo
 	if (strlen(path) >= sizeof sa.sun_path)
 		return -1;
 	strcpy(sa.sun_path, path);
-	long long end = now_ms() + KL_RELAY_CONNECT_MS;
+	long long end = kl_monotonic_ms() + KL_RELAY_CONNECT_MS;
 	for (;;) {
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -74,7 +68,7 @@ static int connect_qemu(const char *path, int pidfd, pid_t pid, unsigned long lo
 			return fd;
 		int e = errno;
 		close(fd);
-		if (qemu_gone(pidfd, pid, ticks) || now_ms() >= end) {
+		if (qemu_gone(pidfd, pid, ticks) || kl_monotonic_ms() >= end) {
 			kl_warn("relay: cannot connect to QEMU's monitor at %s: %s", path, strerror(e));
 			return -1;
 		}
