@@ -110,6 +110,7 @@ static void log_decisions(const struct kl_launch *l)
 static void set_up_state(struct kl_launch *l, const char *state_dir, const struct kl_relay_config *relay)
 {
 	struct kl_error err = KL_ERROR_INIT;
+	kl_detach_exec_follows(); /* QEMU's exec comes next, whatever happens here */
 
 	if (kl_state_prepare(l, state_dir, &err) < 0) {
 		kl_warn("no state for this VM (--status will not list it): %s", err.msg);

@@ -61,7 +61,10 @@ int kl_agent_start(const char *state_file, pid_t qemu, int view_fd, struct kl_er
 	int fds[2] = { pidfd, view_fd };
 	struct agent_fallback fb = { state_file, pidfd >= 0 ? KL_AGENT_PIDFD : -1, view_fd >= 0 ? KL_AGENT_VIEWFD : -1 };
 	char *argv[] = { (char *)"kvm-launch", (char *)"--agent", (char *)state_file, NULL };
-	int r = kl_detach_spawn(fds, 2, argv, agent_fallback, &fb, "agent", err);
+	/* Its start overlaps QEMU's and nothing it does is urgent: on a busy
+	 * host QEMU gets the CPU first. */
+	struct kl_detach_helper h = { "agent", argv, fds, 2, KL_AGENT_NICE, agent_fallback, &fb };
+	int r = kl_detach_spawn(&h, err);
 	if (pidfd >= 0)
 		close(pidfd);
 	return r;
@@ -213,16 +216,21 @@ static void record_state(struct agent *a, const char *state, const char *error)
 
 /* ---- live settings ---- */
 
+static bool wants_throttles(const struct agent *a)
+{
+	json_object *disks = kl_json_get(a->state, "disks", json_type_array);
+	size_t n = disks ? json_object_array_length(disks) : 0;
+	for (size_t i = 0; i < n; i++)
+		if (kl_json_get(json_object_array_get_idx(disks, i), "throttle", json_type_object))
+			return true;
+	return false;
+}
+
 static void apply_throttles(struct agent *a)
 {
 	json_object *disks = kl_json_get(a->state, "disks", json_type_array);
 	size_t n = disks ? json_object_array_length(disks) : 0;
-	bool any = false;
-
-	for (size_t i = 0; i < n; i++)
-		if (kl_json_get(json_object_array_get_idx(disks, i), "throttle", json_type_object))
-			any = true;
-	if (!any)
+	if (!wants_throttles(a))
 		return;
 
 	_cleanup_json_ json_object *blocks = NULL;
@@ -457,16 +465,25 @@ int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 	}
 
 	record_state(&a, "connecting", NULL);
+	bool connected = false;
 	if (!kl_json_str(a.state, "agent_socket")) {
 		record_state(&a, "no-monitor", "no agent socket");
 	} else if (connect_monitor(&a) < 0) {
 		if (!qemu_gone(&a, 0))
 			record_state(&a, "no-monitor", "QEMU's monitor did not answer");
-	} else {
+	} else if (wants_throttles(&a)) {
+		/* Each record rewrites the state file: "connected" only when
+		 * throttling comes between it and "watching". */
 		record_state(&a, "connected", NULL);
 		apply_throttles(&a);
-		record_state(&a, "watching", NULL);
+		connected = true;
+	} else {
+		connected = true;
 	}
+	/* Once per VM start, QEMU up: the launcher leaves this off the start path. */
+	kl_state_clean_stale_at(a.dir.fd, a.dir.path, a.dir.owner);
+	if (connected)
+		record_state(&a, "watching", NULL);
 
 	/* Sleep until QEMU exits; wake for events. */
 	for (;;) {

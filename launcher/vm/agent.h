@@ -28,6 +28,8 @@
 #define KL_AGENT_VIEWFD 4
 /* How long the agent waits for QEMU's monitor to answer. */
 #define KL_AGENT_CONNECT_TIMEOUT_MS 60000
+/* The agent's niceness, added to QEMU's (see kl_agent_run). */
+#define KL_AGENT_NICE 10
 
 /* Returns 0 once the agent is on its way (it reports its own problems in
  * l->agent_log), -1 with err if it could not be started.  Does nothing and

@@ -4,38 +4,48 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/cleanup.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
 
-/* Close every fd >= from. */
+/* Close every fd >= from.  No malloc: the caller may share the launcher's
+ * memory. */
 static void close_all_from(int from)
 {
 	if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0)
 		return;
-	/* Before Linux 5.9: walk /proc/self/fd (opendir's own fd is skipped). */
-	DIR *d = opendir("/proc/self/fd");
-	if (d) {
-		int dfd = dirfd(d);
-		struct dirent *e;
+	/* Before Linux 5.9: read /proc/self/fd (its own fd is skipped). */
+	int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		char buf[4096] __attribute__((aligned(8)));
 		int fds[1024];
 		size_t n = 0;
-		while ((e = readdir(d)) && n < sizeof fds / sizeof *fds) {
-			int fd = atoi(e->d_name);
-			if (e->d_name[0] != '.' && fd >= from && fd != dfd)
-				fds[n++] = fd;
+		long got;
+		while ((got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+			for (long off = 0; off < got;) {
+				struct dirent64 *e = (struct dirent64 *)(buf + off);
+				int fd = atoi(e->d_name);
+				if (e->d_name[0] != '.' && fd >= from && fd != dfd && n < sizeof fds / sizeof *fds)
+					fds[n++] = fd;
+				off += e->d_reclen;
+			}
 		}
-		closedir(d);
+		close(dfd);
 		for (size_t i = 0; i < n; i++)
 			close(fds[i]);
 		return;
@@ -45,6 +55,11 @@ static void close_all_from(int from)
 		close((int)fd);
 }
 
+/* Caught signals go back to default at the execve anyway; this covers
+ * ignored ones, the mask, and the moment before the exec, where the
+ * launcher's crash guard must not run QEMU in here.  glibc's own signals
+ * (32, 33) are left alone: sigaction refuses them, and the helper may share
+ * the launcher's memory and errno (see kl_detach_exec_follows). */
 static void reset_signals(void)
 {
 	sigset_t none;
@@ -54,31 +69,58 @@ static void reset_signals(void)
 	sa.sa_handler = SIG_DFL;
 	sigemptyset(&sa.sa_mask);
 	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
+		if (sig != SIGKILL && sig != SIGSTOP && (sig < __SIGRTMIN || sig >= SIGRTMIN))
 			sigaction(sig, &sa, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 #define MAX_PLACED 8
+#define MAX_ARGS 16
+#define CHILD_STACK (64 * 1024)
 
-/* In the grandchild: becomes the helper.  Never returns. */
-static _Noreturn void helper(const int *fds, size_t nfds, char *const argv[], int (*fallback)(void *), void *arg)
+/* Everything a helper reads before its execve, in one block.  When the
+ * launcher does not wait for that execve, the block is never freed: the
+ * launcher's own execve of QEMU is what ends it. */
+struct detach_block {
+	const struct kl_detach_helper *h; /* only while the caller waits */
+	int fds[MAX_PLACED];
+	size_t nfds;
+	char *argv[MAX_ARGS + 1];
+	int nice;
+	int fork_errno;
+	char first_stack[CHILD_STACK] __attribute__((aligned(16)));
+	char helper_stack[CHILD_STACK] __attribute__((aligned(16)));
+};
+
+static bool exec_follows;
+
+void kl_detach_exec_follows(void)
 {
+	exec_follows = true;
+}
+
+/* In the helper: fds into place, stdio on /dev/null, exec.  Only syscalls
+ * (it may share the launcher's memory).  Returns only if the exec failed. */
+static void become_helper(struct detach_block *b)
+{
+	reset_signals();
+	if (b->nice)
+		setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + b->nice);
 	/* First out of the way of 3.., then into place (dup2 clears close-on-exec). */
 	int parked[MAX_PLACED];
-	for (size_t i = 0; i < nfds; i++) {
-		parked[i] = fds[i] >= 0 ? fcntl(fds[i], F_DUPFD_CLOEXEC, 3 + MAX_PLACED) : -1;
-		if (fds[i] >= 0 && parked[i] < 0)
+	for (size_t i = 0; i < b->nfds; i++) {
+		parked[i] = b->fds[i] >= 0 ? fcntl(b->fds[i], F_DUPFD_CLOEXEC, 3 + MAX_PLACED) : -1;
+		if (b->fds[i] >= 0 && parked[i] < 0)
 			_exit(1);
 	}
-	for (size_t i = 0; i < nfds; i++) {
+	for (size_t i = 0; i < b->nfds; i++) {
 		if (parked[i] >= 0 && dup2(parked[i], 3 + (int)i) < 0)
 			_exit(1);
 		if (parked[i] < 0)
 			close(3 + (int)i);
 	}
-	close_all_from(3 + (int)nfds);
+	close_all_from(3 + (int)b->nfds);
 	int null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
@@ -91,39 +133,73 @@ static _Noreturn void helper(const int *fds, size_t nfds, char *const argv[], in
 		/* harmless: helpers use absolute paths only */
 	}
 	extern char **environ;
-	execve("/proc/self/exe", argv, environ);
-	_exit(fallback ? fallback(arg) : 127);
+	execve("/proc/self/exe", b->argv, environ);
 }
 
-int kl_detach_spawn(const int *fds, size_t nfds, char *const argv[], int (*fallback)(void *arg), void *arg,
-		    const char *what, struct kl_error *err)
+/* The helper when the launcher execs next: it runs in the launcher's
+ * memory, on its own stack, reading only the block. */
+static int shared_helper(void *vb)
 {
-	if (nfds > MAX_PLACED)
-		return kl_error_fail(err, "%s: too many fds to pass", what);
-	pid_t child = fork();
-	if (child < 0)
-		return kl_error_errno(err, errno, "cannot fork the %s", what);
-	if (child == 0) {
-		/* The launcher's crash guard must not run QEMU in here. */
-		reset_signals();
-		setsid();
-		pid_t g = fork();
-		if (g < 0)
-			_exit(1);
+	become_helper(vb);
+	_exit(127);
+}
+
+/* The helper forked off (the caller goes on living): it may fall back. */
+static _Noreturn void forked_helper(struct detach_block *b)
+{
+	become_helper(b);
+	_exit(b->h->fallback ? b->h->fallback(b->h->arg) : 127);
+}
+
+/* The first child: it shares the caller's memory and the caller sleeps
+ * until it exits (CLONE_VM | CLONE_VFORK), so it costs no copy of the
+ * caller and no scheduling round trip.  A new session, the helper, exit.
+ * When the caller execs next, the helper too shares that memory and
+ * nobody waits for its execve; else it is a fork. */
+static int first_child(void *vb)
+{
+	struct detach_block *b = vb;
+	setsid();
+	pid_t g;
+	if (!b->h) {
+		g = clone(shared_helper, b->helper_stack + CHILD_STACK, CLONE_VM | SIGCHLD, b);
+	} else {
+		g = fork();
 		if (g == 0)
-			helper(fds, nfds, argv, fallback, arg);
-		_exit(0);
+			forked_helper(b);
 	}
-	int status;
-	while (waitpid(child, &status, 0) < 0) {
-		if (errno == EINTR)
-			continue;
-		if (errno == ECHILD) /* SIGCHLD ignored by our parent: reaped already */
-			return 0;
-		return kl_error_errno(err, errno, "waiting for the %s's first fork", what);
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return kl_error_fail(err, "the %s could not be started (second fork failed)", what);
+	b->fork_errno = g < 0 ? errno : 0;
+	return 0;
+}
+
+int kl_detach_spawn(const struct kl_detach_helper *h, struct kl_error *err)
+{
+	size_t argc = 0;
+	while (h->argv[argc])
+		argc++;
+	if (h->nfds > MAX_PLACED || argc > MAX_ARGS)
+		return kl_error_fail(err, "%s: too many fds or arguments to pass", h->what);
+	/* Without /proc the exec fails and only a forked helper can fall back. */
+	bool shared = exec_follows && access("/proc/self/exe", X_OK) == 0;
+	struct detach_block *b = xcalloc(1, sizeof *b);
+	b->h = shared ? NULL : h;
+	memcpy(b->fds, h->fds, h->nfds * sizeof *h->fds);
+	b->nfds = h->nfds;
+	for (size_t i = 0; i < argc; i++)
+		b->argv[i] = shared ? xstrdup(h->argv[i]) : h->argv[i];
+	b->nice = h->nice;
+	pid_t child = clone(first_child, b->first_stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, b);
+	int clone_errno = errno;
+	if (child > 0) /* it has exited already (CLONE_VFORK): reap it */
+		while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+			;
+	int fork_errno = b->fork_errno;
+	if (!shared)
+		free(b);
+	if (child < 0)
+		return kl_error_errno(err, clone_errno, "cannot fork the %s", h->what);
+	if (fork_errno)
+		return kl_error_errno(err, fork_errno, "the %s could not be started (second fork failed)", h->what);
 	return 0;
 }
 

@@ -159,9 +159,11 @@ int kl_state_prepare(struct kl_launch *l, const char *state_dir, struct kl_error
 
 	if (daemonizes(l) && !l->follow)
 		return kl_error_fail(err, "-daemonize without -pidfile: QEMU leaves the launched process, so it cannot be followed");
+	/* Stale entries of other VMs are the agent's to sweep, after QEMU
+	 * runs: reading every entry here would put a cost that grows with the
+	 * host's VM count in front of every start. */
 	if (kl_statedir_for_launch(state_dir, &d, err) < 0)
 		return -1;
-	kl_state_clean_stale_at(d.fd, d.path, d.owner);
 	if (kl_proc_start_ticks(pid, &l->start_ticks) < 0)
 		return kl_error_errno(err, errno, "cannot read /proc/%d/stat", (int)pid);
 
