@@ -15,6 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -162,7 +168,10 @@ static int first_child(void *vb)
 	setsid();
 	pid_t g;
 	if (!b->h) {
-		g = clone(shared_helper, b->helper_stack + CHILD_STACK, CLONE_VM | SIGCHLD, b);
+		/* valgrind runs a clone(CLONE_VM) only as a thread or a vfork
+		 * (which it turns into a fork): then we wait for the exec. */
+		int vg = RUNNING_ON_VALGRIND ? CLONE_VFORK : 0;
+		g = clone(shared_helper, b->helper_stack + CHILD_STACK, CLONE_VM | vg | SIGCHLD, b);
 	} else {
 		g = fork();
 		if (g == 0)
