@@ -12,6 +12,7 @@
 #include "common/xalloc.h"
 #include "launcher/prepare.h"
 #include "launcher/qemu_caps.h"
+#include "launcher/start-timing.h"
 #include "launcher/vm/state.h"
 #include "launcher/vm/relay.h"
 
@@ -119,8 +120,10 @@ static int prepare_rewrite(struct kl_launch *l, const struct kl_policy *policy,
 	if (kl_model_readconfig(l->model))
 		kl_info("-readconfig files are not inspected: their disks are left as they are");
 
+	kl_start_mark("parse");
 	if (kl_probe_host(cfg->probe_env, &l->host, err) < 0)
 		return -1;
+	kl_start_mark("host");
 	struct kl_error qerr = KL_ERROR_INIT;
 	if (kl_model_disk_count(l->model) > 0 &&
 	    kl_qemu_io_uring(l->qemu, cfg->cache_dir, &l->host.io_uring_qemu, &qerr) < 0) {
@@ -128,8 +131,10 @@ static int prepare_rewrite(struct kl_launch *l, const struct kl_policy *policy,
 		strvec_pushf(&l->host.notes, "could not ask QEMU whether it has io_uring (%s)", qerr.msg);
 	}
 
+	kl_start_mark("qemu-caps");
 	if (decide_disks(l, policy, cfg, err) < 0)
 		return -1;
+	kl_start_mark("disks");
 
 	struct strvec rewritten = STRVEC_INIT;
 	if (kl_model_rewrite(l->model, &rewritten, err) < 0) {

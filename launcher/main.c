@@ -27,6 +27,7 @@
 #include "launcher/prepare.h"
 #include "launcher/qemu_target.h"
 #include "launcher/report.h"
+#include "launcher/start-timing.h"
 #include "launcher/top.h"
 #include "launcher/vm/set.h"
 #include "launcher/vm/state.h"
@@ -116,10 +117,14 @@ static void set_up_state(struct kl_launch *l, const char *state_dir, const struc
 		kl_warn("no state for this VM (--status will not list it): %s", err.msg);
 		return;
 	}
+	kl_start_mark("state");
 	size_t plain_argc = l->exec_argv.n;
 	kl_state_add_monitors(l);
-	if (relay)
+	kl_start_mark("monitors");
+	if (relay) {
 		kl_relay_setup(l, relay);
+		kl_start_mark("relays");
+	}
 	if (kl_state_write(l, &err) < 0) {
 		kl_warn("no state for this VM (--status will not list it): %s", err.msg);
 		while (l->exec_argv.n > plain_argc)
@@ -128,8 +133,10 @@ static void set_up_state(struct kl_launch *l, const char *state_dir, const struc
 		kl_state_fds_free(steal_pointer(&l->state_fds));
 		return;
 	}
+	kl_start_mark("state-file");
 	if (kl_agent_spawn(l, &err) < 0)
 		kl_warn("no agent for this VM (live settings not applied): %s", err.msg);
+	kl_start_mark("agent");
 }
 
 /* A fail-open VM still gets a state file (no monitors, no agent: the
@@ -168,8 +175,10 @@ static int start_qemu(struct kl_launch *l, const struct kl_options *o, struct kl
 {
 	struct kl_error err = KL_ERROR_INIT;
 
+	kl_start_mark("decision");
 	if (!l->untouched_why && !l->failed_open) {
 		log_decisions(l);
+		kl_start_mark("log");
 		struct kl_relay_config relay = { o->config ? o->config : KL_DEFAULT_CONFIG, choose_cache_dir(policy) };
 		if (kl_follow_wanted(l)) {
 			kl_exec_guard_disarm();
@@ -186,8 +195,11 @@ static int start_qemu(struct kl_launch *l, const struct kl_options *o, struct kl
 	/* Only now may QEMU's monitor listeners survive an exec. */
 	kl_state_pass_fds(l);
 	kl_relay_pass_fds(l);
+	kl_detach_reap();
 	if (l->state_file)
 		kl_detach_oom_rank_qemu(); /* after the agent and relays were started */
+	kl_start_mark("exec");
+	kl_start_report();
 	kl_exec_qemu(strvec_terminate(&l->exec_argv), &err);
 	kl_err("%s", err.msg);
 	return 127;
@@ -210,7 +222,9 @@ static int launch_main(const struct kl_options *o, const char *argv0)
 			strvec_push_dup(&early, o->rest_argv[i]);
 		kl_exec_guard_arm(strvec_terminate(&early), kl_exec_is_self(early.v[0]), GUARD_TIMEOUT_S);
 	}
+	kl_start_mark("main");
 	struct kl_policy *policy = load_policy(o, &err);
+	kl_start_mark("policy");
 	/* A policy that fails to load still says what to do on errors, unless
 	 * the file is refused as unsafe: then nothing in it is believed (others
 	 * could write "on-error = refuse" and stop every VM from starting). */

@@ -63,7 +63,7 @@ int kl_agent_start(const char *state_file, pid_t qemu, int view_fd, struct kl_er
 	char *argv[] = { (char *)"kvm-launch", (char *)"--agent", (char *)state_file, NULL };
 	/* Its start overlaps QEMU's and nothing it does is urgent: on a busy
 	 * host QEMU gets the CPU first. */
-	struct kl_detach_helper h = { "agent", argv, fds, 2, KL_AGENT_NICE, agent_fallback, &fb };
+	struct kl_detach_helper h = { "agent", argv, fds, 2, KL_AGENT_NICE, true, agent_fallback, &fb };
 	int r = kl_detach_spawn(&h, err);
 	if (pidfd >= 0)
 		close(pidfd);

@@ -90,6 +90,7 @@ static void reset_signals(void)
  * launcher's own execve of QEMU is what ends it. */
 struct detach_block {
 	const struct kl_detach_helper *h; /* only while the caller waits */
+	const char *what;
 	int fds[MAX_PLACED];
 	size_t nfds;
 	char *argv[MAX_ARGS + 1];
@@ -100,6 +101,14 @@ struct detach_block {
 };
 
 static bool exec_follows;
+
+/* First children not waited for yet (kl_detach_helper.background). */
+#define MAX_PENDING 4
+static struct {
+	pid_t pid;
+	struct detach_block *b;
+} pending[MAX_PENDING];
+static size_t npending;
 
 void kl_detach_exec_follows(void)
 {
@@ -157,21 +166,27 @@ static _Noreturn void forked_helper(struct detach_block *b)
 	_exit(b->h->fallback ? b->h->fallback(b->h->arg) : 127);
 }
 
+/* valgrind runs a clone(CLONE_VM) only as a thread or a vfork (which it
+ * turns into a fork), and aborts on anything else. */
+static int vfork_under_valgrind(void)
+{
+	return RUNNING_ON_VALGRIND ? CLONE_VFORK : 0;
+}
+
 /* The first child: it shares the caller's memory and the caller sleeps
  * until it exits (CLONE_VM | CLONE_VFORK), so it costs no copy of the
- * caller and no scheduling round trip.  A new session, the helper, exit.
- * When the caller execs next, the helper too shares that memory and
- * nobody waits for its execve; else it is a fork. */
+ * caller.  A new session, the helper, exit.  When the caller execs next,
+ * the helper too shares that memory and nobody waits for its execve, and
+ * for a background helper the caller does not wait for this child either
+ * (kl_detach_reap); else the helper is a fork.  Only syscalls here, errno
+ * untouched unless one fails. */
 static int first_child(void *vb)
 {
 	struct detach_block *b = vb;
 	setsid();
 	pid_t g;
 	if (!b->h) {
-		/* valgrind runs a clone(CLONE_VM) only as a thread or a vfork
-		 * (which it turns into a fork): then we wait for the exec. */
-		int vg = RUNNING_ON_VALGRIND ? CLONE_VFORK : 0;
-		g = clone(shared_helper, b->helper_stack + CHILD_STACK, CLONE_VM | vg | SIGCHLD, b);
+		g = clone(shared_helper, b->helper_stack + CHILD_STACK, CLONE_VM | vfork_under_valgrind() | SIGCHLD, b);
 	} else {
 		g = fork();
 		if (g == 0)
@@ -190,26 +205,49 @@ int kl_detach_spawn(const struct kl_detach_helper *h, struct kl_error *err)
 		return kl_error_fail(err, "%s: too many fds or arguments to pass", h->what);
 	/* Without /proc the exec fails and only a forked helper can fall back. */
 	bool shared = exec_follows && access("/proc/self/exe", X_OK) == 0;
+	bool later = shared && h->background && npending < MAX_PENDING;
 	struct detach_block *b = xcalloc(1, sizeof *b);
 	b->h = shared ? NULL : h;
+	b->what = h->what;
 	memcpy(b->fds, h->fds, h->nfds * sizeof *h->fds);
 	b->nfds = h->nfds;
 	for (size_t i = 0; i < argc; i++)
 		b->argv[i] = shared ? xstrdup(h->argv[i]) : h->argv[i];
 	b->nice = h->nice;
-	pid_t child = clone(first_child, b->first_stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, b);
-	int clone_errno = errno;
-	if (child > 0) /* it has exited already (CLONE_VFORK): reap it */
-		while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
-			;
+	int flags = CLONE_VM | SIGCHLD | (later ? vfork_under_valgrind() : CLONE_VFORK);
+	pid_t child = clone(first_child, b->first_stack + CHILD_STACK, flags, b);
+	if (child < 0) {
+		int e = errno;
+		if (!shared)
+			free(b);
+		return kl_error_errno(err, e, "cannot fork the %s", h->what);
+	}
+	if (later) {
+		pending[npending].pid = child;
+		pending[npending++].b = b;
+		return 0;
+	}
+	/* It has exited already (CLONE_VFORK): reap it. */
+	while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+		;
 	int fork_errno = b->fork_errno;
 	if (!shared)
 		free(b);
-	if (child < 0)
-		return kl_error_errno(err, clone_errno, "cannot fork the %s", h->what);
 	if (fork_errno)
 		return kl_error_errno(err, fork_errno, "the %s could not be started (second fork failed)", h->what);
 	return 0;
+}
+
+void kl_detach_reap(void)
+{
+	for (size_t i = 0; i < npending; i++) {
+		while (waitpid(pending[i].pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		if (pending[i].b->fork_errno)
+			kl_warn("the %s could not be started: %s", pending[i].b->what,
+				strerror(pending[i].b->fork_errno));
+	}
+	npending = 0;
 }
 
 int kl_detach_oom_adjust(int delta)

@@ -19,6 +19,7 @@
 #ifndef KL_LAUNCHER_DETACH_H
 #define KL_LAUNCHER_DETACH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "common/error.h"
 
@@ -28,6 +29,9 @@ struct kl_detach_helper {
 	const int *fds;         /* at most 8 */
 	size_t nfds;
 	int nice;
+	/* After kl_detach_exec_follows: not even the first child is waited
+	 * for here, but in kl_detach_reap; a failure to start is only logged. */
+	bool background;
 	int (*fallback)(void *arg);
 	void *arg;
 };
@@ -39,6 +43,10 @@ int kl_detach_spawn(const struct kl_detach_helper *h, struct kl_error *err);
  * its memory until then and read only a block that kl_detach_spawn fills
  * and never frees (the exec of QEMU ends it). */
 void kl_detach_exec_follows(void);
+
+/* Right before that exec: waits for the first children of background
+ * helpers (they are done by then) and logs a helper that did not start. */
+void kl_detach_reap(void);
 
 /* Moves this process's oom_score_adj by delta, clamped to -1000..1000; -1 with
  * errno when /proc refuses (lowering needs CAP_SYS_RESOURCE). */

@@ -120,7 +120,8 @@ static int spawn(const struct relay_args *a, int listen_fd, int view_fd, pid_t q
 	char *argv[] = { (char *)"kvm-launch", (char *)"--relay", (char *)a->qemu_sock, (char *)a->state_file,
 			 (char *)a->log, (char *)a->policy, (char *)a->qemu, (char *)a->cache_dir,
 			 (char *)a->manager_path, NULL };
-	struct kl_detach_helper h = { "relay", argv, fds, 3, 0, NULL, NULL };
+	/* Waited for: QEMU's monitor goes through it only if it started. */
+	struct kl_detach_helper h = { "relay", argv, fds, 3, 0, false, NULL, NULL };
 	int r = kl_detach_spawn(&h, err);
 	if (pidfd >= 0)
 		close(pidfd);

@@ -67,3 +67,17 @@ printf '%s\0' "$fake" "${first[@]}" | cmp -s - "$KL_RECORD" || fail "double wrap
 grep -q 'prepared this command line already' "$TMP/err" || fail "double wrap: no message"
 [ ! -e "$TMP/state/twice.json" ] || fail "double wrap: a second state entry"
 echo "double wrap: ok"
+
+# KVM_LAUNCH_TIMING=1: one line before the exec, every phase and a total that
+# is their sum; without it, no such line.
+KVM_LAUNCH_TIMING=1 "$KL" --config "$TMP/k.conf" --qemu "$fake" -- -name timed -drive "file=$TMP/d.raw,format=raw,if=virtio" \
+	2> "$TMP/err" || fail "timing: exit $?"
+line=$(grep 'start timing (ms):' "$TMP/err") || fail "timing: no line: $(cat "$TMP/err")"
+for ph in policy parse host qemu-caps disks decision state monitors state-file agent exec total; do
+	printf '%s\n' "$line" | grep -Eq " $ph [0-9]+\.[0-9]{3}( |\$)" || fail "timing: no phase $ph in: $line"
+done
+printf '%s\n' "$line" | awk '{sub(/.*\(ms\):/, ""); for (i = 1; i < NF - 1; i += 2) s += $(i + 1); if (s - $NF > 0.01 || $NF - s > 0.01) exit 1}' ||
+	fail "timing: the phases do not add up to the total: $line"
+"$KL" --config "$TMP/k.conf" --qemu "$fake" -- -name untimed 2> "$TMP/err" || fail "untimed: exit $?"
+! grep -q 'start timing' "$TMP/err" || fail "a timing line without KVM_LAUNCH_TIMING"
+echo "start timing: ok"
