@@ -19,6 +19,7 @@
 #    `virsh destroy` of one domain with a 64 MiB disk, <emulator> kvm-launch (the test installation of
 #    tests/libvirt/lib.sh, relay on) against the real QEMU, alternating pairs, under flock /tmp/kl-libvirt.lock.
 #    Target: at most 1.01 at the median.
+# START_BEFORE=PATH adds a fourth arm, another kvm-launch binary (an older build: before/after in the same rounds).
 # Both arms of every comparison run at the same priority: as root the measuring loop runs at nice -10 so that
 # other work on the host (the noise, not the thing measured) gets the CPU after it.  START_NICE=0 turns it off.
 # Output: BENCH_OUT/start.md (default tests/logs/bench/start-DATE-TIME) and the raw figures beside it;
@@ -95,6 +96,11 @@ trap 'exit 130' INT TERM
 "${CC:-cc}" -std=gnu11 -O2 -o "$tmp/qmp-ready" "$here/qmp-ready.c" || die "cannot build qmp-ready.c"
 cp "$KL" "$tmp/kvm-launch" || exit 1 # a rebuild of the work tree meanwhile changes nothing
 KL=$tmp/kvm-launch
+BEFORE=
+if [ -n "${START_BEFORE:-}" ]; then
+	cp "$START_BEFORE" "$tmp/kvm-launch-before" || die "no $START_BEFORE"
+	BEFORE=$tmp/kvm-launch-before
+fi
 printf 'state-dir = %s/state\ncache-dir = %s/cache\n' "$run" "$run" > "$tmp/kl.conf"
 
 disks=()
@@ -120,20 +126,26 @@ one() { # ARM ROUND -> ms on stdout; kvm-launch's timing line to $tmp/timing.txt
 		KVM_LAUNCH_TIMING=1 "$tmp/qmp-ready" -t 60 -- "$KL" --config "$tmp/kl.conf" --qemu "$QEMU" -- \
 			-name "kl-start-$2" "${args[@]}" 2> "$tmp/err"
 		sed -n 's/.*start timing (ms)://p' "$tmp/err" >> "$tmp/timing.txt" ;;
+	before)
+		"$tmp/qmp-ready" -t 60 -- "$BEFORE" --config "$tmp/kl.conf" --qemu "$QEMU" -- -name "kl-start-$2" "${args[@]}" \
+			2> /dev/null ;;
 	esac
 }
 measure() {
 	local p j a arms=(plain rewritten kvm-launch) line
+	[ -n "$BEFORE" ] && arms+=(before)
 	declare -A t
+	t[before]=-
 	for ((p = 0; p <= pairs; p++)); do
-		for ((j = 0; j < 3; j++)); do
-			a=${arms[$(((j + p) % 3))]}
+		for ((j = 0; j < ${#arms[@]}; j++)); do
+			a=${arms[$(((j + p) % ${#arms[@]}))]}
 			t[$a]=$(one "$a" "$p")
 			sleep 0.05 # let the last VM's agent see its QEMU go
 		done
-		[ -n "${t[plain]}" ] && [ -n "${t[rewritten]}" ] && [ -n "${t[kvm-launch]}" ] || { echo "round $p failed" >&2; continue; }
+		[ -n "${t[plain]}" ] && [ -n "${t[rewritten]}" ] && [ -n "${t[kvm-launch]}" ] && [ -n "${t[before]}" ] ||
+			{ echo "round $p failed" >&2; continue; }
 		[ "$p" = 0 ] && { : > "$tmp/timing.txt"; continue; } # warm-up: QEMU's capability cache, the page cache
-		echo "$p ${t[plain]} ${t[rewritten]} ${t[kvm-launch]}"
+		echo "$p ${t[plain]} ${t[rewritten]} ${t[kvm-launch]} ${t[before]}"
 	done
 }
 echo "start-cost: $pairs rounds of plain / rewritten / kvm-launch ($("$QEMU" --version | head -n 1))" >&2
@@ -172,7 +184,9 @@ diffms() { awk -v a="$2" -v b="$3" '{print $a - $b}' "$1" > "$tmp/col"; stats "$
 	echo
 	echo "| arm | median ms | IQR ms |"
 	echo "|---|---|---|"
-	for c in 2:plain 3:rewritten 4:kvm-launch; do
+	cols="2:plain 3:rewritten 4:kvm-launch"
+	[ -n "$BEFORE" ] && cols+=" 5:before"
+	for c in $cols; do
 		read -r m q1 q3 _ <<< "$(col "$out/qemu.txt" "${c%%:*}")"
 		echo "| ${c#*:} | $m | $q1–$q3 |"
 	done
@@ -186,6 +200,10 @@ diffms() { awk -v a="$2" -v b="$3" '{print $a - $b}' "$1" > "$tmp/col"; stats "$
 	echo "| kvm-launch / rewritten (kvm-launch's own work) | $m | $q1–$q3 | $d |"
 	read -r m q1 q3 _ <<< "$(ratio "$out/qemu.txt" 3 2)"; read -r d _ <<< "$(diffms "$out/qemu.txt" 3 2)"
 	echo "| rewritten / plain (the policy's choices, in QEMU) | $m | $q1–$q3 | $d |"
+	if [ -n "$BEFORE" ]; then
+		read -r m q1 q3 _ <<< "$(ratio "$out/qemu.txt" 5 2)"; read -r d _ <<< "$(diffms "$out/qemu.txt" 5 2)"
+		echo "| before / plain ($START_BEFORE) | $m | $q1–$q3 | $d |"
+	fi
 	echo
 	awk -v r="$kp" 'BEGIN {printf "Target kvm-launch / plain <= 1.03 at the median: %s, %s.\n", r, r <= 1.03 ? "met" : "NOT met"}'
 	echo
