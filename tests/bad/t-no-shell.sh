@@ -46,7 +46,7 @@ cat "$TMPDIR_NS/execs"
 [ -s "$TMPDIR_NS/execs" ] || fail "no execve at all? (the launcher must exec QEMU)"
 while IFS= read -r l; do
 	case $l in
-	*'execve("/proc/self/exe", argv, environ)'* | *'execve(guard_argv[0], guard_argv, environ)'* | \
+	*'execve("/proc/self/exe", b->argv, environ)'* | *'execve(guard_argv[0], guard_argv, environ)'* | \
 	*'execve(argv[0], argv, environ)'* | *'execv(qemu, args)'*) ;;
 	# --top: kvm-launch-top beside /proc/self/exe's target, else in PKGLIBDIR
 	# (launcher/top.c: kl_top_program), both absolute.
