@@ -547,7 +547,7 @@ static int loop(struct relay *r, struct kl_error *err)
 		size_t nw = h && h->watch_fds ? h->watch_fds(h->ctx, wfds, MAX_WATCH) : 0;
 		for (size_t i = 0; i < nw; i++)
 			p[2 + i] = (struct pollfd){ wfds[i], POLLIN, 0 };
-		int timeout = stale ? 5 : h && h->watched && h->watch_ms ? h->watch_ms : -1;
+		int timeout = stale ? 5 : h && h->watched && h->watch_ms ? h->watch_ms(h->ctx) : -1;
 		if (drain_end)
 			timeout = 50;
 		int n = poll(p, 2 + nw, timeout);
