@@ -9,7 +9,9 @@
 # virtio-blk, a management monitor as libvirt gives it: -chardev socket,server=on,wait=off + -mon mode=control,
 # relayed with monitor-relay = on), so each VM has QEMU, an agent, an active relay and its standby.  With
 # IDLE_CLIENT=1 (default) one client holds a QMP session open on every relayed monitor and says nothing, as
-# libvirtd does.  After IDLE_SETTLE s (default 5) it counts, over IDLE_SECS s (default 60) of idleness:
+# libvirtd does.  IDLE_RUNNING=1 leaves out -S: the guests run (SeaBIOS, which finds nothing to boot and
+# waits), so QEMU's own figures show a running VM's timers; kvm-launch's processes see no difference.
+# After IDLE_SETTLE s (default 5) it counts, over IDLE_SECS s (default 60) of idleness:
 #   - wakeups: context switches (voluntary + involuntary, /proc/PID/task/*/status), summed over the threads
 #     of each process (a thread born in the window counts whole; one that died in it is lost: only QEMU has
 #     such threads);
@@ -31,6 +33,7 @@ vms=${IDLE_VMS:-20}
 secs=${IDLE_SECS:-60}
 settle=${IDLE_SETTLE:-5}
 client=${IDLE_CLIENT:-1}
+running=${IDLE_RUNNING:-0}
 out=${BENCH_OUT:-$top/tests/logs/bench/idle-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out" || exit 1
 
@@ -66,7 +69,7 @@ for i in $(seq "$vms"); do
 	truncate -s 16M "$tmp/a$i.img" "$tmp/b$i.img"
 	# kvm-launch execs QEMU in place: the job's PID is QEMU's.
 	"$KL" --config "$tmp/p.conf" --qemu "$QEMU" -- -name "idle$i" -machine pc -accel tcg -m 32 -nodefaults \
-		-display none -S \
+		-display none $([ "$running" = 1 ] || echo -S) \
 		-drive "file=$tmp/a$i.img,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
 		-drive "file=$tmp/b$i.img,format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1 \
 		-chardev "socket,id=charmonitor,path=$tmp/m$i.sock,server=on,wait=off" \
@@ -171,7 +174,7 @@ awk '$1 != "qemu" {w[$2] += $4; s[$2] += ($5 == "-" ? 0 : $5); r[$2] += $6; p[$2
 	echo
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs, QEMU $("$QEMU" --version | head -n 1 | awk '{print $4}')," \
 		"kvm-launch $("$KL" --version 2> /dev/null | head -n 1 | awk '{print $NF}'); load average at the end $load."
-	echo "$vms VMs started through kvm-launch (TCG, -m 32, -nodefaults, -S, two raw virtio-blk disks, a libvirt-style"
+	echo "$vms VMs started through kvm-launch (TCG, -m 32, -nodefaults, $([ "$running" = 1 ] && echo "running (no -S; SeaBIOS finds no boot disk)" || echo -S), two raw virtio-blk disks, a libvirt-style"
 	echo "relayed monitor), $([ "$client" = 1 ] && echo "a silent client connected to each relayed monitor (as libvirtd)" || echo "no client connected"),"
 	echo "counted over $secs s after $settle s of settling.  Wakeups = context switches (voluntary + involuntary) of all"
 	echo "threads; syscalls = raw_syscalls:sys_enter $([ -n "$use_perf" ] && echo "(perf stat)" || echo "(not counted: perf absent or not allowed)")."
