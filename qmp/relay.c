@@ -553,7 +553,7 @@ static int loop(struct relay *r, struct kl_error *err)
 		int n = poll(p, 2 + nw, timeout);
 		if (n < 0 && errno != EINTR)
 			return kl_error_errno(err, errno, "relay: poll");
-		bool woke = n == 0;
+		bool woke = n == 0 || timeout == 0; /* watch_ms said now: even if an fd is ready too */
 		for (size_t i = 0; n > 0 && i < nw; i++)
 			woke |= p[2 + i].revents != 0;
 		if (woke && h && h->watched)
