@@ -48,7 +48,7 @@ ours() { pgrep -f -- "^kvm-launch --(agent|relay) .*$st/" 2> /dev/null; }
 cleanup() {
 	trap - EXIT INT TERM HUP
 	local p i
-	for p in "${perfs[@]}" $holder; do kill "$p" 2> /dev/null; done
+	for p in "${perfs[@]}" $holder $nap; do kill "$p" 2> /dev/null; done
 	for p in "${qpids[@]}"; do kill "$p" 2> /dev/null; done
 	for i in $(seq 50); do # QEMU quits on SIGTERM; its agent and relays follow it
 		[ -z "$(for p in "${qpids[@]}"; do kill -0 "$p" 2> /dev/null && echo "$p"; done)$(ours)" ] && break
@@ -60,6 +60,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
+# A sleep the traps can interrupt (bash runs a trap only once a foreground child ended).
+nap=
+pause() {
+	sleep "$1" &
+	nap=$!
+	wait "$nap"
+	nap=
+}
 
 cc -O2 -o "$tmp/qmp-rtt" "$here/qmp-rtt.c" || exit 1
 printf 'state-dir = %s\ncache-dir = %s/cache\nmonitor-relay = on\n' "$st" "$tmp" > "$tmp/p.conf"
@@ -102,7 +110,7 @@ if [ "$client" = 1 ]; then
 	for _ in $(seq 300); do grep -qs '^held' "$tmp/hold.out" && break; sleep 0.1; done
 	grep -q '^held' "$tmp/hold.out" || { echo "idle: the client could not connect: $(cat "$tmp/hold.out")"; exit 1; }
 fi
-sleep "$settle"
+pause "$settle"
 
 # ---- count ----
 # threads PROCS-FILE -> "pid tid switches" for every thread of every process
@@ -117,16 +125,16 @@ threads() {
 }
 use_perf=
 if [ "${IDLE_PERF:-1}" != 0 ] && command -v perf > /dev/null &&
-	perf stat -e raw_syscalls:sys_enter -p $$ -- true > /dev/null 2>&1; then
+	perf stat -e raw_syscalls:sys_enter -p $$ --timeout 10 > /dev/null 2>&1; then
 	use_perf=1
 	for kind in qemu agent active standby; do
 		list=$(awk -v k="$kind" '$1 == k {print $3}' "$tmp/procs" | paste -sd, -)
-		perf stat -x, --per-thread -e raw_syscalls:sys_enter -p "$list" -o "$tmp/perf.$kind" -- sleep "$secs" &
+		perf stat -x, --per-thread -e raw_syscalls:sys_enter -p "$list" -o "$tmp/perf.$kind" --timeout $((secs * 1000)) &
 		perfs+=($!)
 	done
 fi
 threads "$tmp/procs" > "$tmp/before"
-sleep "$secs"
+pause "$secs"
 threads "$tmp/procs" > "$tmp/after"
 for p in "${perfs[@]}"; do wait "$p"; done
 perfs=()
