@@ -73,11 +73,13 @@ cc -O2 -o "$tmp/qmp-rtt" "$here/qmp-rtt.c" || exit 1
 printf 'state-dir = %s\ncache-dir = %s/cache\nmonitor-relay = on\n' "$st" "$tmp" > "$tmp/p.conf"
 
 # ---- start the VMs ----
+paused=(-S)
+[ "$running" = 1 ] && paused=()
 for i in $(seq "$vms"); do
 	truncate -s 16M "$tmp/a$i.img" "$tmp/b$i.img"
 	# kvm-launch execs QEMU in place: the job's PID is QEMU's.
 	"$KL" --config "$tmp/p.conf" --qemu "$QEMU" -- -name "idle$i" -machine pc -accel tcg -m 32 -nodefaults \
-		-display none $([ "$running" = 1 ] || echo -S) \
+		-display none "${paused[@]}" \
 		-drive "file=$tmp/a$i.img,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
 		-drive "file=$tmp/b$i.img,format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1 \
 		-chardev "socket,id=charmonitor,path=$tmp/m$i.sock,server=on,wait=off" \
@@ -90,7 +92,7 @@ for i in $(seq "$vms"); do
 	ok=
 	for _ in $(seq 300); do
 		rel=$(pgrep -f -- "^kvm-launch --relay .* $st/idle$i.json " | tr '\n' ' ')
-		if [ -S "$tmp/m$i.sock" ] && grep -qs '"watching"' "$st/idle$i.json" && [ "$(echo $rel | wc -w)" = 2 ]; then
+		if [ -S "$tmp/m$i.sock" ] && grep -qs '"watching"' "$st/idle$i.json" && [ "$(wc -w <<< "$rel")" = 2 ]; then
 			ok=1
 			break
 		fi
@@ -105,7 +107,9 @@ for i in $(seq "$vms"); do
 	done >> "$tmp/procs"
 done
 if [ "$client" = 1 ]; then
-	"$tmp/qmp-rtt" hold $(for i in $(seq "$vms"); do echo "$tmp/m$i.sock"; done) > "$tmp/hold.out" 2>&1 &
+	socks=()
+	for i in $(seq "$vms"); do socks+=("$tmp/m$i.sock"); done
+	"$tmp/qmp-rtt" hold "${socks[@]}" > "$tmp/hold.out" 2>&1 &
 	holder=$!
 	for _ in $(seq 300); do grep -qs '^held' "$tmp/hold.out" && break; sleep 0.1; done
 	grep -q '^held' "$tmp/hold.out" || { echo "idle: the client could not connect: $(cat "$tmp/hold.out")"; exit 1; }
@@ -165,12 +169,12 @@ stat() {
 }
 ps_() { awk -v s="$secs" -v x="$1" 'BEGIN {if (x == "-") print "-"; else printf "%.3g", x / s}'; }
 row() { # LABEL KIND...
-	local label=$1 wm wx wt n sm sx st_ rm rx pm px pt
+	local label=$1 wm wx wt n sm sx rm rx pm pt
 	shift
 	read -r wm wx wt n <<< "$(stat 4 "$@")"
-	read -r sm sx st_ _ <<< "$(stat 5 "$@")"
+	read -r sm sx _ <<< "$(stat 5 "$@")"
 	read -r rm rx _ <<< "$(stat 6 "$@")"
-	read -r pm px pt _ <<< "$(stat 7 "$@")"
+	read -r pm _ pt _ <<< "$(stat 7 "$@")"
 	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$n" "$(ps_ "$wm")" "$(ps_ "$wx")" \
 		"$(ps_ "$wt")" "$(ps_ "$sm")" "$(ps_ "$sx")" "$rm" "$rx" "$pm" "$pt"
 }
