@@ -547,13 +547,13 @@ static int loop(struct relay *r, struct kl_error *err)
 		size_t nw = h && h->watch_fds ? h->watch_fds(h->ctx, wfds, MAX_WATCH) : 0;
 		for (size_t i = 0; i < nw; i++)
 			p[2 + i] = (struct pollfd){ wfds[i], POLLIN, 0 };
-		int timeout = stale ? 5 : h && h->watched && h->watch_ms ? h->watch_ms : -1;
+		int timeout = stale ? 5 : h && h->watched && h->watch_ms ? h->watch_ms(h->ctx) : -1;
 		if (drain_end)
 			timeout = 50;
 		int n = poll(p, 2 + nw, timeout);
 		if (n < 0 && errno != EINTR)
 			return kl_error_errno(err, errno, "relay: poll");
-		bool woke = n == 0;
+		bool woke = n == 0 || timeout == 0; /* watch_ms said now: even if an fd is ready too */
 		for (size_t i = 0; n > 0 && i < nw; i++)
 			woke |= p[2 + i].revents != 0;
 		if (woke && h && h->watched)

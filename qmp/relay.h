@@ -49,10 +49,12 @@ struct qmp_relay_hooks {
 	json_object *(*rewrite)(void *ctx, json_object *msg);
 	void *ctx;
 	/* Optional: fds the loop also polls for POLLIN (up to max), and what to
-	 * call when one is readable or watch_ms passed (0: never). */
+	 * call when one is readable or the time watch_ms returned (asked before
+	 * each wait) passed; -1 or no watch_ms: only when an fd is readable, so
+	 * an idle relay sleeps until something happens. */
 	size_t (*watch_fds)(void *ctx, int *fds, size_t max);
 	void (*watched)(void *ctx);
-	int watch_ms;
+	int (*watch_ms)(void *ctx);
 };
 
 enum qmp_relay_end {

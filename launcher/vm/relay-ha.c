@@ -14,7 +14,14 @@
  *
  * The active also watches the agent (its pid from the state file) and starts
  * it again when it was killed while QEMU runs, at most once every 5 s.
- * Only if every process of a relay dies at once does the connection close. */
+ * Only if every process of a relay dies at once does the connection close.
+ *
+ * Idle, neither process wakes: each sleeps in poll() on pidfds and sockets
+ * with no timeout.  A timeout (TICK_MS) is armed only while something waits
+ * for time: a standby to start again (rate-limited), an agent not yet seen
+ * in the state file or to start again, or a QEMU without a pidfd (Linux
+ * before 5.3), whose exit only /proc tells.  tests/qemu/t-relay-idle.sh counts
+ * the wakeups of an idle VM's agent and relays. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +61,7 @@ struct shared {
 	int agent_pidfd;
 	pid_t agent_pid;
 	long long standby_next_ms, agent_next_ms;
+	bool agent_wait;                   /* check_agent wants another look in TICK_MS */
 	unsigned takeovers, agent_restarts, standby_failed;
 	struct qmp_relay_session s;
 	/* c->nodes as JSON text, double-buffered: a kill mid-copy leaves the
@@ -124,23 +132,32 @@ static json_object *hook(void *ctx, json_object *msg)
 
 /* ---- the agent ---- */
 
-/* Watch the agent the state names; start it again if it is dead. */
+/* Watch the agent the state names; start it again if it is dead.  Sets
+ * agent_wait when only time tells more (the agent not in the state yet, a
+ * restart held back or failed, no pidfd): then the caller looks again in
+ * TICK_MS; else the agent's pidfd wakes it. */
 static void check_agent(void)
 {
+	sh->agent_wait = false;
 	if (sh->agent_pidfd >= 0) {
 		if (!readable(sh->agent_pidfd))
 			return;
 		kl_warn("relay: the agent (pid %d) is gone", (int)sh->agent_pid);
 		clear_close(&sh->agent_pidfd);
 	}
+	if (!*P->c->state_file)
+		return; /* no state, no agent */
 	struct kl_error err = KL_ERROR_INIT;
 	_cleanup_json_ json_object *st = NULL;
-	if (!*P->c->state_file || kl_state_read(P->c->state_file, &st, &err) < 0) {
+	sh->agent_wait = true;
+	if (kl_state_read(P->c->state_file, &st, &err) < 0) {
 		kl_error_clear(&err);
 		return;
 	}
-	if (kl_json_int(st, "pid", 0) != P->c->qemu_pid)
-		return; /* not our VM's entry any more */
+	if (kl_json_int(st, "pid", 0) != P->c->qemu_pid) {
+		sh->agent_wait = false; /* not our VM's entry any more: nothing to watch */
+		return;
+	}
 	json_object *a = kl_json_get(st, "agent", json_type_object);
 	pid_t pid = (pid_t)kl_json_int(a, "pid", 0);
 	if (pid <= 0)
@@ -148,6 +165,7 @@ static void check_agent(void)
 	if (kl_proc_check(pid, (unsigned long long)kl_json_int(a, "start_ticks", 0)) == KL_PROC_ALIVE) {
 		sh->agent_pid = pid;
 		sh->agent_pidfd = pidfd_cloexec(pid);
+		sh->agent_wait = sh->agent_pidfd < 0;
 		return;
 	}
 	if (kl_monotonic_ms() < sh->agent_next_ms || kl_relay_qemu_gone(P))
@@ -208,6 +226,20 @@ static void watched(void *ctx)
 	(void)ctx;
 	check_standby();
 	check_agent();
+}
+
+/* How long the active may sleep with no fd readable: -1 (for ever) unless
+ * something waits for time (see the top of the file). */
+static int tick_ms(void *ctx)
+{
+	(void)ctx;
+	if (P->pidfd < 0 || sh->agent_wait)
+		return TICK_MS;
+	if (sh->pidfd_active >= 0 && sh->pidfd_standby < 0) {
+		long long left = sh->standby_next_ms - kl_monotonic_ms();
+		return left <= 0 ? 0 : left < TICK_MS ? (int)left : TICK_MS;
+	}
+	return -1;
 }
 
 static size_t watch_fds(void *ctx, int *fds, size_t max)
@@ -352,7 +384,7 @@ static void run_session(void)
 		qmp_relay_session_close(&sh->s);
 		return;
 	}
-	struct qmp_relay_hooks hooks = { hook, P->c, watch_fds, watched, TICK_MS };
+	struct qmp_relay_hooks hooks = { hook, P->c, watch_fds, watched, tick_ms };
 	int r = qmp_relay_session_run(&sh->s, &hooks, &err);
 	if (r < 0 && (err.errnum == EPIPE || err.errnum == ECONNRESET))
 		kl_info("relay: session ended (%s)", err.msg); /* a side went away mid-write */
@@ -378,7 +410,7 @@ static int active_run(void)
 		size_t n = watch_fds(NULL, fds, 3);
 		for (size_t i = 0; i < n; i++)
 			p[1 + i] = (struct pollfd){ fds[i], POLLIN, 0 };
-		int r = poll(p, 1 + n, TICK_MS);
+		int r = poll(p, 1 + n, tick_ms(NULL));
 		if (r < 0 && errno != EINTR) {
 			kl_err("relay: poll: %s", strerror(errno));
 			break;
@@ -402,8 +434,9 @@ static int standby_main(void)
 {
 	kl_log_set_fd(P->logfd);
 	for (;;) {
+		/* Both pidfds wake it; without QEMU's, only /proc tells. */
 		struct pollfd p[2] = { { sh->pidfd_active, POLLIN, 0 }, { P->pidfd, POLLIN, 0 } };
-		int r = poll(p, P->pidfd >= 0 ? 2 : 1, TICK_MS);
+		int r = poll(p, P->pidfd >= 0 ? 2 : 1, P->pidfd >= 0 ? -1 : TICK_MS);
 		if (kl_relay_qemu_gone(P))
 			return 0;
 		if (r > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -425,6 +458,7 @@ int kl_relay_ha_run(struct kl_relay_proc *p)
 	}
 	sh->s.cfd = sh->s.qfd = sh->s.pipe_r = sh->s.pipe_w = -1;
 	sh->pidfd_standby = sh->agent_pidfd = -1;
+	sh->agent_wait = true; /* not looked for yet */
 	sh->active = getpid();
 	sh->pidfd_active = pidfd_cloexec(getpid());
 	if (sh->pidfd_active < 0)

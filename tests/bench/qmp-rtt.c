@@ -12,6 +12,11 @@
  *       `relay US` / `direct US`: arrival (wall clock) minus QEMU's timestamp of the event.  QEMU writes an
  *       event to its monitors one after the other, so the two also differ by that order.
  *
+ *   qmp-rtt hold SOCKET...
+ *       A management client that stays connected and says nothing, as libvirt does: one QMP session on each
+ *       SOCKET (greeting, qmp_capabilities), prints `held N`, then sleeps until killed, reading (and
+ *       dropping) whatever comes (events).  For tests/bench/idle.sh.
+ *
  * Each socket gets its own QMP session (greeting read, qmp_capabilities).  Exit 1 on any I/O error or when a
  * reply does not come within 10 s, 2 on usage errors. */
 #define _GNU_SOURCE
@@ -183,10 +188,39 @@ static void events(struct conn *c[2], long n)
 	}
 }
 
+static int hold(int n, char **paths)
+{
+	struct conn *c = calloc((size_t)n, sizeof *c);
+	struct pollfd *p = calloc((size_t)n, sizeof *p);
+	if (!c || !p)
+		die("calloc");
+	for (int i = 0; i < n; i++) {
+		open_conn(&c[i], paths[i], "hold");
+		p[i] = (struct pollfd){ c[i].fd, POLLIN, 0 };
+	}
+	printf("held %d\n", n);
+	fflush(stdout);
+	for (int open = n; open > 0;) {
+		if (poll(p, (nfds_t)n, -1) < 0 && errno != EINTR)
+			die("poll");
+		for (int i = 0; i < n; i++) {
+			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			if (read(p[i].fd, c[i].buf, sizeof c[i].buf) <= 0) {
+				p[i].fd = -1; /* closed: QEMU went away */
+				open--;
+			}
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 3 && strcmp(argv[1], "hold") == 0)
+		return hold(argc - 2, argv + 2);
 	if (argc < 5 || (strcmp(argv[1], "rtt") != 0 && strcmp(argv[1], "events") != 0)) {
-		fprintf(stderr, "usage: qmp-rtt rtt|events N RELAY_SOCKET DIRECT_SOCKET [COMMAND]\n");
+		fprintf(stderr, "usage: qmp-rtt rtt|events N RELAY_SOCKET DIRECT_SOCKET [COMMAND] | hold SOCKET...\n");
 		return 2;
 	}
 	long n = atol(argv[2]);

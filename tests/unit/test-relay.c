@@ -433,6 +433,73 @@ static void test_relay_qemu_closes(void)
 	close(qemu[1]);
 }
 
+/* The watch hooks: an idle loop waits with no timeout (watch_ms -1) and
+ * calls watched only when a watched fd is readable. */
+struct watch {
+	int fd, ms;
+	int asked, called; /* watch_ms and watched calls */
+};
+
+static size_t watch_fds(void *ctx, int *fds, size_t max)
+{
+	struct watch *w = ctx;
+	if (max)
+		fds[0] = w->fd;
+	return max ? 1 : 0;
+}
+
+static void watch_called(void *ctx)
+{
+	struct watch *w = ctx;
+	char c;
+	if (read(w->fd, &c, 1) == 1)
+		__atomic_add_fetch(&w->called, 1, __ATOMIC_SEQ_CST);
+}
+
+static int watch_ms(void *ctx)
+{
+	struct watch *w = ctx;
+	__atomic_add_fetch(&w->asked, 1, __ATOMIC_SEQ_CST);
+	return w->ms;
+}
+
+static int atomic_get(int *v)
+{
+	return __atomic_load_n(v, __ATOMIC_SEQ_CST);
+}
+
+static void test_relay_idle_watch(void)
+{
+	int client[2], qemu[2], wp[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, client) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qemu) == 0);
+	CHECK(pipe2(wp, O_CLOEXEC | O_NONBLOCK) == 0); /* watched() reads it also on a timeout */
+	struct watch w = { wp[0], -1, 0, 0 };
+	struct relay_thread t = { client[1], qemu[1], -9, { NULL, &w, watch_fds, watch_called, watch_ms } };
+	pthread_t th;
+	pthread_create(&th, NULL, run_relay, &t);
+	/* Idle: one wait, however long (a loop with a timeout asks again). */
+	usleep(300 * 1000);
+	CHECK(atomic_get(&w.asked) <= 2);
+	CHECK_INTEQ(atomic_get(&w.called), 0);
+	/* A watched fd wakes it: watched once, then it sleeps again. */
+	CHECK(write(wp[1], "x", 1) == 1);
+	for (int i = 0; i < 500 && atomic_get(&w.called) < 1; i++)
+		usleep(10 * 1000);
+	CHECK_INTEQ(atomic_get(&w.called), 1);
+	int asked = atomic_get(&w.asked);
+	usleep(200 * 1000);
+	CHECK(atomic_get(&w.asked) <= asked + 1);
+	close(client[0]);
+	pthread_join(th, NULL);
+	CHECK_INTEQ(t.ret, QMP_RELAY_CLIENT_CLOSED);
+	close(client[1]);
+	close(qemu[0]);
+	close(qemu[1]);
+	close(wp[0]);
+	close(wp[1]);
+}
+
 int main(void)
 {
 	RUN(test_whole_and_gaps);
@@ -444,5 +511,6 @@ int main(void)
 	RUN(test_relay_end_to_end);
 	RUN(test_relay_qemu_closes);
 	RUN(test_relay_takeover);
+	RUN(test_relay_idle_watch);
 	return unit_done();
 }
