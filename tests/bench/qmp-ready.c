@@ -3,9 +3,12 @@
  * answers query-status.  A helper of tests/bench/bench.sh, built ad hoc by it:
  *
  *   cc -O2 -o qmp-ready tests/bench/qmp-ready.c
- *   qmp-ready [-t SECONDS] -- PROGRAM ARGS...
+ *   qmp-ready [-t SECONDS] [-l PATH] -- PROGRAM ARGS...
  *
- * PROGRAM must be started with `-qmp stdio` among its arguments.  qmp-ready forks it with its stdin and stdout on
+ * PROGRAM must be started with `-qmp stdio` among its arguments.  With -l PATH it talks to QEMU as libvirt does
+ * instead: it binds and listens on the unix socket PATH itself, hands the listener to PROGRAM as fd 3 (so the
+ * arguments carry `-chardev socket,id=...,fd=3,server=on,wait=off -mon chardev=...,mode=control`), connects to it
+ * right after the fork and speaks QMP on that connection; PROGRAM's stdin and stdout are /dev/null.  qmp-ready forks it with its stdin and stdout on
  * pipes, writes qmp_capabilities and query-status at once (QEMU reads them after its greeting), and stops the clock
  * when a line holding the query-status reply ("status" inside a "return") arrives.  Then it sends quit and waits for
  * the process to exit.  The clock starts just before fork(), so it covers exec, kvm-launch's probes and policy (when
@@ -21,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,13 +57,21 @@ static int write_all(int fd, const char *s)
 int main(int argc, char **argv)
 {
 	double timeout_s = 60;
+	const char *listen_path = NULL;
 	int i = 1;
-	if (i + 1 < argc && !strcmp(argv[i], "-t")) {
-		timeout_s = atof(argv[i + 1]);
-		i += 2;
+	for (;;) {
+		if (i + 1 < argc && !strcmp(argv[i], "-t")) {
+			timeout_s = atof(argv[i + 1]);
+			i += 2;
+		} else if (i + 1 < argc && !strcmp(argv[i], "-l")) {
+			listen_path = argv[i + 1];
+			i += 2;
+		} else {
+			break;
+		}
 	}
 	if (i >= argc || strcmp(argv[i], "--") || i + 1 >= argc) {
-		fprintf(stderr, "usage: qmp-ready [-t SECONDS] -- PROGRAM ARGS...\n");
+		fprintf(stderr, "usage: qmp-ready [-t SECONDS] [-l PATH] -- PROGRAM ARGS...\n");
 		return 2;
 	}
 	char **cmd = argv + i + 1;
@@ -68,6 +81,21 @@ int main(int argc, char **argv)
 		perror("qmp-ready: pipe");
 		return 1;
 	}
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int lfd = -1;
+	if (listen_path) {
+		if (strlen(listen_path) >= sizeof sa.sun_path) {
+			fprintf(stderr, "qmp-ready: %s: path too long\n", listen_path);
+			return 2;
+		}
+		strcpy(sa.sun_path, listen_path);
+		unlink(listen_path);
+		lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 4) < 0) {
+			perror("qmp-ready: listen");
+			return 1;
+		}
+	}
 	signal(SIGPIPE, SIG_IGN);
 	double t0 = now_ms();
 	pid_t pid = fork();
@@ -76,8 +104,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (pid == 0) {
-		dup2(in[0], STDIN_FILENO);
-		dup2(out[1], STDOUT_FILENO);
+		if (lfd >= 0) {
+			int null = open("/dev/null", O_RDWR);
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(lfd, 3); /* dup2 clears close-on-exec */
+		} else {
+			dup2(in[0], STDIN_FILENO);
+			dup2(out[1], STDOUT_FILENO);
+		}
 		signal(SIGPIPE, SIG_DFL);
 		execvp(cmd[0], cmd);
 		fprintf(stderr, "qmp-ready: exec %s: %s\n", cmd[0], strerror(errno));
@@ -85,6 +120,22 @@ int main(int argc, char **argv)
 	}
 	close(in[0]);
 	close(out[1]);
+	if (lfd >= 0) {
+		/* As libvirt: connect at once (the listener queues it), talk on the connection. */
+		int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa) < 0) {
+			perror("qmp-ready: connect");
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return 1;
+		}
+		close(lfd);
+		unlink(listen_path);
+		close(in[1]);
+		close(out[0]);
+		in[1] = c;
+		out[0] = dup(c);
+	}
 	write_all(in[1], "{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-status\"}\n");
 
 	char buf[65536];
@@ -130,6 +181,8 @@ int main(int argc, char **argv)
 	}
 
 	write_all(in[1], "{\"execute\":\"quit\"}\n");
+	if (lfd >= 0)
+		shutdown(in[1], SHUT_WR);
 	close(in[1]);
 	/* Drain stdout so QEMU never blocks on a full pipe while quitting. */
 	for (;;) {
