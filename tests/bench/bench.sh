@@ -7,7 +7,7 @@
 # recorded beside its IOPS; the scenario "limited" caps that cgroup at guest RAM + 256 MiB over a larger image.
 #
 #   make bench                       (= sh tests/bench/bench.sh, after building kvm-launch)
-#   BENCH_QUICK=1 make bench         short smoke run: one backend, five configurations, one round (1-2 minutes)
+#   make bench-quick                 (= BENCH_QUICK=1) smoke run: prealloc and a tiny limited scenario, one round (~2 min)
 #   sh tests/bench/bench.sh --report DIR   re-render a finished run (after a change to report.awk or chart.awk)
 #
 # Environment (all optional):
@@ -370,6 +370,7 @@ done
 # ---------------------------------------------------------------- which combinations QEMU accepts
 declare -A cells_ok
 n_cells=0
+n_qi=0 # cells with a qemu-img reference (not the limited scenario)
 for b in "${backends[@]}"; do
     cells_ok[$b]=
     for c in "${caches[@]}"; do
@@ -384,6 +385,7 @@ for b in "${backends[@]}"; do
                     -drive "$(drive "$b" "$c" "$a")" -device virtio-blk-pci,drive=vd0 >/dev/null 2>"$tmp/pre.err"; then
                 cells_ok[$b]+=" $c/$a"
                 n_cells=$((n_cells + 1))
+                [[ ${b_limit[$b]} = 0 ]] && n_qi=$((n_qi + 1))
                 row 0 0 "$b" matrix "$c" "$a" preflight accept 1 - ok ""
             else
                 why=$(sed 's/^[^:]*qemu-system-x86_64[.a-z]*: //; s/^-drive [^ ]*: //' "$tmp/pre.err" | head -n1)
@@ -421,11 +423,11 @@ cmd="randio:vda:1:$secs_short:r,randio:vda:8:$secs_long:r,seq:vda:$secs_short:r"
 cmd+=",randio:vda:1:$secs_short:w,randio:vda:8:$secs_long:w"
 est_guest=$((rounds * njobs * (boot_overhead_s + guest_secs)))
 est_qi=0
-[[ -n $qemu_img ]] && est_qi=$(awk -v n="$n_cells" -v r="$rounds" -v t="$qi_target" 'BEGIN { printf "%d", n * 4 * (r * (t + 0.15) + 0.2) }')
+[[ -n $qemu_img ]] && est_qi=$(awk -v n="$n_qi" -v r="$rounds" -v t="$qi_target" 'BEGIN { printf "%d", n * 4 * (r * (t + 0.15) + 0.2) }')
 est_launch=$(((pairs + 1) * 2 / 3 + 5))
 est=$((est_guest + est_qi + est_launch + 15))
 msg "$njobs configurations x $rounds rounds = $((njobs * rounds)) guest boots of ~$((boot_overhead_s + guest_secs)) s" \
-    "(QD1 and seq ${secs_short} s, QD8 ${secs_long} s each), $n_cells qemu-img bench cells x 4 runs x $rounds rounds," \
+    "(QD1 and seq ${secs_short} s, QD8 ${secs_long} s each), $n_qi qemu-img bench cells x 4 runs x $rounds rounds," \
     "$pairs launch pairs"
 msg "expected total: about $(((est + 59) / 60)) minutes (guest $((est_guest / 60)) min, qemu-img $((est_qi / 60)) min; more on a loaded host)"
 msg "host: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; outputs in $out"
