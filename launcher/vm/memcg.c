@@ -236,6 +236,20 @@ static char *v2_root(const char *cgroot)
 	return exists(u, "cgroup.controllers") ? steal_pointer(&u) : NULL;
 }
 
+int kl_memcg_v2_root(const struct kl_memcg_env *env, struct kl_memcg *out, struct kl_error *err)
+{
+	*out = (struct kl_memcg){ KL_MEMCG_ANY, NULL };
+	_cleanup_free_ char *root = v2_root(cgroot_of(env));
+	if (!root)
+		return kl_error_fail(err, "no cgroup2 mounted at %s or %s/unified", cgroot_of(env), cgroot_of(env));
+	_cleanup_free_ char *c = read_file(root, "cgroup.controllers", true, NULL);
+	if (!c || !has_word(c, "memory"))
+		return kl_error_fail(err, "%s: cgroup v2 without the memory controller: no memory accounting possible", root);
+	out->version = KL_MEMCG_V2;
+	out->dir = steal_pointer(&root);
+	return 0;
+}
+
 static int of_v1(const char *cgroot, pid_t pid, const char *ctl, const char *path, struct kl_memcg *out,
 		 struct kl_error *err)
 {

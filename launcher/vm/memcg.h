@@ -58,6 +58,10 @@ int kl_memcg_of_pid(const struct kl_memcg_env *env, pid_t pid, enum kl_memcg_ver
 int kl_memcg_at(const char *dir, struct kl_memcg *out, struct kl_error *err);
 int kl_memcg_read(const struct kl_memcg *cg, struct kl_memcg_usage *u, struct kl_error *err);
 
+/* The root of the cgroup v2 tree, as a parent for kl_memcg_create: on v2 a
+ * cgroup with processes cannot hand controllers down (no internal
+ * processes), the root can.  Fails unless the memory controller is there. */
+int kl_memcg_v2_root(const struct kl_memcg_env *env, struct kl_memcg *out, struct kl_error *err);
 /* mkdir PARENT/NAME (an existing one is reused) and, when limit > 0, set its
  * limit in bytes.  On v2 the parent must hand the memory controller down
  * (+memory in its cgroup.subtree_control); this is tried, and said if not. */

@@ -3,7 +3,8 @@
  *   memcg-cli [--root DIR] [--proc DIR] [--v1|--v2] pid PID   the memory cgroup of PID and its figures
  *   memcg-cli read DIR                                         the figures of the cgroup at DIR
  *   memcg-cli [--parent DIR] create NAME [LIMIT_MIB]           a child of this process's memory cgroup
- *                                                              (or of DIR); prints its directory
+ *                                                              (or of DIR; on cgroup v2, failing that, of the
+ *                                                              root); prints its directory
  *   memcg-cli limit DIR LIMIT_MIB                              set (0: remove) the limit
  *   memcg-cli exec DIR -- CMD [ARG...]                         move into DIR, then exec CMD
  *   memcg-cli rm DIR [WAIT_MS]                                 remove it (waiting for exiting tasks)
@@ -109,9 +110,17 @@ int main(int argc, char **argv)
 		if (limit < 0)
 			return usage();
 		if ((parent_dir ? kl_memcg_at(parent_dir, &parent, &err)
-				: kl_memcg_of_pid(&env, getpid(), want, &parent, &err)) < 0 ||
-		    kl_memcg_create(&parent, argv[i], limit, &cg, &err) < 0)
+				: kl_memcg_of_pid(&env, getpid(), want, &parent, &err)) < 0)
 			return fail(&err);
+		if (kl_memcg_create(&parent, argv[i], limit, &cg, &err) < 0) {
+			/* v2: our own cgroup has processes, so it cannot hand the controller
+			 * down; the root can. */
+			struct kl_error e2 = KL_ERROR_INIT;
+			kl_memcg_free(&parent);
+			if (parent_dir || kl_memcg_v2_root(&env, &parent, &e2) < 0 ||
+			    kl_memcg_create(&parent, argv[i], limit, &cg, &e2) < 0)
+				return fail(&err);
+		}
 		printf("%s\n", cg.dir);
 		return 0;
 	}

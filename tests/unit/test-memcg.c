@@ -281,6 +281,28 @@ static void test_garbage(void)
 	free(d);
 }
 
+static void test_v2_root(void)
+{
+	struct kl_memcg_env env = fresh();
+	struct kl_error err = KL_ERROR_INIT;
+	_cleanup_memcg_ struct kl_memcg cg = { 0, NULL };
+	CHECK_INTEQ(kl_memcg_v2_root(&env, &cg, &err), -1);
+	CHECK(strstr(err.msg, "no cgroup2 mounted") != NULL);
+	put("cg", "unified/cgroup.controllers", "cpu io\n");
+	CHECK_INTEQ(kl_memcg_v2_root(&env, &cg, &err), -1);
+	CHECK(strstr(err.msg, "without the memory controller") != NULL);
+	put("cg", "unified/cgroup.controllers", "cpu io memory\n");
+	CHECK_INTEQ(kl_memcg_v2_root(&env, &cg, &err), 0);
+	CHECK(cg.version == KL_MEMCG_V2 && cg.dir && strstr(cg.dir, "/unified"));
+	/* A child whose memory files never appear (no kernel here): refused, and removed again. */
+	_cleanup_memcg_ struct kl_memcg child = { 0, NULL };
+	CHECK_INTEQ(kl_memcg_create(&cg, "vm", 0, &child, &err), -1);
+	CHECK(strstr(err.msg, "does not hand the memory controller down") != NULL);
+	char *p = xasprintf("%s/vm", cg.dir);
+	CHECK(access(p, F_OK) != 0);
+	free(p);
+}
+
 int main(void)
 {
 	const char *t = getenv("TMPDIR");
@@ -296,6 +318,7 @@ int main(void)
 	RUN(test_no_controller);
 	RUN(test_missing);
 	RUN(test_garbage);
+	RUN(test_v2_root);
 	char *cmd = xasprintf("rm -rf '%s'", top);
 	if (system(cmd) != 0)
 		printf("# could not remove %s\n", top);
