@@ -524,9 +524,12 @@ run_guest() { # round seq job
         # The VM's memory once its last measurement (random writes QD8) is done: what its I/O left charged.
         # The guest powers off right after it, so the cgroup is read at every poll during the I/O and the last
         # reading kept: the one after the line, or failing that the last within 0.2 s of the end.
+        # A reading counts only if QEMU still ran after it (not a zombie waiting for us): once it has exited its
+        # memory is uncharged, and that reading would say nothing about the VM.
         if [[ -n $vm_cg && $m_done = 0 ]] && grep -q '^KL randio' "$log"; then
-            m_now=$("$mc" read "$vm_cg" 2>/dev/null) && m_end=$m_now
             grep -q '^KL randio dev=vda qd=8 mode=w' "$log" && m_done=1
+            m_now=$("$mc" read "$vm_cg" 2>/dev/null) &&
+                grep -q '^State:[[:space:]]*[RSDI]' "/proc/$qpid/status" 2>/dev/null && m_end=$m_now
         fi
         sleep 0.2
     done
