@@ -133,10 +133,25 @@ END {
 			printf "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1\"/>\n", x, y0 + ph - ph * YL[b, cell] / ytop, x, y0 + ph - ph * YH[b, cell] / ytop, color(cell)
 			lab = j == 0 ? "kvm-launch (" short(KCELL[b]) ")" : short(cell) mark(b, cell)
 			printf "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\"%s><title>%s %s: %.0f IOPS, peak %.0f MiB</title></circle>\n", x, y, j == 0 ? 7 : 4, color(cell), j == 0 ? " stroke=\"black\" stroke-width=\"2\"" : " fill-opacity=\"0.85\"", b, j == 0 ? "kvm-launch " KCELL[b] : cell " " LAB[b, cell], YM[b, cell], XM[b, cell]
-			# labels left of the point when it sits in the right half, stacked a little to limit overlaps
-			right = x > x0 + pw * 0.6
-			printf "<text x=\"%.1f\" y=\"%.1f\" font-size=\"9\"%s%s>%s</text>\n", right ? x - 9 : x + 9, y + 3 + (n % 3 - 1) * 9, right ? " text-anchor=\"end\"" : "", j == 0 ? " fill=\"#d62728\" font-weight=\"bold\"" : "", lab
 			n++
+			PX[n] = x; PY[n] = y; PL[n] = lab; PK[n] = j == 0; PR[n] = x > x0 + pw * 0.6
+		}
+		# Labels beside their points, pushed apart (at least 10 px) within each side, with a leader line.
+		for (side = 0; side <= 1; side++) {
+			m = 0
+			for (q = 1; q <= n; q++) if (PR[q] == side) O[++m] = q
+			for (q = 2; q <= m; q++) { t = O[q]; for (r = q - 1; r >= 1 && PY[O[r]] > PY[t]; r--) O[r + 1] = O[r]; O[r + 1] = t }
+			last = -1e9
+			for (q = 1; q <= m; q++) {
+				t = O[q]
+				ly = PY[t] + 3
+				if (ly < last + 10) ly = last + 10
+				last = ly
+				lx = side ? PX[t] - 14 : PX[t] + 14
+				if (ly - 3 - PY[t] > 3)
+					printf "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" stroke-width=\"0.6\"/>\n", PX[t], PY[t], side ? lx + 2 : lx - 2, ly - 3
+				printf "<text x=\"%.1f\" y=\"%.1f\" font-size=\"9\"%s%s>%s</text>\n", lx, ly, side ? " text-anchor=\"end\"" : "", PK[t] ? " fill=\"#d62728\" font-weight=\"bold\"" : "", PL[t]
+			}
 		}
 	}
 	print "</svg>"

@@ -493,6 +493,11 @@ function memory_table(    i, j, b, pass, config, cell, label, F, l, kc, kg, km, 
 			m = med(k(b, "matrix", c, "memcg", "peak_mib"))
 			if (g <= 0 || m < 0)
 				continue
+			if (c == kc) {
+				both(sprintf("- %s: %s (%s): the same setting as kvm-launch (its plain-QEMU run: %.0f IOPS at %.0f MiB; the gap to kvm-launch's run is run-to-run noise)",
+					b, sys[s], c, g, m))
+				continue
+			}
 			both(sprintf("- %s: %s (%s) %.0f IOPS at %.0f MiB vs kvm-launch (%s) %.0f IOPS at %.0f MiB: %s IOPS, %+.0f MiB per VM",
 				b, sys[s], c, g, m, kc, kg, km, pct(g / kg), m - km))
 		}
