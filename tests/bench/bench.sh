@@ -13,7 +13,7 @@
 # Environment (all optional):
 #   BENCH_ROUNDS=3         rounds; each round boots every configuration once, round-robin, so that drifting load
 #                          on the host spreads over all configurations alike (median and min-max over the rounds)
-#   BENCH_QUICK=1          smoke run (BENCH_ROUNDS defaults to 1, backend prealloc, few configurations)
+#   BENCH_QUICK=1          smoke run (BENCH_ROUNDS defaults to 1, backends prealloc and limited, few configurations)
 #   BENCH_BACKENDS="prealloc sparse qcow2 loop tmpfs limited"  which backends (loop and tmpfs need root); limited
 #                          is the memory scenario: a preallocated image larger than the VM's memory cgroup limit
 #   BENCH_LIMITED_DISK_MIB=1024  the limited scenario's image
