@@ -21,6 +21,7 @@
 #include "qmp/qmp.h"
 #include "launcher/vm/aiouse.h"
 #include "launcher/vm/cachemode.h"
+#include "launcher/vm/memcg.h"
 #include "launcher/vm/procinfo.h"
 #include "launcher/vm/block.h"
 #include "launcher/vm/state.h"
@@ -149,6 +150,33 @@ static json_object *disk_view(json_object *sd, const struct answers *a)
 
 /* ---- one VM ---- */
 
+static json_object *bytes_or_null(long long v)
+{
+	return v >= 0 ? json_object_new_int64(v) : NULL;
+}
+
+/* The memory cgroup QEMU is in and what it is charged (under libvirt a cgroup
+ * of its own; a QEMU started by hand shares its session's), or why not. */
+static json_object *memory_view(pid_t pid)
+{
+	struct kl_error err = KL_ERROR_INIT;
+	_cleanup_memcg_ struct kl_memcg cg = { KL_MEMCG_ANY, NULL };
+	struct kl_memcg_usage u;
+	json_object *o = json_object_new_object();
+	if (kl_memcg_of_pid(NULL, pid, KL_MEMCG_ANY, &cg, &err) < 0 || kl_memcg_read(&cg, &u, &err) < 0) {
+		json_object_object_add(o, "error", json_object_new_string(err.msg));
+		return o;
+	}
+	json_object_object_add(o, "cgroup", json_object_new_string(cg.dir));
+	json_object_object_add(o, "cgroup_version", json_object_new_int(cg.version == KL_MEMCG_V1 ? 1 : 2));
+	json_object_object_add(o, "current_bytes", bytes_or_null(u.current));
+	json_object_object_add(o, "peak_bytes", bytes_or_null(u.peak));
+	json_object_object_add(o, "page_cache_bytes", bytes_or_null(u.file));
+	json_object_object_add(o, "anon_bytes", bytes_or_null(u.anon));
+	json_object_object_add(o, "limit_bytes", bytes_or_null(u.limit));
+	return o;
+}
+
 static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 {
 	json_object *j = e->json;
@@ -201,6 +229,8 @@ static json_object *vm_view(const struct kl_state_entry *e, int timeout_ms)
 	json_object_object_add(seen, "io_uring", kl_json_tri(uring));
 	json_object_object_add(seen, "libaio", kl_json_tri(libaio));
 	json_object_object_add(o, "aio_seen", seen);
+	if (alive)
+		json_object_object_add(o, "memory", memory_view(e->pid));
 
 	json_object *disks = json_object_new_array();
 	json_object *sdisks = kl_json_get(j, "disks", json_type_array);

@@ -3,16 +3,23 @@
 # bench.sh — "Prove the policy pays": boots the tiny TCG guest on every disk backend it can make here, under
 # kvm-launch's built-in policy and under every safe cache x aio combination QEMU accepts, and measures inside the
 # guest; adds qemu-img bench as a reference, and the launch overhead and resident memory of kvm-launch itself.
+# Every boot runs in a memory cgroup of its own, so the host memory each VM costs (its page cache above all) is
+# recorded beside its IOPS; the scenario "limited" caps that cgroup at guest RAM + 256 MiB over a larger image.
 #
 #   make bench                       (= sh tests/bench/bench.sh, after building kvm-launch)
-#   BENCH_QUICK=1 make bench         short smoke run: one backend, five configurations, one round (1-2 minutes)
+#   make bench-quick                 (= BENCH_QUICK=1) smoke run: prealloc and a tiny limited scenario, one round (~2 min)
 #   sh tests/bench/bench.sh --report DIR   re-render a finished run (after a change to report.awk or chart.awk)
 #
 # Environment (all optional):
 #   BENCH_ROUNDS=3         rounds; each round boots every configuration once, round-robin, so that drifting load
 #                          on the host spreads over all configurations alike (median and min-max over the rounds)
-#   BENCH_QUICK=1          smoke run (BENCH_ROUNDS defaults to 1, backend prealloc, few configurations)
-#   BENCH_BACKENDS="prealloc sparse qcow2 loop tmpfs"      which backends (loop and tmpfs need root)
+#   BENCH_QUICK=1          smoke run (BENCH_ROUNDS defaults to 1, backends prealloc and limited, few configurations)
+#   BENCH_BACKENDS="prealloc sparse qcow2 loop tmpfs limited"  which backends (loop and tmpfs need root); limited
+#                          is the memory scenario: a preallocated image larger than the VM's memory cgroup limit
+#   BENCH_LIMITED_DISK_MIB=1024  the limited scenario's image
+#   BENCH_LIMIT_EXTRA_MIB=256    its memory cgroup limit: guest RAM (256 MiB) + this
+#   BENCH_LIMITED_CELLS="..."    its cells (default: BENCH_CELLS; quick: none/threads writeback/threads)
+#   BENCH_MEMCG=1          0: no memory cgroups (no memory figures, no limited scenario)
 #   BENCH_CELLS="none/threads none/native ..."  only these cache/aio cells of the matrix (kvm-launch always runs)
 #   BENCH_SECS=2           seconds of each QD8 measurement in the guest
 #   BENCH_SECS_SHORT=1     seconds of each QD1 and sequential measurement in the guest
@@ -48,34 +55,41 @@ render() {
     awk -F, -v summary="$d/summary.csv" -v md="$d/results.md" -v target="${BENCH_TARGET_PCT:-90}" \
         -f "$here/report.awk" "$d/meta.csv" "$d/runs.csv" || return 1
     awk -F, -f "$here/chart.awk" "$d/meta.csv" "$d/summary.csv" >"$d/chart.svg" || return 1
+    awk -F, -f "$here/memchart.awk" "$d/meta.csv" "$d/summary.csv" >"$d/memory.svg" || return 1
     {
         echo
-        echo "Files: runs.csv (one row per measurement run), summary.csv, chart.svg, meta.csv (decisions, labels)."
+        echo "Files: runs.csv (one row per measurement run), summary.csv, chart.svg, memory.svg, meta.csv (decisions, labels)."
         echo
         echo '![geomean of randread and randwrite QD8 IOPS](chart.svg)'
+        echo
+        echo '![IOPS against the peak host memory of each VM](memory.svg)'
     } >>"$d/results.md"
 }
 if [[ ${1:-} = --report ]]; then
     [[ -f ${2:-}/runs.csv && -f $2/meta.csv ]] || { echo "usage: bench.sh --report DIR (with runs.csv and meta.csv)" >&2; exit 2; }
     render "$2" || exit 1
-    echo "bench: rendered $2/{results.md,summary.csv,chart.svg}" >&2
+    echo "bench: rendered $2/{results.md,summary.csv,chart.svg,memory.svg}" >&2
     exit 0
 fi
 
 quick=${BENCH_QUICK:-0}
 if [[ $quick = 1 ]]; then
     rounds=${BENCH_ROUNDS:-1}
-    backends_wanted=${BENCH_BACKENDS:-prealloc}
+    backends_wanted=${BENCH_BACKENDS:-prealloc limited}
     pairs=${BENCH_LAUNCH_PAIRS:-4}
 else
     rounds=${BENCH_ROUNDS:-3}
-    backends_wanted=${BENCH_BACKENDS:-prealloc sparse qcow2 loop tmpfs}
+    backends_wanted=${BENCH_BACKENDS:-prealloc sparse qcow2 loop tmpfs limited}
     pairs=${BENCH_LAUNCH_PAIRS:-20}
 fi
 secs_long=${BENCH_SECS:-2}
 secs_short=${BENCH_SECS_SHORT:-1}
 disk_mib=${BENCH_DISK_MIB:-512}
 tmpfs_mib=${BENCH_TMPFS_MIB:-256}
+guest_mib=256 # -m of the measured guests
+limited_mib=${BENCH_LIMITED_DISK_MIB:-1024}
+limit_mib=$((guest_mib + ${BENCH_LIMIT_EXTRA_MIB:-256}))
+use_memcg=${BENCH_MEMCG:-1}
 qi_target=${BENCH_QEMU_IMG_SECS:-0.25}
 prealloc_fill=${BENCH_PREALLOC_FILL:-1}
 out=${BENCH_OUT:-$top/tests/logs/bench/$(date +%Y%m%d-%H%M%S)}
@@ -88,6 +102,8 @@ caches=(none writeback writethrough directsync)
 aios=(threads native io_uring)
 cells_filter=${BENCH_CELLS:-}
 [[ $quick = 1 && -z $cells_filter ]] && cells_filter="none/threads none/io_uring none/native writeback/threads"
+limited_cells=${BENCH_LIMITED_CELLS:-$cells_filter}
+[[ $quick = 1 && -z ${BENCH_LIMITED_CELLS:-} ]] && limited_cells="none/threads writeback/threads"
 
 msg() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$out/bench.log" >&2; }
 die() {
@@ -136,6 +152,9 @@ tmp=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/kl-bench.XXXXXX") || die "mktemp fail
 loopdev=
 tmpfs_mounted=0
 qpid=
+vm_cg=
+bench_cg=
+mc=
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     local rc=$?
@@ -143,6 +162,8 @@ cleanup() {
         kill -KILL "$qpid" 2>/dev/null
         wait "$qpid" 2>/dev/null
     fi
+    [[ -n $vm_cg ]] && "$mc" rm "$vm_cg" 5000 2>/dev/null
+    [[ -n $bench_cg ]] && "$mc" rm "$bench_cg" 5000 2>/dev/null
     [[ -n $loopdev ]] && losetup -d "$loopdev" 2>/dev/null
     [[ $tmpfs_mounted = 1 ]] && umount "$tmp/tmpfs" 2>/dev/null
     rm -rf "$tmp"
@@ -162,6 +183,30 @@ printf 'state-dir = %s\ncache-dir = %s\n' "$tmp/state" "$tmp/cache" >"$conf"
 mkdir -p "$tmp/state" "$tmp/cache"
 
 "$cc" -std=gnu11 -O2 -o "$tmp/qmp-ready" "$here/qmp-ready.c" || die "cannot build tests/bench/qmp-ready.c"
+
+# ---------------------------------------------------------------- memory cgroups
+# Every guest boot runs in a memory cgroup of its own (a child of the benchmark's own: the host's accounting
+# still sees it), made and read by tests/helpers/memcg-cli (launcher/vm/memcg.c): what the VM costs the host,
+# its page cache above all, which is charged to the cgroup of the process that first reads or writes a page.
+mem_ok=0
+mem_why="BENCH_MEMCG=0"
+if [[ $use_memcg = 1 ]]; then
+    [[ -x $top/tests/helpers/memcg-cli ]] || make -s -C "$top" tests/helpers/memcg-cli >/dev/null 2>&1
+    if cp "$top/tests/helpers/memcg-cli" "$tmp/memcg-cli" 2>/dev/null; then
+        mc=$tmp/memcg-cli
+        if bench_cg=$("$mc" create "kl-bench-$$" 2>"$tmp/memcg.err"); then
+            mem_ok=1
+            mem_why=
+        else
+            bench_cg=
+            mem_why=$(cat "$tmp/memcg.err")
+        fi
+    else
+        mem_why="tests/helpers/memcg-cli not built (make test-programs)"
+    fi
+fi
+if [[ $mem_ok = 1 ]]; then msg "memory accounting: one cgroup per boot below $bench_cg"
+else msg "no memory accounting: $mem_why"; fi
 
 runs=$out/runs.csv
 meta=$out/meta.csv
@@ -186,13 +231,20 @@ fill() {
 }
 
 # ---------------------------------------------------------------- backends
-declare -A b_path b_fmt b_fresh
+if [[ $mem_ok = 1 ]]; then
+    metarow memcg "" "$("$mc" read "$bench_cg" | sed -n 's/^version=//p')" "$bench_cg" "" "one memory cgroup per boot"
+else
+    metarow memcg "" none "" "" "$mem_why"
+fi
+
+declare -A b_path b_fmt b_fresh b_limit
 backends=()
 add_backend() { # name path format fresh description
     backends+=("$1")
     b_path[$1]=$2
     b_fmt[$1]=$3
     b_fresh[$1]=$4
+    b_limit[$1]=0
     metarow backend "$1" "$3" "$4" "" "$5"
 }
 skip_backend() {
@@ -241,6 +293,15 @@ for b in $backends_wanted; do
                     add_backend tmpfs "$tmp/tmpfs/disk.raw" raw 0 "raw file, ${tmpfs_mib} MiB on tmpfs (written once)"
                 else skip_backend tmpfs "cannot fill the file on tmpfs"; fi
             else skip_backend tmpfs "mount -t tmpfs failed"; fi
+            ;;
+        limited)
+            if [[ $mem_ok != 1 ]]; then skip_backend limited "no memory cgroup: $mem_why"; continue; fi
+            if fill "$tmp/limited.raw" "$limited_mib"; then
+                add_backend limited "$tmp/limited.raw" raw 0 \
+                    "preallocated raw file, ${limited_mib} MiB on $(fs_of "$tmp") (written once), the VM's memory cgroup limited to ${limit_mib} MiB (guest RAM ${guest_mib} MiB + $((limit_mib - guest_mib)) MiB)"
+                b_limit[limited]=$limit_mib
+                metarow limit limited "$limit_mib" "$guest_mib" "" "memory cgroup limit in MiB, guest RAM in MiB"
+            else skip_backend limited "cannot create the image"; fi
             ;;
         *) msg "unknown backend '$b' ignored" ;;
     esac
@@ -309,11 +370,14 @@ done
 # ---------------------------------------------------------------- which combinations QEMU accepts
 declare -A cells_ok
 n_cells=0
+n_qi=0 # cells with a qemu-img reference (not the limited scenario)
 for b in "${backends[@]}"; do
     cells_ok[$b]=
     for c in "${caches[@]}"; do
         for a in "${aios[@]}"; do
-            [[ -n $cells_filter && " $cells_filter " != *" $c/$a "* ]] && continue
+            f=$cells_filter
+            [[ $b = limited ]] && f=$limited_cells
+            [[ -n $f && " $f " != *" $c/$a "* ]] && continue
             prepare "$b"
             qemu=$(qemu_now)
             if printf '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n' |
@@ -321,6 +385,7 @@ for b in "${backends[@]}"; do
                     -drive "$(drive "$b" "$c" "$a")" -device virtio-blk-pci,drive=vd0 >/dev/null 2>"$tmp/pre.err"; then
                 cells_ok[$b]+=" $c/$a"
                 n_cells=$((n_cells + 1))
+                [[ ${b_limit[$b]} = 0 ]] && n_qi=$((n_qi + 1))
                 row 0 0 "$b" matrix "$c" "$a" preflight accept 1 - ok ""
             else
                 why=$(sed 's/^[^:]*qemu-system-x86_64[.a-z]*: //; s/^-drive [^ ]*: //' "$tmp/pre.err" | head -n1)
@@ -358,11 +423,11 @@ cmd="randio:vda:1:$secs_short:r,randio:vda:8:$secs_long:r,seq:vda:$secs_short:r"
 cmd+=",randio:vda:1:$secs_short:w,randio:vda:8:$secs_long:w"
 est_guest=$((rounds * njobs * (boot_overhead_s + guest_secs)))
 est_qi=0
-[[ -n $qemu_img ]] && est_qi=$(awk -v n="$n_cells" -v r="$rounds" -v t="$qi_target" 'BEGIN { printf "%d", n * 4 * (r * (t + 0.15) + 0.2) }')
+[[ -n $qemu_img ]] && est_qi=$(awk -v n="$n_qi" -v r="$rounds" -v t="$qi_target" 'BEGIN { printf "%d", n * 4 * (r * (t + 0.15) + 0.2) }')
 est_launch=$(((pairs + 1) * 2 / 3 + 5))
 est=$((est_guest + est_qi + est_launch + 15))
 msg "$njobs configurations x $rounds rounds = $((njobs * rounds)) guest boots of ~$((boot_overhead_s + guest_secs)) s" \
-    "(QD1 and seq ${secs_short} s, QD8 ${secs_long} s each), $n_cells qemu-img bench cells x 4 runs x $rounds rounds," \
+    "(QD1 and seq ${secs_short} s, QD8 ${secs_long} s each), $n_qi qemu-img bench cells x 4 runs x $rounds rounds," \
     "$pairs launch pairs"
 msg "expected total: about $(((est + 59) / 60)) minutes (guest $((est_guest / 60)) min, qemu-img $((est_qi / 60)) min; more on a loaded host)"
 msg "host: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; outputs in $out"
@@ -385,6 +450,34 @@ agent_sample() { # name round seq backend cache aio
     row "$2" "$3" "$4" kvm-launch "$5" "$6" agent vmrss "" KiB missing "no kvm-launch --agent process for $st"
 }
 
+# memcg_get OUTPUT KEY: a figure of memcg-cli read, in MiB with one decimal ("" when the kernel does not say).
+memcg_get() {
+    printf '%s\n' "$1" | awk -F= -v k="$2" '$1 == k && $2 >= 0 { printf "%.1f", $2 / 1048576 }'
+}
+memcg_count() { printf '%s\n' "$1" | awk -F= -v k="$2" '$1 == k && $2 >= 0 { print $2 }'; }
+# memcg_rows round seq backend config cache aio SAMPLE_AT_END_OF_IO FINAL_SAMPLE STATUS
+memcg_rows() {
+    local t v st note
+    for t in current file anon; do
+        v=$(memcg_get "$7" "$t")
+        st=ok
+        [[ -n $v ]] || st=missing
+        [[ $9 != ok ]] && st=$9
+        note="at the end of the guest's I/O"
+        [[ -z $7 ]] && note="no sample: the VM ended before its last measurement was seen"
+        row "$1" "$2" "$3" "$4" "$5" "$6" memcg "${t}_mib" "$v" MiB "$st" "$note"
+    done
+    v=$(memcg_get "$8" peak)
+    st=ok
+    [[ -n $v ]] || st=missing
+    row "$1" "$2" "$3" "$4" "$5" "$6" memcg peak_mib "$v" MiB "$st" "high-water mark of the VM's cgroup"
+    for t in limit_hits oom_kills; do
+        v=$(memcg_count "$8" "$t")
+        row "$1" "$2" "$3" "$4" "$5" "$6" memcg "$t" "$v" count "$([[ -n $v ]] && echo ok || echo missing)" \
+            "limit $(memcg_get "$8" limit) MiB"
+    done
+}
+
 ok_boots=0
 run_guest() { # round seq job
     local r=$1 s=$2 b c a config
@@ -393,15 +486,27 @@ run_guest() { # round seq job
     prepare "$b"
     : >"$log"
     qemu=$(qemu_now)
-    local args=(-name "$name" -accel tcg -m 256 -smp 1 -nographic -nodefaults -no-reboot -serial "file:$log"
+    local pre=() m_end="" m_fin="" m_now m_done=0
+    if [[ $mem_ok = 1 ]]; then
+        # No page of the image in the host cache at the start (the fill or an earlier run would be charged
+        # elsewhere): the VM's cgroup pays for every page it brings in.
+        [[ ${b_fresh[$b]} = 1 ]] || "$mc" evict "${b_path[$b]}" 2>>"$tmp/memcg.err"
+        if vm_cg=$("$mc" --parent "$bench_cg" create "vm-$s" "${b_limit[$b]}" 2>>"$tmp/memcg.err"); then
+            pre=("$mc" exec "$vm_cg" --)
+        else
+            vm_cg=
+            msg "  cannot make a memory cgroup for this boot: $(tail -n1 "$tmp/memcg.err")"
+        fi
+    fi
+    local args=(-name "$name" -accel tcg -m "$guest_mib" -smp 1 -nographic -nodefaults -no-reboot -serial "file:$log"
         -kernel "$KL_GUEST_KERNEL" -initrd "$KL_GUEST_INITRD"
         -append "console=ttyS0 quiet panic=-1 kl.cmd=$cmd")
     if [[ $config = kvm-launch ]]; then
         args+=(-drive "$(drive "$b" "" "")" -device 'virtio-blk-pci,drive=vd0')
-        "$kl" --config "$conf" --qemu "$qemu" -- "${args[@]}" </dev/null >"$tmp/qemu.out" 2>"$tmp/qemu.err" &
+        "${pre[@]}" "$kl" --config "$conf" --qemu "$qemu" -- "${args[@]}" </dev/null >"$tmp/qemu.out" 2>"$tmp/qemu.err" &
     else
         args+=(-drive "$(drive "$b" "$c" "$a")" -device 'virtio-blk-pci,drive=vd0')
-        "$qemu" "${args[@]}" </dev/null >"$tmp/qemu.out" 2>"$tmp/qemu.err" &
+        "${pre[@]}" "$qemu" "${args[@]}" </dev/null >"$tmp/qemu.out" 2>"$tmp/qemu.err" &
     fi
     qpid=$!
     local t0=$SECONDS limit=$((4 * (boot_overhead_s + guest_secs) + 60)) sampled=0 status=ok
@@ -416,11 +521,26 @@ run_guest() { # round seq job
             agent_sample "$name" "$r" "$s" "$b" "$c" "$a"
             sampled=1
         fi
+        # The VM's memory once its last measurement (random writes QD8) is done: what its I/O left charged.
+        # The guest powers off right after it, so the cgroup is read at every poll during the I/O and the last
+        # reading kept: the one after the line, or failing that the last within 0.2 s of the end.
+        # A reading counts only if QEMU still ran after it (not a zombie waiting for us): once it has exited its
+        # memory is uncharged, and that reading would say nothing about the VM.
+        if [[ -n $vm_cg && $m_done = 0 ]] && grep -q '^KL randio' "$log"; then
+            grep -q '^KL randio dev=vda qd=8 mode=w' "$log" && m_done=1
+            m_now=$("$mc" read "$vm_cg" 2>/dev/null) &&
+                grep -q '^State:[[:space:]]*[RSDI]' "/proc/$qpid/status" 2>/dev/null && m_end=$m_now
+        fi
         sleep 0.2
     done
     wait "$qpid" 2>/dev/null
     local qrc=$?
     qpid=
+    if [[ -n $vm_cg ]]; then
+        m_fin=$("$mc" read "$vm_cg" 2>>"$tmp/memcg.err")
+        "$mc" rm "$vm_cg" 5000 2>>"$tmp/memcg.err" || msg "  cannot remove $vm_cg: $(tail -n1 "$tmp/memcg.err")"
+        vm_cg=
+    fi
     local note="" applied
     if [[ $config = kvm-launch ]]; then
         # What kvm-launch really applied (its log line), against what --dry-run said.
@@ -453,11 +573,12 @@ run_guest() { # round seq job
             row "$r" "$s" "$b" "$config" "$c" "$a" guest "$t" "" - "$status" "$note"
         fi
     done
+    [[ $mem_ok = 1 ]] && memcg_rows "$r" "$s" "$b" "$config" "$c" "$a" "$m_end" "$m_fin" "$status"
     grep -q 'engine=threads' "$log" && msg "  note: the guest fell back to its thread engine ($b $c/$a)"
     ((got)) && ok_boots=$((ok_boots + 1))
     # Flush this image's dirty host pages (writeback runs) so that the next run starts clean.
     if [[ ${b_fresh[$b]} = 1 ]]; then rm -f "${b_path[$b]}"; else sync "${b_path[$b]}" 2>/dev/null; fi
-    msg "  $b $config $c/$a: $(awk -F, -v r="$r" -v s="$s" '$1 == r && $2 == s && $9 == "guest" { printf "%s=%s ", $10, $11 }' "$runs")"
+    msg "  $b $config $c/$a: $(awk -F, -v r="$r" -v s="$s" '$1 == r && $2 == s && ($9 == "guest" || $9 == "memcg") { printf "%s=%s ", $10, $11 }' "$runs")"
 }
 
 # ---------------------------------------------------------------- one qemu-img bench cell (the reference)
@@ -505,7 +626,7 @@ for ((r = 1; r <= rounds; r++)); do
         seq_no=$((seq_no + 1))
         run_guest "$r" "$seq_no" "$job"
         IFS='|' read -r b config c a <<<"$job"
-        if [[ $config = matrix && -n $qemu_img ]]; then
+        if [[ $config = matrix && -n $qemu_img && ${b_limit[$b]} = 0 ]]; then
             run_qemu_img "$r" "$seq_no" "$b" "$c" "$a"
         fi
     done
@@ -576,5 +697,5 @@ done
     echo "- Whole run: $(((SECONDS + 59) / 60)) min."
 } >"$out/env.md"
 render "$out"
-msg "done in $(((SECONDS + 59) / 60)) min: $out/{results.md,chart.svg,runs.csv,summary.csv}"
+msg "done in $(((SECONDS + 59) / 60)) min: $out/{results.md,chart.svg,memory.svg,runs.csv,summary.csv}"
 exit 0

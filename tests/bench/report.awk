@@ -5,7 +5,8 @@
 #   awk -F, -v summary=summary.csv -v md=results.md -v target=90 -f report.awk meta.csv runs.csv
 #
 # meta.csv rows: backend,NAME,FORMAT,FRESH,,DESC | skip,NAME,,,,WHY | decision,NAME,CACHE,AIO,RULE,REASONS |
-#                label,NAME,CACHE,AIO,SYSTEM,NOTE | launch,4disks,BACKENDS,,,NOTE
+#                label,NAME,CACHE,AIO,SYSTEM,NOTE | launch,4disks,BACKENDS,,,NOTE |
+#                memcg,,VERSION|none,DIR,,NOTE | limit,NAME,LIMIT_MIB,GUEST_MIB,,NOTE
 # runs.csv rows: round,seq,time,load1,backend,config,cache,aio,source,test,value,unit,status,note
 # Plain POSIX awk (Debian's mawk): no asort, no gensub, no length(array).
 
@@ -73,6 +74,7 @@ BEGIN {
 		"directsync/io_uring", CELL, " ")
 	ngt = split("randread_qd1 randread_qd8 randwrite_qd1 randwrite_qd8 seqread geomean_qd8", GT, " ")
 	nqt = split("read_qd1 read_qd8 write_qd1 write_qd8", QT, " ")
+	nmt = split("current_mib file_mib anon_mib peak_mib limit_hits oom_kills", MT, " ")
 	if (target == "")
 		target = 90
 }
@@ -96,6 +98,11 @@ FILENAME == ARGV[1] {
 		LNOTE[$2, $5] = $6
 	} else if ($1 == "launch") {
 		LDISKS = $3
+	} else if ($1 == "memcg") {
+		MEMV = $3
+		MEMWHY = $6
+	} else if ($1 == "limit") {
+		LIMIT[$2] = $3
 	}
 	next
 }
@@ -126,6 +133,14 @@ FILENAME == ARGV[1] {
 			else
 				RW8[boot] = v
 		}
+		next
+	}
+	if (src == "memcg") {
+		HASM[b, config, cell] = 1
+		if (st == "ok")
+			add(k(b, config, cell, src, test), v)
+		else if (test == "current_mib")
+			MFAIL[b, config, cell]++
 		next
 	}
 	if (src == "agent" && st == "ok") {
@@ -168,13 +183,14 @@ END {
 					printf "%s,%s,%s,%s,%s,preflight,refused,0,,,,,,\n", b, config, ca[1], ca[2], labels > summary
 					continue
 				}
-				for (t = 1; t <= ngt + nqt; t++) {
-					src = t <= ngt ? "guest" : "qemu-img"
-					test = t <= ngt ? GT[t] : QT[t - ngt]
+				for (t = 1; t <= ngt + nqt + nmt; t++) {
+					src = t <= ngt ? "guest" : t <= ngt + nqt ? "qemu-img" : "memcg"
+					test = t <= ngt ? GT[t] : t <= ngt + nqt ? QT[t - ngt] : MT[t - ngt - nqt]
 					if (!stats(k(b, config, cell, src, test)))
 						continue
+					unit = test == "seqread" ? "MBps" : src == "memcg" ? (test ~ /_mib$/ ? "MiB" : "count") : "iops"
 					printf "%s,%s,%s,%s,%s,%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%s\n", b, config, ca[1], ca[2], labels, src,
-						test, Sn, Smed, Smin, Smax, Sq1, Sq3, test == "seqread" ? "MBps" : "iops" > summary
+						test, Sn, Smed, Smin, Smax, Sq1, Sq3, unit > summary
 				}
 			}
 		}
@@ -236,6 +252,8 @@ END {
 		both("- " BORDER[i] ": " BDESC[BORDER[i]] "; kvm-launch: " DCELL[BORDER[i]] " (" DRULE[BORDER[i]] ")")
 	for (i = 1; i <= nskip; i++)
 		both("- skipped " SKIP[i])
+
+	memory_table()
 
 	# ---- the qemu-img reference table
 	have_qi = 0
@@ -393,4 +411,95 @@ END {
 		both(line sprintf(" (%d samples)", Sn))
 	} else
 		both("- no agent sample")
+}
+
+# The median of KEY, or -1.
+function med(key) {
+	return stats(key) ? Smed : -1
+}
+
+# ---- what each VM cost the host: its memory cgroup, beside its IOPS
+function memory_table(    i, j, b, pass, config, cell, label, F, l, kc, kg, km, c, s, sys, g, m) {
+	both("")
+	both("## Host memory per VM (the VM's memory cgroup): median [min-max] MiB over the rounds")
+	both("")
+	if (MEMV == "none" || MEMV == "") {
+		both("- not measured: " (MEMWHY != "" ? MEMWHY : "no memcg rows in runs.csv"))
+		return
+	}
+	print ""
+	printf "%-9s %-34s %-21s %-17s %-17s %-17s %-17s %-17s %-7s %-5s\n", "backend", "configuration", "cache/aio",
+		"geomean QD8", "randwrite QD8", "MiB end of I/O", "page cache MiB", "peak MiB", "lim.hit", "OOM"
+	print "| backend | configuration | cache/aio | geomean QD8 IOPS | randwrite QD8 IOPS | MiB at end of I/O | of it page cache MiB | peak MiB | limit hits | OOM kills |" >> md
+	print "|---|---|---|---|---|---|---|---|---|---|" >> md
+	for (i = 1; i <= nb; i++) {
+		b = BORDER[i]
+		for (pass = 1; pass <= 2; pass++) {
+			config = pass == 1 ? "kvm-launch" : "matrix"
+			for (j = 1; j <= ncells; j++) {
+				cell = CELL[j]
+				if (!HASM[b, config, cell])
+					continue
+				label = config == "kvm-launch" ? "**kvm-launch** (built-in policy)" : LAB[b, cell]
+				if (config == "matrix" && cell == DCELL[b])
+					label = label (label != "" ? "; " : "") "= kvm-launch's choice"
+				F[1] = fmt(k(b, config, cell, "guest", "geomean_qd8"))
+				F[2] = fmt(k(b, config, cell, "guest", "randwrite_qd8"))
+				F[3] = fmt(k(b, config, cell, "memcg", "current_mib"))
+				F[4] = fmt(k(b, config, cell, "memcg", "file_mib"))
+				F[5] = fmt(k(b, config, cell, "memcg", "peak_mib"))
+				F[6] = stats(k(b, config, cell, "memcg", "limit_hits")) ? sprintf("%.0f", Smax) : "-"
+				F[7] = stats(k(b, config, cell, "memcg", "oom_kills")) ? sprintf("%.0f", Smax) : "-"
+				l = label
+				gsub(/\*/, "", l)
+				if (MFAIL[b, config, cell])
+					l = l " (" MFAIL[b, config, cell] " failed)"
+				printf "%-9s %-34s %-21s %-17s %-17s %-17s %-17s %-17s %-7s %-5s\n", b, substr(l, 1, 34), cell,
+					F[1], F[2], F[3], F[4], F[5], F[6], F[7]
+				printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", b, label,
+					(config == "kvm-launch" ? "**" cell "**" : cell), F[1], F[2], F[3], F[4], F[5], F[6], F[7] >> md
+			}
+		}
+	}
+	both("")
+	both("MiB at end of I/O = the cgroup's charge (" (MEMV == "v1" ? "memory.usage_in_bytes" : "memory.current") \
+		") once the guest's last measurement is done; page cache = " (MEMV == "v1" ? "memory.stat total_cache" : \
+		"memory.stat file") "; peak = " (MEMV == "v1" ? "memory.max_usage_in_bytes" : "memory.peak") \
+		" over the VM's life.")
+	both("The charge is QEMU's own memory (guest RAM as the guest touches it, TCG's code buffer) plus the page cache its")
+	both("disk I/O brought in; the image is evicted from the host cache before every boot.  Limit hits and OOM kills: the")
+	both("most over the rounds (limit hits = " (MEMV == "v1" ? "memory.failcnt" : "memory.events max") ").")
+	for (b in LIMIT)
+		both("- " b ": the VM's cgroup is limited to " LIMIT[b] " MiB.")
+	# The trade per backend: what the named defaults buy and cost against kvm-launch's choice.
+	both("")
+	both("Per backend, against kvm-launch's run (geomean QD8 IOPS, peak MiB):")
+	split("libvirt default|nova|Proxmox|Proxmox LVM", sys, "|")
+	for (i = 1; i <= nb; i++) {
+		b = BORDER[i]
+		kc = ""
+		for (j = 1; j <= ncells; j++)
+			if (HASM[b, "kvm-launch", CELL[j]])
+				kc = CELL[j]
+		kg = med(k(b, "kvm-launch", kc, "guest", "geomean_qd8"))
+		km = med(k(b, "kvm-launch", kc, "memcg", "peak_mib"))
+		if (kc == "" || kg <= 0 || km < 0)
+			continue
+		for (s = 1; s <= 4; s++) {
+			c = LCELL[b, sys[s]]
+			if (c == "")
+				continue
+			g = med(k(b, "matrix", c, "guest", "geomean_qd8"))
+			m = med(k(b, "matrix", c, "memcg", "peak_mib"))
+			if (g <= 0 || m < 0)
+				continue
+			if (c == kc) {
+				both(sprintf("- %s: %s (%s): the same setting as kvm-launch (its plain-QEMU run: %.0f IOPS at %.0f MiB; the gap to kvm-launch's run is run-to-run noise)",
+					b, sys[s], c, g, m))
+				continue
+			}
+			both(sprintf("- %s: %s (%s) %.0f IOPS at %.0f MiB vs kvm-launch (%s) %.0f IOPS at %.0f MiB: %s IOPS, %+.0f MiB per VM",
+				b, sys[s], c, g, m, kc, kg, km, pct(g / kg), m - km))
+		}
+	}
 }

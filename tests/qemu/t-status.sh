@@ -93,6 +93,15 @@ else
 fi
 [ "$(j vms.0.aio_in_use.libaio)" = no ] || fail "aio_in_use.libaio $(j vms.0.aio_in_use.libaio): no disk has aio=native"
 j host.io_uring >/dev/null && j host.aio_max_nr >/dev/null || fail "host facts missing"
+# QEMU's memory cgroup, the one /proc/PID/cgroup names, and its charge; or the reason there is none.
+cgpath=$(sed -n 's/^[1-9][0-9]*:[^:]*memory[^:]*://p' "/proc/$QPID/cgroup")
+[ -n "$cgpath" ] || cgpath=$(sed -n 's/^0:://p' "/proc/$QPID/cgroup")
+if memcg=$(j vms.0.memory.cgroup 2>/dev/null) && [ -n "$memcg" ]; then
+	case $memcg in */memory"${cgpath%/}" | *"${cgpath%/}") ;; *) fail "memory.cgroup $memcg, /proc says $cgpath" ;; esac
+	[ "$(j vms.0.memory.current_bytes)" -gt 0 ] || fail "memory.current_bytes $(j vms.0.memory.current_bytes)"
+else
+	[ -n "$(j vms.0.memory.error 2>/dev/null)" ] || fail "--status --json: no memory figures and no reason"
+fi
 
 # Prometheus.
 status "$ST" --prometheus > "$TMP/prom" || fail "status --prometheus failed"
