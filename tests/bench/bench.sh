@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # bench.sh — "Prove the policy pays": boots the tiny TCG guest on every disk backend it can make here, under
 # kvm-launch's built-in policy and under every safe cache x aio combination QEMU accepts, and measures inside the
-# guest; adds qemu-img bench as a reference, and the launch overhead and resident memory of kvm-launch itself.
+# guest; adds qemu-img bench as a reference, and the resident memory of kvm-launch's agent.  (What a start costs:
+# tests/bench/start-cost.sh.)
 # Every boot runs in a memory cgroup of its own, so the host memory each VM costs (its page cache above all) is
 # recorded beside its IOPS; the scenario "limited" caps that cgroup at guest RAM + 256 MiB over a larger image.
 #
@@ -25,7 +26,6 @@
 #   BENCH_SECS_SHORT=1     seconds of each QD1 and sequential measurement in the guest
 #   BENCH_DISK_MIB=512     data disk size (BENCH_TMPFS_MIB=256 for the file on tmpfs)
 #   BENCH_QEMU_IMG_SECS=0.25 target length of one qemu-img bench run (its count is calibrated once per cell)
-#   BENCH_LAUNCH_PAIRS=20  paired launches (plain QEMU / through kvm-launch) for the launch overhead
 #   BENCH_TARGET_PCT=90    target: the default policy reaches this % of the best safe combination
 #   BENCH_OUT=DIR          where the outputs go (default tests/logs/bench/DATE-TIME); doc/bench/ holds a committed run
 #   BENCH_TMPDIR=/var/tmp  where the images go (a real disk filesystem, not tmpfs)
@@ -54,8 +54,8 @@ render() {
     cp "$d/env.md" "$d/results.md" 2>/dev/null || echo "# kvm-launch benchmark" >"$d/results.md"
     awk -F, -v summary="$d/summary.csv" -v md="$d/results.md" -v target="${BENCH_TARGET_PCT:-90}" \
         -f "$here/report.awk" "$d/meta.csv" "$d/runs.csv" || return 1
-    awk -F, -f "$here/chart.awk" "$d/meta.csv" "$d/summary.csv" >"$d/chart.svg" || return 1
-    awk -F, -f "$here/memchart.awk" "$d/meta.csv" "$d/summary.csv" >"$d/memory.svg" || return 1
+    awk -F, -f "$here/marks.awk" -f "$here/chart.awk" "$d/meta.csv" "$d/summary.csv" >"$d/chart.svg" || return 1
+    awk -F, -f "$here/marks.awk" -f "$here/memchart.awk" "$d/meta.csv" "$d/summary.csv" >"$d/memory.svg" || return 1
     {
         echo
         echo "Files: runs.csv (one row per measurement run), summary.csv, chart.svg, memory.svg, meta.csv (decisions, labels)."
@@ -76,11 +76,9 @@ quick=${BENCH_QUICK:-0}
 if [[ $quick = 1 ]]; then
     rounds=${BENCH_ROUNDS:-1}
     backends_wanted=${BENCH_BACKENDS:-prealloc limited}
-    pairs=${BENCH_LAUNCH_PAIRS:-4}
 else
     rounds=${BENCH_ROUNDS:-3}
     backends_wanted=${BENCH_BACKENDS:-prealloc sparse qcow2 loop tmpfs limited}
-    pairs=${BENCH_LAUNCH_PAIRS:-20}
 fi
 secs_long=${BENCH_SECS:-2}
 secs_short=${BENCH_SECS_SHORT:-1}
@@ -137,8 +135,6 @@ qemu_main=$(find_qemu) || die "no qemu-system-x86_64 found"
 qemu=$(qemu_now)
 qemu_img=$(command -v qemu-img || true)
 [[ -n $qemu_img ]] || msg "qemu-img not found: no qemu-img bench reference"
-cc=${CC:-cc}
-command -v "$cc" >/dev/null || die "no C compiler ($cc) for the launch-timing helper"
 
 rc=0
 guest_env=$("$top/tests/guest/build-guest.sh") || rc=$?
@@ -182,7 +178,6 @@ conf=$tmp/kl.conf
 printf 'state-dir = %s\ncache-dir = %s\n' "$tmp/state" "$tmp/cache" >"$conf"
 mkdir -p "$tmp/state" "$tmp/cache"
 
-"$cc" -std=gnu11 -O2 -o "$tmp/qmp-ready" "$here/qmp-ready.c" || die "cannot build tests/bench/qmp-ready.c"
 
 # ---------------------------------------------------------------- memory cgroups
 # Every guest boot runs in a memory cgroup of its own (a child of the benchmark's own: the host's accounting
@@ -424,11 +419,9 @@ cmd+=",randio:vda:1:$secs_short:w,randio:vda:8:$secs_long:w"
 est_guest=$((rounds * njobs * (boot_overhead_s + guest_secs)))
 est_qi=0
 [[ -n $qemu_img ]] && est_qi=$(awk -v n="$n_qi" -v r="$rounds" -v t="$qi_target" 'BEGIN { printf "%d", n * 4 * (r * (t + 0.15) + 0.2) }')
-est_launch=$(((pairs + 1) * 2 / 3 + 5))
-est=$((est_guest + est_qi + est_launch + 15))
+est=$((est_guest + est_qi + 15))
 msg "$njobs configurations x $rounds rounds = $((njobs * rounds)) guest boots of ~$((boot_overhead_s + guest_secs)) s" \
-    "(QD1 and seq ${secs_short} s, QD8 ${secs_long} s each), $n_qi qemu-img bench cells x 4 runs x $rounds rounds," \
-    "$pairs launch pairs"
+    "(QD1 and seq ${secs_short} s, QD8 ${secs_long} s each), $n_qi qemu-img bench cells x 4 runs x $rounds rounds"
 msg "expected total: about $(((est + 59) / 60)) minutes (guest $((est_guest / 60)) min, qemu-img $((est_qi / 60)) min; more on a loaded host)"
 msg "host: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; outputs in $out"
 
@@ -634,54 +627,6 @@ for ((r = 1; r <= rounds; r++)); do
     msg "round $r done after $((done_s / 60)) min $((done_s % 60)) s; about $(((done_s * (rounds - r) / r + 59) / 60)) min of guest boots left"
 done
 ((ok_boots > 0)) || die "no guest boot produced a measurement (see $runs and $out/bench.log)"
-
-# ---------------------------------------------------------------- launch overhead: plain QEMU vs through kvm-launch
-# A VM with 4 disks, -S so that nothing runs: the backends made above, each once (a fresh copy for sparse and qcow2),
-# then preallocated raw files of its own to make up four.  Paired runs in alternating order.
-ldisks=()
-ldesc=
-for ((li = 0; li < 4; li++)); do
-    if ((li < ${#backends[@]})); then
-        b=${backends[$li]}
-        f=${b_path[$b]}
-        fmt=${b_fmt[$b]}
-        if [[ ${b_fresh[$b]} = 1 ]]; then
-            f=$tmp/launch$li.$fmt
-            case $fmt in
-                qcow2) "$qemu_img" create -q -f qcow2 "$f" "${disk_mib}M" ;;
-                *) truncate -s "${disk_mib}M" "$f" ;;
-            esac
-        fi
-    else
-        b=prealloc
-        f=$tmp/launch$li.raw
-        fmt=raw
-        fallocate -l "${disk_mib}M" "$f"
-    fi
-    ldesc+="${ldesc:+ }$b"
-    ldisks+=(-drive "file=$f,format=$fmt,if=none,id=d$li" -device "virtio-blk-pci,drive=d$li")
-done
-metarow launch 4disks "$ldesc" "" "" "-S; QMP on stdio; qmp_capabilities + query-status"
-launch_one() { # kind index -> ms on stdout
-    qemu=$(qemu_now)
-    local base=(-name "bench-launch-$2" -accel tcg -m 256 -smp 1 -display none -nodefaults -S -qmp stdio "${ldisks[@]}")
-    if [[ $1 = kvm-launch ]]; then
-        "$tmp/qmp-ready" -t 60 -- "$kl" --config "$conf" --qemu "$qemu" -- "${base[@]}" 2>>"$tmp/launch.err"
-    else
-        "$tmp/qmp-ready" -t 60 -- "$qemu" "${base[@]}" 2>>"$tmp/launch.err"
-    fi
-}
-msg "launch overhead: $pairs pairs (+1 warm-up), 4 disks, plain QEMU vs kvm-launch, until QMP answers query-status"
-for ((p = 0; p <= pairs; p++)); do
-    if ((p % 2 == 0)); then order="plain kvm-launch"; else order="kvm-launch plain"; fi
-    for kind in $order; do
-        v=$(launch_one "$kind" "$p-$kind")
-        if [[ -n $v ]]; then st=ok; else st=error; fi
-        ((p == 0)) && st=warmup # the first kvm-launch run fills its QEMU capability cache
-        row "$p" "$p" 4disks "$kind" - - launch qmp_ready_ms "$v" ms "$st" "$order"
-    done
-    sleep 0.2 # let the agent of the last VM see QEMU go
-done
 
 # ---------------------------------------------------------------- report
 {

@@ -29,15 +29,6 @@ function kfmt(v) {
 	return sprintf("%.0f", v)
 }
 
-function mark(b, cell,    s) {
-	s = ""
-	if (index("; " LAB[b, cell] ";", "; libvirt default;")) s = s " L"
-	if (index("; " LAB[b, cell] ";", "; nova;")) s = s " N"
-	if (index("; " LAB[b, cell] ";", "; Proxmox;")) s = s " P"
-	if (index("; " LAB[b, cell] ";", "; Proxmox LVM;")) s = s " P*"
-	return s
-}
-
 BEGIN {
 	ncells = split("none/threads none/native none/io_uring writeback/threads writeback/native writeback/io_uring " \
 		"writethrough/threads writethrough/native writethrough/io_uring directsync/threads directsync/native " \

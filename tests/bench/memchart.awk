@@ -24,15 +24,6 @@ function short(cell,    s) {
 	return s
 }
 
-function mark(b, cell,    s) {
-	s = ""
-	if (index("; " LAB[b, cell] ";", "; libvirt default;")) s = s " L"
-	if (index("; " LAB[b, cell] ";", "; nova;")) s = s " N"
-	if (index("; " LAB[b, cell] ";", "; Proxmox;")) s = s " P"
-	if (index("; " LAB[b, cell] ";", "; Proxmox LVM;")) s = s " P*"
-	return s
-}
-
 function nice(v,    raw, p10, step) {
 	raw = v / 5
 	p10 = 1

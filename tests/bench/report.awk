@@ -370,33 +370,9 @@ END {
 		}
 	}
 
-	# ---- launch overhead
-	n = 0
-	for (p = 1; p <= maxpair; p++)
-		if ((p SUBSEP "plain") in LT && (p SUBSEP "kvm-launch") in LT && LT[p, "plain"] > 0) {
-			add("ratio", LT[p, "kvm-launch"] / LT[p, "plain"])
-			add("plain", LT[p, "plain"])
-			add("kl", LT[p, "kvm-launch"])
-			add("diff", LT[p, "kvm-launch"] - LT[p, "plain"])
-			n++
-		}
+	# ---- launch overhead: tests/bench/start-cost.sh measures it (start.md beside this file)
 	both("")
-	both("## Launch overhead (process start until QMP answers query-status; 4 disks: " LDISKS ")")
-	both("")
-	if (n) {
-		stats("plain"); pm = Smed; pmin = Smin; pmax = Smax
-		stats("kl"); km = Smed; kmin = Smin; kmax = Smax
-		stats("diff"); dm = Smed; dq1 = Sq1; dq3 = Sq3
-		stats("ratio")
-		both(sprintf("- %d pairs, alternating order: plain QEMU %.1f ms [%.1f-%.1f], through kvm-launch %.1f ms [%.1f-%.1f]",
-			n, pm, pmin, pmax, km, kmin, kmax))
-		both(sprintf("- ratio kvm-launch / plain per pair: median %.2f, IQR %.2f-%.2f, min-max %.2f-%.2f; added time median %.1f ms (IQR %.1f-%.1f)",
-			Smed, Sq1, Sq3, Smin, Smax, dm, dq1, dq3))
-		if (("plain" in LW) && ("kvm-launch" in LW))
-			both(sprintf("- first pair (a warm-up, not counted): plain %.1f ms, kvm-launch %.1f ms",
-				LW["plain"], LW["kvm-launch"]))
-	} else
-		both("- no complete pair measured")
+	both("What a start through kvm-launch costs: start.md (tests/bench/start-cost.sh, run by make bench after this).")
 
 	# ---- agent memory
 	both("")

@@ -13,6 +13,8 @@
 #      plain      QEMU with the original arguments
 #      rewritten  QEMU with kvm-launch's arguments (kvm-launch --dry-run: the policy's cache= and aio=), no
 #                 kvm-launch process: what the policy's choices cost QEMU itself
+#      monitors   rewritten plus two QMP monitors on sockets QEMU listens on, as kvm-launch adds for its agent and
+#                 --status/--set: what those monitors cost QEMU itself
 #      kvm-launch the same start through kvm-launch (its state directory on tmpfs, as /run is in production)
 #    Per round the ratios kvm-launch/plain and kvm-launch/rewritten; median, IQR, and the added milliseconds.
 #    Target: kvm-launch/plain at most 1.03 at the median.
@@ -121,6 +123,11 @@ one() { # ARM ROUND -> ms on stdout; kvm-launch's timing line to $tmp/timing.txt
 	case $1 in
 	plain) "$tmp/qmp-ready" "${ready[@]}" -- "$QEMU" -name "kl-start-$2" "${args[@]}" 2> /dev/null ;;
 	rewritten) "$tmp/qmp-ready" "${ready[@]}" -- "$QEMU" "${rewritten[@]}" 2> /dev/null ;;
+	monitors)
+		rm -f "$run/m1.sock" "$run/m2.sock"
+		"$tmp/qmp-ready" "${ready[@]}" -- "$QEMU" "${rewritten[@]}" \
+			-chardev "socket,id=m1,path=$run/m1.sock,server=on,wait=off" -mon chardev=m1,mode=control \
+			-chardev "socket,id=m2,path=$run/m2.sock,server=on,wait=off" -mon chardev=m2,mode=control 2> /dev/null ;;
 	kvm-launch)
 		KVM_LAUNCH_TIMING=1 "$tmp/qmp-ready" "${ready[@]}" -- "$KL" --config "$tmp/kl.conf" --qemu "$QEMU" -- \
 			-name "kl-start-$2" "${args[@]}" 2> "$tmp/err"
@@ -131,7 +138,7 @@ one() { # ARM ROUND -> ms on stdout; kvm-launch's timing line to $tmp/timing.txt
 	esac
 }
 measure() {
-	local p j a arms=(plain rewritten kvm-launch)
+	local p j a arms=(plain rewritten monitors kvm-launch)
 	[ -n "$BEFORE" ] && arms+=(before)
 	declare -A t
 	t[before]=-
@@ -141,10 +148,11 @@ measure() {
 			t[$a]=$(one "$a" "$p")
 			sleep 0.05 # let the last VM's agent see its QEMU go
 		done
-		[ -n "${t[plain]}" ] && [ -n "${t[rewritten]}" ] && [ -n "${t[kvm-launch]}" ] && [ -n "${t[before]}" ] ||
+		[ -n "${t[plain]}" ] && [ -n "${t[rewritten]}" ] && [ -n "${t[monitors]}" ] && [ -n "${t[kvm-launch]}" ] &&
+			[ -n "${t[before]}" ] ||
 			{ echo "round $p failed" >&2; continue; }
 		[ "$p" = 0 ] && { : > "$tmp/timing.txt"; continue; } # warm-up: QEMU's capability cache, the page cache
-		echo "$p ${t[plain]} ${t[rewritten]} ${t[kvm-launch]} ${t[before]}"
+		echo "$p ${t[plain]} ${t[rewritten]} ${t[kvm-launch]} ${t[before]} ${t[monitors]}"
 	done
 }
 shapes=${START_SHAPES:-libvirt stdio}
@@ -160,7 +168,7 @@ for shape in $shapes; do
 	mapfile -t rewritten < <("$KL" --config "$tmp/kl.conf" --qemu "$QEMU" --dry-run -- -name kl-start-r "${args[@]}" 2>/dev/null | tail -n +2)
 	[ "${#rewritten[@]}" -gt 10 ] || die "kvm-launch --dry-run gave no command line"
 	printf '%s\n' "${rewritten[@]}" | grep -q 'cache=none\|cache.direct' || echo "start-cost: note: the policy left the cache modes alone"
-	echo "start-cost: $shape monitor: $pairs rounds of plain / rewritten / kvm-launch${BEFORE:+ / before} ($("$QEMU" --version | head -n 1))" >&2
+	echo "start-cost: $shape monitor: $pairs rounds of plain / rewritten / monitors / kvm-launch${BEFORE:+ / before} ($("$QEMU" --version | head -n 1))" >&2
 	measure > "$out/qemu-$shape.txt"
 	[ -s "$out/qemu-$shape.txt" ] || die "no round completed ($shape)"
 	cp "$tmp/timing.txt" "$out/timing-$shape.txt"
@@ -201,7 +209,7 @@ diffms() { awk -v a="$2" -v b="$3" '{print $a - $b}' "$1" > "$tmp/col"; stats "$
 		echo
 		echo "| arm | median ms | IQR ms |"
 		echo "|---|---|---|"
-		cols="2:plain 3:rewritten 4:kvm-launch"
+		cols="2:plain 3:rewritten 6:monitors 4:kvm-launch"
 		[ -n "$BEFORE" ] && cols+=" 5:before"
 		for c in $cols; do
 			read -r m q1 q3 _ <<< "$(col "$q" "${c%%:*}")"
@@ -217,6 +225,10 @@ diffms() { awk -v a="$2" -v b="$3" '{print $a - $b}' "$1" > "$tmp/col"; stats "$
 		echo "| kvm-launch / rewritten (kvm-launch's own work) | $m | $q1–$q3 | $d |"
 		read -r m q1 q3 _ <<< "$(ratio "$q" 3 2)"; read -r d _ <<< "$(diffms "$q" 3 2)"
 		echo "| rewritten / plain (the policy's choices, in QEMU) | $m | $q1–$q3 | $d |"
+		read -r m q1 q3 _ <<< "$(ratio "$q" 6 3)"; read -r d _ <<< "$(diffms "$q" 6 3)"
+		echo "| monitors / rewritten (two more QMP monitors, in QEMU) | $m | $q1–$q3 | $d |"
+		read -r m q1 q3 _ <<< "$(ratio "$q" 4 6)"; read -r d _ <<< "$(diffms "$q" 4 6)"
+		echo "| kvm-launch / monitors (kvm-launch's process, agent and relay) | $m | $q1–$q3 | $d |"
 		if [ -n "$BEFORE" ]; then
 			read -r m q1 q3 _ <<< "$(ratio "$q" 5 2)"; read -r d _ <<< "$(diffms "$q" 5 2)"
 			echo "| before / plain ($START_BEFORE) | $m | $q1–$q3 | $d |"
