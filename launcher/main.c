@@ -116,10 +116,19 @@ static void set_up_state(struct kl_launch *l, const char *state_dir, const struc
 		kl_warn("no state for this VM (--status will not list it): %s", err.msg);
 		return;
 	}
+	/* Before any helper is started: they share this process's memory,
+	 * and with it its oom_score_adj, until their exec; then each goes one
+	 * below (an unprivileged process may go back down to where it was). */
+	kl_detach_oom_rank_qemu();
 	kl_start_mark("state");
 	size_t plain_argc = l->exec_argv.n;
 	kl_state_add_monitors(l);
 	kl_start_mark("monitors");
+	/* Started now, it execs only after QEMU's exec (so it finds the
+	 * state file written below); its first child is done by then. */
+	if (kl_agent_spawn(l, &err) < 0)
+		kl_warn("no agent for this VM (live settings not applied): %s", err.msg);
+	kl_start_mark("agent");
 	if (relay) {
 		kl_relay_setup(l, relay);
 		kl_start_mark("relays");
@@ -133,9 +142,6 @@ static void set_up_state(struct kl_launch *l, const char *state_dir, const struc
 		return;
 	}
 	kl_start_mark("state-file");
-	if (kl_agent_spawn(l, &err) < 0)
-		kl_warn("no agent for this VM (live settings not applied): %s", err.msg);
-	kl_start_mark("agent");
 }
 
 /* A fail-open VM still gets a state file (no monitors, no agent: the
@@ -195,8 +201,6 @@ static int start_qemu(struct kl_launch *l, const struct kl_options *o, struct kl
 	kl_state_pass_fds(l);
 	kl_relay_pass_fds(l);
 	kl_detach_reap();
-	if (l->state_file)
-		kl_detach_oom_rank_qemu(); /* after the agent and relays were started */
 	kl_start_mark("exec");
 	kl_start_report();
 	kl_exec_qemu(strvec_terminate(&l->exec_argv), &err);

@@ -439,6 +439,9 @@ int kl_agent_run(const char *state_file, int pidfd, int view_fd)
 	int rc = 0, logfd = -1;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* One below QEMU, which ranked itself one above before starting us
+	 * (kl_detach_oom_rank_qemu): the OOM killer takes QEMU first. */
+	kl_detach_oom_adjust(-1);
 	if (open_entry(&a, &logfd) < 0) {
 		rc = 1;
 		goto out;

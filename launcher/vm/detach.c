@@ -96,6 +96,7 @@ struct detach_block {
 	char *argv[MAX_ARGS + 1];
 	int nice;
 	int fork_errno;
+	int go_read, go_write; /* background: EOF on go_read once the launcher has exec'd */
 	char first_stack[CHILD_STACK] __attribute__((aligned(16)));
 	char helper_stack[CHILD_STACK] __attribute__((aligned(16)));
 };
@@ -120,6 +121,16 @@ void kl_detach_exec_follows(void)
 static void become_helper(struct detach_block *b)
 {
 	reset_signals();
+	if (b->go_read >= 0) {
+		/* The launcher's end is close-on-exec: EOF means QEMU runs (or
+		 * the launcher is gone), and this helper's exec no longer
+		 * competes with the launcher for a CPU. */
+		char c;
+		close(b->go_write);
+		while (read(b->go_read, &c, 1) < 0 && errno == EINTR)
+			;
+		close(b->go_read);
+	}
 	if (b->nice)
 		setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + b->nice);
 	/* First out of the way of 3.., then into place (dup2 clears close-on-exec). */
@@ -207,6 +218,7 @@ int kl_detach_spawn(const struct kl_detach_helper *h, struct kl_error *err)
 	bool shared = exec_follows && access("/proc/self/exe", X_OK) == 0;
 	bool later = shared && h->background && npending < MAX_PENDING;
 	struct detach_block *b = xcalloc(1, sizeof *b);
+	b->go_read = b->go_write = -1;
 	b->h = shared ? NULL : h;
 	b->what = h->what;
 	memcpy(b->fds, h->fds, h->nfds * sizeof *h->fds);
@@ -214,10 +226,21 @@ int kl_detach_spawn(const struct kl_detach_helper *h, struct kl_error *err)
 	for (size_t i = 0; i < argc; i++)
 		b->argv[i] = shared ? xstrdup(h->argv[i]) : h->argv[i];
 	b->nice = h->nice;
+	int go[2] = { -1, -1 };
+	/* (Under valgrind the helper is a vfork of the first child: it must
+	 * not wait, or the first child and we with it never go on.) */
+	if (later && !vfork_under_valgrind() && pipe2(go, O_CLOEXEC) < 0)
+		go[0] = go[1] = -1; /* then it just does not wait */
+	b->go_read = go[0];
+	b->go_write = go[1];
 	int flags = CLONE_VM | SIGCHLD | (later ? vfork_under_valgrind() : CLONE_VFORK);
 	pid_t child = clone(first_child, b->first_stack + CHILD_STACK, flags, b);
+	if (go[0] >= 0)
+		close(go[0]); /* go[1] stays open until the exec */
 	if (child < 0) {
 		int e = errno;
+		if (go[1] >= 0)
+			close(go[1]);
 		if (!shared)
 			free(b);
 		return kl_error_errno(err, e, "cannot fork the %s", h->what);

@@ -30,7 +30,9 @@ struct kl_detach_helper {
 	size_t nfds;
 	int nice;
 	/* After kl_detach_exec_follows: not even the first child is waited
-	 * for here, but in kl_detach_reap; a failure to start is only logged. */
+	 * for here, but in kl_detach_reap; a failure to start is only logged;
+	 * and the helper execs only once we have exec'd (QEMU), so that it
+	 * competes with QEMU's start, not with ours. */
 	bool background;
 	int (*fallback)(void *arg);
 	void *arg;
@@ -52,9 +54,11 @@ void kl_detach_reap(void);
  * errno when /proc refuses (lowering needs CAP_SYS_RESOURCE). */
 int kl_detach_oom_adjust(int delta);
 
-/* Right before execve of QEMU, after every helper was started: QEMU raises
- * its own oom_score_adj by one (an unprivileged process may raise it, not
- * lower it), so that the OOM killer never picks a helper before QEMU. */
+/* Before QEMU's helpers are started (they share the launcher's memory, and
+ * so its oom_score_adj, until their exec): QEMU-to-be raises its own
+ * oom_score_adj by one (an unprivileged process may raise it, not lower it
+ * below where it was), and each helper goes back down by one after its
+ * exec, so that the OOM killer never picks a helper before QEMU. */
 void kl_detach_oom_rank_qemu(void);
 
 #endif

@@ -42,8 +42,10 @@ static bool qemu_gone(int pidfd, pid_t pid, unsigned long long ticks)
 
 static void lower_oom_score(void)
 {
-	if (kl_detach_oom_adjust(-RELAY_OOM_BELOW_QEMU) < 0)
-		kl_info("relay: cannot lower oom_score_adj by %d: %s", RELAY_OOM_BELOW_QEMU, strerror(errno));
+	/* Without CAP_SYS_RESOURCE only back down to where the launcher was
+	 * before it ranked QEMU one above (kl_detach_oom_rank_qemu). */
+	if (kl_detach_oom_adjust(-RELAY_OOM_BELOW_QEMU) < 0 && kl_detach_oom_adjust(-1) < 0)
+		kl_info("relay: cannot lower oom_score_adj: %s", strerror(errno));
 }
 
 bool kl_relay_qemu_gone(const struct kl_relay_proc *p)
