@@ -156,6 +156,7 @@ measure() {
 	done
 }
 shapes=${START_SHAPES:-libvirt stdio}
+[ "$pairs" -gt 0 ] || shapes= # START_PAIRS=0: only the libvirt part
 for shape in $shapes; do
 	case $shape in
 	libvirt)
