@@ -57,6 +57,10 @@ echo "QEMU $QPID, agent $APID"
 # Detached: reparented (not QEMU's child), its own session, no zombie under QEMU.
 [ "$(field "$APID" 4)" != "$QPID" ] || fail "the agent is QEMU's child"
 [ "$(field "$APID" 6)" != "$(field "$QPID" 6)" ] || fail "the agent shares QEMU's session"
+# Niceness 10 above QEMU's (field 19): nothing it does at start is urgent.
+qn=$(field "$QPID" 19)
+an=$(field "$APID" 19)
+[ "$an" = "$(( qn + 10 > 19 ? 19 : qn + 10 ))" ] || fail "agent niceness $an, QEMU's $qn"
 for p in /proc/[0-9]*; do
 	[ -r "$p/stat" ] || continue
 	if [ "$(field "${p#/proc/}" 4 2>/dev/null)" = "$QPID" ]; then
