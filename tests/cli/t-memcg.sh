@@ -28,6 +28,23 @@ if [ -f /sys/fs/cgroup/unified/cgroup.controllers ] && ! grep -qw memory /sys/fs
 	case $out in *"no memory controller"*"no memory accounting possible"*) tested_v2none=1 ;; *) fail "unified: $out" ;; esac
 fi
 
+# A mount namespace with /sys but not the cgroup mounts below it (the backports root binds /sys alone) while this
+# process is in a v1 memory cgroup: mount the kernel's memory hierarchy for this test (the same hierarchy, private
+# to the namespace) and use it as the cgroup root.
+if ! "$H" pid $$ > /dev/null 2>&1 && [ ! -e /sys/fs/cgroup/memory ] &&
+	grep -q '^[0-9]*:\([^:]*,\)\{0,1\}memory\(,[^:]*\)\{0,1\}:' /proc/self/cgroup; then
+	mkdir -p "$TMP/cg/memory"
+	if mount -t cgroup -o memory kl-t-memcg "$TMP/cg/memory" 2> /dev/null; then
+		cleanup_fn "umount -l '$TMP/cg/memory'"
+		H_ROOT=$TMP/cg
+		echo "the memory hierarchy is not mounted at /sys/fs/cgroup/memory here: mounted it at $H_ROOT/memory"
+	fi
+fi
+if [ -n "${H_ROOT:-}" ]; then
+	mc() { "$KL_TOP/tests/helpers/memcg-cli" --root "$H_ROOT" "$@"; }
+	H=mc
+fi
+
 # The real hierarchy: this test's own memory cgroup.
 if ! own=$("$H" pid $$ 2>&1); then
 	echo "SKIP: $0: no memory cgroup here ($own); tested the missing and v2-without-memory cases only"
