@@ -226,13 +226,11 @@ static bool wants_throttles(const struct agent *a)
 	return false;
 }
 
+/* Called when wants_throttles(a). */
 static void apply_throttles(struct agent *a)
 {
 	json_object *disks = kl_json_get(a->state, "disks", json_type_array);
 	size_t n = disks ? json_object_array_length(disks) : 0;
-	if (!wants_throttles(a))
-		return;
-
 	_cleanup_json_ json_object *blocks = NULL;
 	_cleanup_json_ json_object *applied = json_object_new_array();
 	struct kl_error err = KL_ERROR_INIT;

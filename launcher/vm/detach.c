@@ -21,7 +21,6 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-#include "common/cleanup.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -218,7 +217,6 @@ int kl_detach_spawn(const struct kl_detach_helper *h, struct kl_error *err)
 	bool shared = exec_follows && access("/proc/self/exe", X_OK) == 0;
 	bool later = shared && h->background && npending < MAX_PENDING;
 	struct detach_block *b = xcalloc(1, sizeof *b);
-	b->go_read = b->go_write = -1;
 	b->h = shared ? NULL : h;
 	b->what = h->what;
 	memcpy(b->fds, h->fds, h->nfds * sizeof *h->fds);
